@@ -1,0 +1,1 @@
+"""Field data sources. Each source is an async context manager that yields `Batch`es."""

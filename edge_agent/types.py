@@ -1,0 +1,103 @@
+"""Data passed between pipeline stages: frozen, slotted, no behaviour beyond trivial helpers.
+
+Time is always carried with the data (seconds since the Unix epoch, float), never read from a clock
+inside a stage; that keeps every stage replayable in virtual time.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float32]
+
+
+class Quality(enum.IntEnum):
+    """OPC-style quality of one reading; ordered so that max() picks the worst."""
+
+    GOOD = 0
+    UNCERTAIN = 1
+    BAD = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One value of one point of one source."""
+
+    point: str
+    value: float
+    quality: Quality = Quality.GOOD
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """All readings a source obtained at one instant (one poll cycle, one message)."""
+
+    source: str
+    ts: float
+    readings: tuple[Reading, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One row of an asset's signals on its sample grid. `valid` is False when any signal was
+    missing, stale or bad at that grid instant."""
+
+    ts: float
+    values: FloatArray
+    valid: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A (window, signals) block of consecutive valid samples, ending at `ts`."""
+
+    asset: str
+    ts: float
+    values: FloatArray
+    last: FloatArray = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    """The detector's verdict on one window."""
+
+    asset: str
+    ts: float
+    score: float
+    signal_errors: FloatArray
+    last: FloatArray
+
+
+class AlertEventKind(enum.StrEnum):
+    RAISED = "raised"
+    CLEARED = "cleared"
+
+
+@dataclass(frozen=True, slots=True)
+class Contribution:
+    signal: str
+    share: float
+    value: float
+    normal_low: float
+    normal_high: float
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEvent:
+    """A change in an asset's alert state, ready to be serialized upstream."""
+
+    alert_id: str
+    event: AlertEventKind
+    asset: str
+    ts: float
+    score: float
+    threshold: float
+    severity: str
+    kind: str
+    message: str
+    contributions: tuple[Contribution, ...]
+    model_version: str
