@@ -1,0 +1,1 @@
+"""Alert policy (pure) and the JSON messages published upstream."""

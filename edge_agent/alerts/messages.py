@@ -1,0 +1,89 @@
+"""Upstream topics and JSON payloads. Every payload has a JSON Schema in `schemas/`."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any
+
+from edge_agent.types import AlertEvent
+
+ALERT_SCHEMA = "edge-agent/alert/1"
+STATUS_SCHEMA = "edge-agent/status/1"
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    prefix: str
+    site: str
+    gateway: str
+
+    @property
+    def base(self) -> str:
+        return f"{self.prefix.rstrip('/')}/{self.site}/{self.gateway}"
+
+    def alert(self, asset: str) -> str:
+        return f"{self.base}/alerts/{asset}"
+
+    @property
+    def status(self) -> str:
+        return f"{self.base}/status"
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def alert_payload(e: AlertEvent, site: str, gateway: str) -> dict[str, Any]:
+    return {
+        "schema": ALERT_SCHEMA,
+        "alert_id": e.alert_id,
+        "event": e.event.value,
+        "site": site,
+        "gateway": gateway,
+        "asset": e.asset,
+        "ts": iso(e.ts),
+        "kind": e.kind,
+        "severity": e.severity,
+        "score": round(e.score, 6),
+        "threshold": round(e.threshold, 6),
+        "message": e.message,
+        "contributions": [
+            {
+                "signal": c.signal,
+                "share": c.share,
+                "value": c.value,
+                "normal_low": c.normal_low,
+                "normal_high": c.normal_high,
+            }
+            for c in e.contributions
+        ],
+        "model_version": e.model_version,
+    }
+
+
+def status_payload(
+    state: str, site: str, gateway: str, version: str, models: dict[str, str], ts: float
+) -> dict[str, Any]:
+    return {
+        "schema": STATUS_SCHEMA,
+        "state": state,
+        "site": site,
+        "gateway": gateway,
+        "agent_version": version,
+        "models": models,
+        "ts": iso(ts),
+    }
+
+
+def encode(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+
+
+def load_schema(name: str) -> dict[str, Any]:
+    """The JSON Schema shipped for a message kind (`alert` or `status`)."""
+    text = resources.files("edge_agent.alerts").joinpath(f"schemas/{name}.v1.json").read_text()
+    schema: dict[str, Any] = json.loads(text)
+    return schema

@@ -1,0 +1,1 @@
+"""Pure stream stages: assembler → windows → normalize. No I/O, no clocks."""

@@ -1,0 +1,100 @@
+import numpy as np
+import pytest
+
+from edge_agent.stream.assembler import Assembler
+from edge_agent.stream.normalize import Scaler
+from edge_agent.stream.windows import WindowBuffer
+from edge_agent.types import Batch, Quality, Reading, Sample
+
+COLS = {("plc", "a"): 0, ("plc", "b"): 1}
+
+
+def batch(ts, a, b, qa=Quality.GOOD, source="plc"):
+    return Batch(source, ts, (Reading("a", a, qa), Reading("b", b)))
+
+
+def test_batches_on_the_grid_give_one_sample_each():
+    asm = Assembler(COLS, period=1.0, max_age=2.5)
+    out = [s for t in range(5) for s in asm.push(batch(100.0 + t, t, 10 * t))]
+    assert [s.ts for s in out] == [100.0, 101.0, 102.0, 103.0, 104.0]
+    assert all(s.valid for s in out)
+    assert out[3].values.tolist() == [3.0, 30.0]
+
+
+def test_sample_and_hold_between_batches_and_no_lookahead():
+    asm = Assembler(COLS, period=1.0, max_age=2.5)
+    asm.push(batch(0.0, 1, 1))
+    out = asm.push(batch(2.5, 2, 2))  # instants 1 and 2 use the value known then
+    assert [(s.ts, s.values[0]) for s in out] == [(1.0, 1.0), (2.0, 1.0)]
+
+
+def test_stale_signal_makes_samples_invalid():
+    asm = Assembler(COLS, period=1.0, max_age=1.5)
+    asm.push(batch(0.0, 1, 1))
+    # Only signal b keeps updating; a goes stale after 1.5 s.
+    out = []
+    for t in (1.0, 2.0, 3.0):
+        out += asm.push(Batch("plc", t, (Reading("b", t),)))
+    assert [s.valid for s in out] == [True, False, False]
+
+
+def test_bad_quality_and_nan_make_samples_invalid():
+    asm = Assembler(COLS, period=1.0, max_age=2.0)
+    assert not asm.push(batch(0.0, 1, 1, qa=Quality.BAD))[0].valid
+    assert not asm.push(batch(1.0, float("nan"), 1))[0].valid
+    assert asm.push(batch(2.0, 1, 1))[0].valid
+
+
+def test_long_silence_collapses_into_one_invalid_sample():
+    asm = Assembler(COLS, period=1.0, max_age=2.0)
+    asm.push(batch(0.0, 1, 1))
+    out = asm.push(batch(10_000.0, 2, 2))
+    assert len(out) < 10
+    assert not all(s.valid for s in out)
+    assert out[-1].ts == 10_000.0 and out[-1].valid
+    # The grid continues from there without drift.
+    assert [s.ts for s in asm.push(batch(10_001.0, 3, 3))] == [10_001.0]
+
+
+def test_other_sources_are_ignored():
+    asm = Assembler(COLS, period=1.0, max_age=2.0)
+    assert asm.push(batch(0.0, 1, 1, source="other")) == []
+
+
+def sample(t, v, valid=True):
+    return Sample(float(t), np.array([v, -v], np.float32), valid)
+
+
+def test_windows_emit_every_hop_after_filling():
+    wb = WindowBuffer(window=4, hop=2, n_signals=2)
+    emitted = [(t, w) for t in range(10) if (w := wb.push(sample(t, t))) is not None]
+    assert [t for t, _ in emitted] == [3, 5, 7, 9]
+    assert emitted[0][1][:, 0].tolist() == [0, 1, 2, 3]
+    assert emitted[-1][1][:, 0].tolist() == [6, 7, 8, 9]
+    assert emitted[-1][1].flags["C_CONTIGUOUS"]
+
+
+def test_windows_never_span_a_gap():
+    wb = WindowBuffer(window=3, hop=1, n_signals=2)
+    out = []
+    for t in range(8):
+        w = wb.push(sample(t, t, valid=(t != 3)))
+        if w is not None:
+            out.append(w[:, 0].tolist())
+    assert out == [[0, 1, 2], [4, 5, 6], [5, 6, 7]]
+    assert wb.gaps == 1
+
+
+def test_returned_window_is_a_copy():
+    wb = WindowBuffer(window=2, hop=1, n_signals=2)
+    wb.push(sample(0, 0))
+    w = wb.push(sample(1, 1))
+    wb.push(sample(2, 2))
+    assert w[:, 0].tolist() == [0, 1]
+
+
+def test_scaler():
+    s = Scaler([1.0, 2.0], [2.0, 4.0])
+    assert s.apply(np.array([[3.0, 6.0]], np.float32)).tolist() == [[1.0, 1.0]]
+    with pytest.raises(ValueError):
+        Scaler([0.0], [0.0])
