@@ -1,0 +1,1 @@
+"""Device simulators with physics-flavoured fault scenarios, served over real protocols."""
