@@ -1,0 +1,104 @@
+"""Read historian-style CSV files: one timestamp column, one column per signal, `,` or `;`.
+
+Timestamps may be ISO 8601 (with or without zone; naive means UTC) or Unix epoch seconds. Empty
+cells are NaN. Non-numeric columns (such as a `label` column) are kept apart as text.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+TIME_NAMES = ("timestamp", "time", "ts", "datetime", "date_time", "_time")
+
+
+class CsvError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Table:
+    ts: npt.NDArray[np.float64]
+    columns: list[str]
+    values: npt.NDArray[np.float64]  # rows × numeric columns, NaN where empty
+    text: dict[str, list[str]]  # non-numeric columns
+
+    def select(self, names: list[str]) -> npt.NDArray[np.float64]:
+        missing = [n for n in names if n not in self.columns]
+        if missing:
+            raise CsvError(
+                f"columns not in the data: {', '.join(missing)} (have {', '.join(self.columns)})"
+            )
+        return self.values[:, [self.columns.index(n) for n in names]]
+
+    def inferred_period(self) -> float:
+        d = np.diff(self.ts)
+        d = d[d > 0]
+        if d.size == 0:
+            raise CsvError("cannot infer the sample period: fewer than two distinct timestamps")
+        # Timestamps are often written with millisecond resolution; do not carry the rounding.
+        return round(float(np.median(d)), 6)
+
+
+def parse_time(text: str) -> float:
+    text = text.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        dt = datetime.fromisoformat(text.replace(" ", "T", 1) if "T" not in text else text)
+    except ValueError:
+        raise CsvError(f"unrecognized timestamp {text!r}") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.timestamp()
+
+
+def _float(cell: str) -> float:
+    cell = cell.strip()
+    if not cell:
+        return math.nan
+    return float(cell)
+
+
+def read_table(path: Path) -> Table:
+    try:
+        with path.open(encoding="utf-8", newline="") as fh:
+            head = fh.readline()
+            sep = ";" if head.count(";") > head.count(",") else ","
+            fh.seek(0)
+            rows = list(csv.reader(fh, delimiter=sep))
+    except OSError as exc:
+        raise CsvError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if len(rows) < 2:
+        raise CsvError(f"{path}: needs a header and at least one data row")
+    header = [h.strip() for h in rows[0]]
+    body = [r for r in rows[1:] if any(c.strip() for c in r)]
+    tcol = next((i for i, h in enumerate(header) if h.lower() in TIME_NAMES), 0)
+    try:
+        ts = np.array([parse_time(r[tcol]) for r in body], dtype=np.float64)
+    except (CsvError, IndexError) as exc:
+        raise CsvError(f"{path}: column {header[tcol]!r}: {exc}") from None
+    if np.any(np.diff(ts) < 0):
+        raise CsvError(f"{path}: timestamps are not in ascending order")
+    numeric: list[str] = []
+    cols: list[list[float]] = []
+    text: dict[str, list[str]] = {}
+    for i, name in enumerate(header):
+        if i == tcol:
+            continue
+        cells = [r[i] if i < len(r) else "" for r in body]
+        try:
+            cols.append([_float(c) for c in cells])
+            numeric.append(name)
+        except ValueError:
+            text[name] = [c.strip() for c in cells]
+    values = np.array(cols, dtype=np.float64).T if cols else np.zeros((len(body), 0))
+    return Table(ts=ts, columns=numeric, values=values, text=text)

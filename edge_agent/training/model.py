@@ -1,0 +1,55 @@
+"""The student model: a small 1-D convolutional autoencoder over (window, signals).
+
+The exported graph computes the anomaly score itself: per-signal mean squared reconstruction
+error over the window, and its mean over signals. Scoring inside the graph keeps the runtime
+free of model-specific post-processing and lets int8 agreement be measured on the score itself.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ConvAutoencoder(nn.Module):
+    def __init__(self, n_signals: int, window: int, width: int = 32, latent: int | None = None):
+        super().__init__()
+        if window % 4:
+            raise ValueError("window must be a multiple of 4 (two stride-2 stages)")
+        # A narrow bottleneck: the model must explain the signals from a few shared factors (load,
+        # temperatures), so a signal that leaves its relation to the others is not reproduced.
+        latent = latent or max(2, n_signals // 2)
+        self.encoder = nn.Sequential(
+            nn.Conv1d(n_signals, width, 5, padding=2),
+            nn.ReLU(),
+            nn.Conv1d(width, width, 5, stride=2, padding=2),
+            nn.ReLU(),
+            nn.Conv1d(width, latent, 5, stride=2, padding=2),
+            nn.ReLU(),
+        )
+        self.decoder = nn.Sequential(
+            nn.ConvTranspose1d(latent, width, 4, stride=2, padding=1),
+            nn.ReLU(),
+            nn.ConvTranspose1d(width, width, 4, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv1d(width, n_signals, 5, padding=2),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (batch, signals, window) → reconstruction of the same shape."""
+        out: torch.Tensor = self.decoder(self.encoder(x))
+        return out
+
+
+class Scorer(nn.Module):
+    """Export wrapper: (batch, window, signals) → score (batch,), signal_error (batch, signals)."""
+
+    def __init__(self, model: ConvAutoencoder) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = window.transpose(1, 2)
+        err = (self.model(x) - x) ** 2
+        signal_error = err.mean(dim=2)
+        return signal_error.mean(dim=1), signal_error

@@ -1,0 +1,254 @@
+"""Train a bundle from normal data: windows → autoencoder → ONNX fp32 → static int8 → threshold
+calibrated on held-out normal windows (the chronologically last part of the data) → bundle."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from tqdm import tqdm
+
+from edge_agent.csvdata import Table
+from edge_agent.inference.bundle import (
+    MANIFEST,
+    SCHEMA_VERSION,
+    Bundle,
+    sha256_file,
+    write_manifest,
+)
+from edge_agent.training.export import (
+    INPUT,
+    export_onnx,
+    quantize_int8,
+    run_scores,
+    session,
+)
+from edge_agent.training.model import ConvAutoencoder, Scorer
+
+log = logging.getLogger(__name__)
+F64 = npt.NDArray[np.float64]
+F32 = npt.NDArray[np.float32]
+
+
+class TrainingError(ValueError):
+    """Training data or options that cannot give a usable bundle; the message says why."""
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    window: int = 32
+    hop: int = 4
+    max_steps: int = 1500
+    batch_size: int = 128
+    learning_rate: float = 2e-3
+    seed: int = 0
+    quantile: float = 0.999
+    margin: float = 0.25
+    holdout: float = 0.2
+    progress: bool = True
+
+
+def segments(ts: F64, x: F64, period: float) -> list[F64]:
+    """Split rows into runs without NaN and without time gaps (> 1.5 periods)."""
+    ok = np.all(np.isfinite(x), axis=1)
+    breaks = np.ones(len(ts), dtype=bool)
+    breaks[1:] = np.diff(ts) > 1.5 * period
+    out, start = [], None
+    for i in range(len(ts)):
+        if not ok[i]:
+            if start is not None:
+                out.append(x[start:i])
+            start = None
+            continue
+        if start is None:
+            start = i
+        elif breaks[i]:
+            out.append(x[start:i])
+            start = i
+    if start is not None:
+        out.append(x[start:])
+    return out
+
+
+def windows_of(segs: list[F64], window: int) -> F32:
+    views = [
+        np.lib.stride_tricks.sliding_window_view(s, window, axis=0).transpose(0, 2, 1)
+        for s in segs
+        if len(s) >= window
+    ]
+    if not views:
+        return np.zeros((0, window, segs[0].shape[1] if segs else 0), np.float32)
+    return np.concatenate(views).astype(np.float32)
+
+
+def _fit(scorer: Scorer, train: F32, opts: TrainOptions) -> list[float]:
+    torch.manual_seed(opts.seed)
+    rng = np.random.default_rng(opts.seed)
+    optim = torch.optim.Adam(scorer.parameters(), lr=opts.learning_rate)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(optim, T_max=opts.max_steps)
+    data = torch.from_numpy(train)
+    losses: list[float] = []
+    scorer.train()
+    bar = tqdm(range(opts.max_steps), desc="training", unit="step", disable=not opts.progress)
+    for step in bar:
+        idx = torch.from_numpy(rng.integers(0, len(data), size=min(opts.batch_size, len(data))))
+        score, _ = scorer(data[idx])
+        loss = score.mean()
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+        sched.step()
+        losses.append(float(loss.detach()))
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+    scorer.eval()
+    return losses
+
+
+def train_bundle(
+    table: Table,
+    signals: list[str],
+    out_dir: Path,
+    opts: TrainOptions,
+    expected_period: float | None = None,
+    units: list[str] | None = None,
+    name: str = "model",
+) -> Bundle:
+    t_start = time.monotonic()
+    x = table.select(signals)
+    if len(x) == 0:
+        raise TrainingError("the data has no rows")
+    period = table.inferred_period()
+    if expected_period is not None and not math.isclose(period, expected_period, rel_tol=0.01):
+        raise TrainingError(
+            f"data sample period {period:g} s differs from the asset's sample_period_s "
+            f"{expected_period:g} s"
+        )
+    empty = [s for s, col in zip(signals, x.T, strict=True) if not np.any(np.isfinite(col))]
+    if empty:
+        raise TrainingError(f"signals with no numeric values: {', '.join(empty)}")
+    w = opts.window
+    need = math.ceil(w / opts.holdout) + w
+    if len(x) < need:
+        raise TrainingError(
+            f"too few rows: {len(x)}; need at least {need} for window {w} with "
+            f"{opts.holdout:.0%} held out for calibration"
+        )
+    nan_rows = int(np.sum(~np.all(np.isfinite(x), axis=1)))
+    if nan_rows:
+        log.warning("%d rows with missing values are skipped (windows never span them)", nan_rows)
+
+    cut = int(len(x) * (1 - opts.holdout))
+    fit_rows, cal_rows = x[:cut], x[cut:]
+    train_w = windows_of(segments(table.ts[:cut], fit_rows, period), w)
+    cal_raw = windows_of(segments(table.ts[cut:], cal_rows, period), w)
+    if len(train_w) < 16 or len(cal_raw) < 16:
+        raise TrainingError(
+            f"too few complete windows after removing gaps: {len(train_w)} for training, "
+            f"{len(cal_raw)} for calibration (need 16 each)"
+        )
+
+    finite = fit_rows[np.all(np.isfinite(fit_rows), axis=1)]
+    mean = finite.mean(axis=0)
+    std = finite.std(axis=0)
+    # A constant signal has std 0; floor the scale so it cannot divide by zero and a tiny
+    # change of it does not dominate the score.
+    floor = 1e-3 * np.maximum(1.0, np.abs(mean))
+    constant = [s for s, sd, f in zip(signals, std, floor, strict=True) if sd < f]
+    if constant:
+        log.warning("constant (or nearly) in training data: %s", ", ".join(constant))
+    scale = np.maximum(std, floor)
+    low, high = np.percentile(finite, 0.5, axis=0), np.percentile(finite, 99.5, axis=0)
+
+    def norm(a: F32) -> F32:
+        out: F32 = ((a - mean.astype(np.float32)) / scale.astype(np.float32)).astype(np.float32)
+        return out
+
+    train_n, cal_n = norm(train_w), norm(cal_raw)
+    scorer = Scorer(ConvAutoencoder(len(signals), w))
+    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    losses = _fit(scorer, train_n, opts)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir) as tmp_s:
+        tmp = Path(tmp_s)
+        fp32, int8 = tmp / "model.fp32.onnx", tmp / "model.onnx"
+        export_onnx(scorer, w, len(signals), fp32)
+        rng = np.random.default_rng(opts.seed)
+        calib = train_n[rng.choice(len(train_n), size=min(512, len(train_n)), replace=False)]
+        quantize_int8(fp32, int8, calib)
+        s32 = run_scores(session(fp32), cal_n)
+        s8 = run_scores(session(int8), cal_n)
+        raise_t = float(np.quantile(s8, opts.quantile)) * (1 + opts.margin)
+        clear_t = min(raise_t, float(np.quantile(s8, 0.99)) * (1 + opts.margin))
+        with torch.no_grad():
+            torch_scores = scorer(torch.from_numpy(cal_n))[0].numpy()
+        agreement = {
+            "int8_vs_fp32_pearson": float(np.corrcoef(s8, s32)[0, 1]),
+            "int8_vs_fp32_median_rel_diff": float(
+                np.median(np.abs(s8 - s32) / np.maximum(s32, 1e-9))
+            ),
+            "int8_vs_fp32_decision_agreement": float(np.mean((s8 > raise_t) == (s32 > raise_t))),
+            "onnx_fp32_vs_torch_max_abs_diff": float(np.max(np.abs(s32 - torch_scores))),
+        }
+        for f in (fp32, int8):
+            shutil.move(str(f), out_dir / f.name)
+
+    digest = sha256_file(out_dir / "model.onnx")
+    created = datetime.now(UTC)
+    manifest: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "model_version": f"{name}-{created:%Y%m%dT%H%M%SZ}-{digest[:8]}",
+        "created_at": created.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "signals": signals,
+        "units": units,
+        "sample_period_s": period,
+        "window": w,
+        "hop": opts.hop,
+        "scaler": {"mean": mean.tolist(), "scale": scale.tolist()},
+        "normal_range": {"low": low.tolist(), "high": high.tolist()},
+        "threshold": {
+            "raise": raise_t,
+            "clear": clear_t,
+            "method": "quantile of int8 scores on held-out normal windows, times (1 + margin)",
+            "quantile": opts.quantile,
+            "margin": opts.margin,
+            "calibration_windows": len(cal_n),
+        },
+        "model": {
+            "file": "model.onnx",
+            "input": INPUT,
+            "outputs": ["score", "signal_error"],
+            "precision": "int8",
+            "architecture": "conv1d-autoencoder",
+        },
+        "files": {
+            f: {"sha256": sha256_file(out_dir / f), "bytes": (out_dir / f).stat().st_size}
+            for f in ("model.onnx", "model.fp32.onnx")
+        },
+        "agreement": agreement,
+        "training": {
+            "rows": len(x),
+            "train_windows": len(train_n),
+            "calibration_windows": len(cal_n),
+            "steps": opts.max_steps,
+            "final_loss": float(np.mean(losses[-50:])),
+            "seconds": round(time.monotonic() - t_start, 1),
+            "seed": opts.seed,
+            "hash": hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()[:16],
+        },
+    }
+    write_manifest(out_dir, manifest)
+    log.info("bundle written to %s (%s)", out_dir / MANIFEST, manifest["model_version"])
+    return Bundle.load(out_dir)

@@ -1,0 +1,116 @@
+"""Bundle verification and training input checks, on a bundle really trained from simulator data."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_agent.config import Asset
+from edge_agent.csvdata import Table
+from edge_agent.inference.bundle import Bundle, BundleError
+from edge_agent.pipeline import AssetPipeline
+from tests.conftest import PERIOD, SIGNALS, agent_config
+
+
+def copy_bundle(bundle: Bundle, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(bundle.directory, tmp_path / "b"))
+
+
+def test_trained_bundle_is_int8_and_verified(trained_bundle):
+    m = trained_bundle.manifest
+    assert m.model.precision == "int8"
+    assert m.signals == SIGNALS
+    assert m.threshold.clear <= m.threshold.raise_
+    assert m.agreement["int8_vs_fp32_decision_agreement"] >= 0.99
+    # The quantized graph really holds int8 weights (QDQ): DequantizeLinear nodes are present.
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(trained_bundle.model_path)).graph.node}
+    assert "DequantizeLinear" in ops and "QuantizeLinear" in ops
+    assert Bundle.load(trained_bundle.directory).manifest == m
+
+
+def test_tampered_model_is_refused(trained_bundle, tmp_path):
+    d = copy_bundle(trained_bundle, tmp_path)
+    with (d / "model.onnx").open("ab") as fh:
+        fh.write(b"\0")
+    with pytest.raises(BundleError, match="checksum mismatch"):
+        Bundle.load(d)
+
+
+def test_broken_manifest_is_refused(trained_bundle, tmp_path):
+    d = copy_bundle(trained_bundle, tmp_path)
+    m = json.loads((d / "manifest.json").read_text())
+    m["scaler"]["mean"] = m["scaler"]["mean"][:-1]
+    (d / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(BundleError, match=r"scaler\.mean has 7 entries for 8 signals"):
+        Bundle.load(d)
+
+
+def test_signal_mismatch_names_the_difference(trained_bundle):
+    with pytest.raises(BundleError, match="config signals not in bundle: vibration_xx"):
+        trained_bundle.check_signals([*SIGNALS[:-1], "vibration_xx"])
+
+
+def test_sample_period_mismatch_is_refused(trained_bundle):
+    asset = Asset(
+        name="pump-1", sample_period_s=1.0, bundle=trained_bundle.directory,
+        signals=[{"name": s, "source": "plc"} for s in SIGNALS],
+    )  # fmt: skip
+    with pytest.raises(BundleError, match="sample period"):
+        AssetPipeline(asset, trained_bundle)
+
+
+def test_agent_refuses_mismatched_bundle_with_exit_2(trained_bundle, tmp_path):
+    d = copy_bundle(trained_bundle, tmp_path)
+    m = json.loads((d / "manifest.json").read_text())
+    m["signals"][0] = "spindle_speed"
+    (d / "manifest.json").write_text(json.dumps(m))
+    cfg = agent_config(tmp_path / "a.yaml", sim_port=1502, broker_port=1883, bundle=d)
+    r = subprocess.run(
+        [sys.executable, "-m", "edge_agent", "run", "--config", str(cfg)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert r.returncode == 2
+    assert "bundle signals not in config: spindle_speed" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def table(n, cols=2, period=1.0):
+    rng = np.random.default_rng(0)
+    return Table(
+        ts=np.arange(n) * period,
+        columns=[f"s{i}" for i in range(cols)],
+        values=rng.normal(size=(n, cols)),
+        text={},
+    )
+
+
+def test_training_input_errors_are_clear(tmp_path):
+    pytest.importorskip("torch")
+    from edge_agent.training.train import TrainingError, TrainOptions, train_bundle
+
+    opts = TrainOptions(max_steps=5, progress=False)
+    with pytest.raises(TrainingError, match="too few rows: 50"):
+        train_bundle(table(50), ["s0", "s1"], tmp_path / "x", opts)
+    t = table(400)
+    t.values[:, 1] = np.nan
+    with pytest.raises(TrainingError, match="no numeric values: s1"):
+        train_bundle(t, ["s0", "s1"], tmp_path / "x", opts)
+    with pytest.raises(TrainingError, match="sample period 1 s differs"):
+        train_bundle(table(400), ["s0", "s1"], tmp_path / "x", opts, expected_period=PERIOD)
+
+
+def test_constant_signal_and_gaps_still_train(tmp_path):
+    pytest.importorskip("torch")
+    from edge_agent.training.train import TrainOptions, train_bundle
+
+    t = table(600)
+    t.values[:, 1] = 5.0  # constant: must not give a zero scale
+    t.values[100:110, 0] = np.nan  # a gap: windows must not span it
+    b = train_bundle(t, ["s0", "s1"], tmp_path / "b", TrainOptions(max_steps=20, progress=False))
+    assert all(s > 0 for s in b.manifest.scaler.scale)
