@@ -1,0 +1,125 @@
+"""Wiring of the running agent: one TaskGroup with a task per source, the pipeline task and the
+upstream publisher. SIGTERM/SIGINT publish the offline status and stop everything within seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+
+from edge_agent import __version__
+from edge_agent.alerts.messages import alert_payload, encode
+from edge_agent.config import LoadedConfig
+from edge_agent.inference.bundle import Bundle
+from edge_agent.pipeline import AssetPipeline
+from edge_agent.sources.modbus_tcp import ModbusTcpSource
+from edge_agent.types import AlertEvent, Batch
+from edge_agent.upstream.mqtt import MqttPublisher
+
+log = logging.getLogger(__name__)
+
+
+class _Stop(Exception):
+    """Raised inside the TaskGroup to bring all tasks down on a stop request."""
+
+
+def build_pipelines(cfg: LoadedConfig) -> list[AssetPipeline]:
+    """Load and verify every asset's bundle (raises BundleError naming the problem)."""
+    return [
+        AssetPipeline(asset, Bundle.load(cfg.bundle_dir(asset))) for asset in cfg.settings.assets
+    ]
+
+
+def build_sources(cfg: LoadedConfig) -> list[ModbusTcpSource]:
+    points: dict[str, list[str]] = {}
+    for asset in cfg.settings.assets:
+        for sig in asset.signals:
+            points.setdefault(sig.source, []).append(sig.point_name)
+    return [
+        ModbusTcpSource(src, cfg.profiles[src.name], points[src.name])
+        for src in cfg.settings.sources
+        if src.name in points
+    ]
+
+
+class Agent:
+    def __init__(
+        self,
+        cfg: LoadedConfig,
+        pipelines: list[AssetPipeline],
+        password: str | None = None,
+        on_alert: Callable[[AlertEvent], None] | None = None,
+    ) -> None:
+        s = cfg.settings
+        self.cfg = cfg
+        self.pipelines = pipelines
+        self.sources = build_sources(cfg)
+        self.publisher = MqttPublisher(
+            s.upstream.mqtt,
+            s.identity,
+            __version__,
+            {p.name: p.model_version for p in pipelines},
+            password=password,
+        )
+        self._routes: dict[str, list[AssetPipeline]] = {}
+        for p in pipelines:
+            for src in p.sources:
+                self._routes.setdefault(src, []).append(p)
+        self._queue: asyncio.Queue[Batch] = asyncio.Queue(maxsize=10_000)
+        self._on_alert = on_alert
+        self.stop = asyncio.Event()
+        self.ready = asyncio.Event()
+
+    async def _pump(self, source: ModbusTcpSource) -> None:
+        async with source:
+            async for batch in source.batches():
+                # Back-pressure instead of loss: a source waits if the pipeline falls behind.
+                await self._queue.put(batch)
+
+    def handle(self, batch: Batch) -> None:
+        s = self.cfg.settings
+        for pipeline in self._routes.get(batch.source, ()):
+            for event in pipeline.push(batch):
+                log.warning("alert %s %s: %s", event.event.value, event.alert_id, event.message)
+                body = alert_payload(event, s.identity.site, s.identity.gateway)
+                self.publisher.submit(self.publisher.topics.alert(event.asset), encode(body))
+                if self._on_alert is not None:
+                    self._on_alert(event)
+
+    async def _process(self) -> None:
+        while True:
+            self.handle(await self._queue.get())
+
+    async def _wait_stop(self) -> None:
+        await self.stop.wait()
+        log.info("stopping: publishing offline status")
+        await self.publisher.close()
+        raise _Stop
+
+    async def run(self) -> None:
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for src in self.sources:
+                    tg.create_task(self._pump(src), name=f"source:{src.name}")
+                tg.create_task(self._process(), name="pipeline")
+                tg.create_task(self.publisher.run(), name="upstream:mqtt")
+                tg.create_task(self._wait_stop(), name="stop")
+                self.ready.set()
+                log.info(
+                    "agent running: %d source(s), %d asset(s)",
+                    len(self.sources),
+                    len(self.pipelines),
+                )
+        except* _Stop:
+            pass
+        log.info("stopped")
+
+
+async def run_until_signal(agent: Agent) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, agent.stop.set)
+    await agent.run()

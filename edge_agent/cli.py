@@ -1,0 +1,201 @@
+"""`edge-agent` command line: run, validate, train, demo.
+
+Exit codes: 0 ok, 1 runtime failure, 2 bad configuration / bundle / input data (so a service
+manager can refuse to restart in a tight loop on a configuration error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+
+from edge_agent.config import ConfigError, LoadedConfig, load_config
+from edge_agent.inference.bundle import BundleError
+
+EXIT_CONFIG = 2
+log = logging.getLogger("edge_agent")
+
+
+def _config_path(arg: str | None) -> Path:
+    value = arg or os.environ.get("EDGE_AGENT_CONFIG")
+    if not value:
+        print("edge-agent: no config: pass --config FILE or set EDGE_AGENT_CONFIG", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG)
+    return Path(value)
+
+
+def _load(arg: str | None) -> LoadedConfig:
+    path = _config_path(arg)
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"edge-agent: invalid config {path}:", file=sys.stderr)
+        for line in exc.errors:
+            print(f"  {line}", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG) from None
+
+
+def _read_password(cfg: LoadedConfig) -> str | None:
+    mqtt = cfg.settings.upstream.mqtt
+    if mqtt.password_file is None:
+        return os.environ.get("EDGE_AGENT_MQTT_PASSWORD")
+    path = mqtt.password_file
+    if not path.is_absolute():
+        path = cfg.path.parent / path
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        print(
+            f"edge-agent: upstream.mqtt.password_file: cannot read {path}: {exc.strerror}",
+            file=sys.stderr,
+        )
+        raise SystemExit(EXIT_CONFIG) from None
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from edge_agent.agent import build_pipelines
+
+    cfg = _load(args.config)
+    try:
+        pipelines = build_pipelines(cfg)
+    except (BundleError, ValueError) as exc:
+        print(f"edge-agent: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    s = cfg.settings
+    print(
+        f"config OK: {len(s.sources)} source(s), {len(s.assets)} asset(s); models: "
+        + ", ".join(f"{p.name}={p.model_version}" for p in pipelines)
+    )
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from edge_agent.agent import Agent, build_pipelines, run_until_signal
+    from edge_agent.logs import setup_logging
+
+    cfg = _load(args.config)
+    setup_logging(cfg.settings.logging.level, cfg.settings.logging.format)
+    try:
+        pipelines = build_pipelines(cfg)
+    except (BundleError, ValueError) as exc:
+        log.error("%s", exc)
+        return EXIT_CONFIG
+    agent = Agent(cfg, pipelines, password=_read_password(cfg))
+    asyncio.run(run_until_signal(agent))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from edge_agent.logs import setup_logging
+
+    setup_logging("INFO", "text")
+    try:
+        from edge_agent.training.train import TrainingError, TrainOptions, train_bundle
+    except ImportError as exc:
+        print(
+            f"edge-agent train needs the training extra ({exc.name} is missing): "
+            "pip install 'edge-agent[train]'",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    from edge_agent.csvdata import CsvError, read_table
+
+    expected_period: float | None = None
+    units: list[str] | None = None
+    window, hop = args.window, args.hop
+    name = "model"
+    if args.config:
+        cfg = _load(args.config)
+        assets = {a.name: a for a in cfg.settings.assets}
+        if args.asset not in assets:
+            print(
+                f"edge-agent: --asset: {args.asset!r} not in config (have {', '.join(assets)})",
+                file=sys.stderr,
+            )
+            return EXIT_CONFIG
+        asset = assets[args.asset]
+        signals = [s.name for s in asset.signals]
+        expected_period = asset.sample_period_s
+        units = [cfg.profiles[s.source].point(s.point_name).unit for s in asset.signals]
+        window = window or asset.window
+        hop = hop or asset.hop
+        name = asset.name
+    try:
+        table = read_table(Path(args.data))
+        if not args.config:
+            excluded = set(args.labels.split(",")) if args.labels else set()
+            signals = (
+                args.signals.split(",")
+                if args.signals
+                else [c for c in table.columns if c not in excluded]
+            )
+        window = window or 32
+        opts = TrainOptions(
+            window=window,
+            hop=hop or max(1, window // 8),
+            max_steps=args.steps,
+            seed=args.seed,
+            progress=sys.stderr.isatty() and not args.quiet,
+        )
+        bundle = train_bundle(
+            table, signals, Path(args.out), opts, expected_period, units, name=name
+        )
+    except (CsvError, TrainingError) as exc:
+        print(f"edge-agent train: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    m = bundle.manifest
+    print(
+        f"bundle {bundle.directory}: {m.model_version}; signals {len(m.signals)}, "
+        f"window {m.window}, "
+        f"threshold raise {m.threshold.raise_:.4g} clear {m.threshold.clear:.4g}; "
+        f"int8 vs fp32 decision agreement {m.agreement['int8_vs_fp32_decision_agreement']:.4f}"
+    )
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from edge_agent.demo import run_demo
+
+    return run_demo(Path(args.workdir), scenario=args.scenario, timeout=args.timeout)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="edge-agent", description="Edge gateway anomaly agent")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("run", help="run the agent")
+    p.add_argument("--config", help="YAML config (default: $EDGE_AGENT_CONFIG)")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("validate", help="check a config and its bundles; exit 2 on errors")
+    p.add_argument("--config")
+    p.set_defaults(func=cmd_validate)
+    p = sub.add_parser("train", help="train a model bundle from normal data (extra: train)")
+    p.add_argument("--data", required=True, help="CSV of normal operation")
+    p.add_argument("--out", required=True, help="bundle directory to write")
+    p.add_argument("--config", help="agent config: take signals and sample period from --asset")
+    p.add_argument("--asset")
+    p.add_argument("--signals", help="comma-separated columns (default: all numeric)")
+    p.add_argument("--labels", help="comma-separated columns to exclude (labels)")
+    p.add_argument("--window", type=int)
+    p.add_argument("--hop", type=int)
+    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_train)
+    p = sub.add_parser("demo", help="simulator + training + agent + broker on this machine")
+    p.add_argument("--workdir", default="demo-run")
+    p.add_argument("--scenario", default="cavitation", choices=["cavitation", "bearing_wear"])
+    p.add_argument("--timeout", type=float, default=150.0)
+    p.set_defaults(func=cmd_demo)
+    args = ap.parse_args(argv)
+    if args.cmd == "train" and bool(args.config) != bool(args.asset):
+        ap.error("--config and --asset go together")
+    rc: int = args.func(args)
+    return rc
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

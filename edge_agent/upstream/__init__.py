@@ -1,0 +1,1 @@
+"""Upstream delivery of alerts and status to an MQTT broker."""
