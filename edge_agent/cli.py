@@ -163,6 +163,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.workdir), scenario=args.scenario, timeout=args.timeout)
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    from edge_agent.replay_cli import main as replay_main
+
+    plot = Path(args.plot) if args.plot else None
+    return replay_main(Path(args.bundle), Path(args.data), Path(args.out), args.labels, plot)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="edge-agent", description="Edge gateway anomaly agent")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -185,6 +192,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_train)
+    p = sub.add_parser("replay", help="run recorded CSV through the agent's pipeline")
+    p.add_argument("--bundle", required=True)
+    p.add_argument("--data", required=True, help="CSV: a timestamp column, one column per signal")
+    p.add_argument("--out", required=True, help="per-sample scores and alert state (CSV)")
+    p.add_argument("--labels", help="label column: prints precision/recall/F1/delays")
+    p.add_argument("--plot", help="PNG with signals, score, threshold, alerts and labels")
+    p.set_defaults(func=cmd_replay)
     p = sub.add_parser("demo", help="simulator + training + agent + broker on this machine")
     p.add_argument("--workdir", default="demo-run")
     p.add_argument("--scenario", default="cavitation", choices=["cavitation", "bearing_wear"])

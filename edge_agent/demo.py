@@ -50,14 +50,17 @@ def train_demo_bundle(workdir: Path, profile_path: Path) -> Path:
     csv_path = workdir / "normal.csv"
     _say(f"recording 12000 samples of normal operation (3.3 simulated hours) to {csv_path}")
     record(load_profile(profile_path), csv_path, 12000, PERIOD, seed=SEED, speed=SPEED)
-    _say("training the autoencoder, exporting ONNX, quantizing to int8 (about 15 s)")
+    _say(
+        "training: PatchTST teacher, distilled conv-autoencoder student, ONNX, static int8 "
+        "(about a minute)"
+    )
     profile = load_profile(profile_path)
     units = [profile.point(s).unit for s in SIGNALS]
     bundle = train_bundle(
         read_table(csv_path),
         SIGNALS,
         workdir / "bundle",
-        TrainOptions(progress=False),
+        TrainOptions(progress=False, teacher_steps=300),
         units=units,
         name="pump-1",
     )

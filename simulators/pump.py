@@ -82,6 +82,11 @@ class PumpSimulator:
         self.vib_base_nde = 1.6 * (1 + 0.05 * float(self.rng.standard_normal()))
         self.ambient_mean = 20.0 + 2.0 * float(self.rng.standard_normal())
         self.ambient_phase = float(self.rng.uniform(0, 2 * math.pi))
+        # The skid has been running for thousands of hours: start at thermal equilibrium, not in a
+        # cold-start transient that no training stretch would contain.
+        s = self.state
+        s.motor_temp = self._motor_temp_target()
+        s.fluid_temp = self._fluid_temp_target()
 
     def ambient(self, t: float) -> float:
         return self.ambient_mean + 5.0 * math.sin(2 * math.pi * t / 86_400 + self.ambient_phase)
@@ -93,12 +98,16 @@ class PumpSimulator:
             s.load_setpoint = float(rng.uniform(0.6, 0.95))
         s.load = min(1.0, max(0.3, _ou(s.load, s.load_setpoint, 60.0, 0.03, dt, rng)))
         s.voltage = _ou(s.voltage, 400.0, 300.0, 2.0, dt, rng)
-        current = self._current()
-        amb = self.ambient(s.t)
-        s.motor_temp = _lag(s.motor_temp, amb + 0.012 * current**2 + 8.0, 900.0, dt)
-        s.fluid_temp = _lag(s.fluid_temp, amb + 3.0 + 4.0 * s.load, 1800.0, dt)
+        s.motor_temp = _lag(s.motor_temp, self._motor_temp_target(), 900.0, dt)
+        s.fluid_temp = _lag(s.fluid_temp, self._fluid_temp_target(), 1800.0, dt)
         s.t += dt
         s.run_hours += dt / 3600.0
+
+    def _motor_temp_target(self) -> float:
+        return self.ambient(self.state.t) + 0.012 * self._current() ** 2 + 8.0
+
+    def _fluid_temp_target(self) -> float:
+        return self.ambient(self.state.t) + 3.0 + 4.0 * self.state.load
 
     def _current(self) -> float:
         s = self.state

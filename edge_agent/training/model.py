@@ -18,6 +18,7 @@ class ConvAutoencoder(nn.Module):
             raise ValueError("window must be a multiple of 4 (two stride-2 stages)")
         # A narrow bottleneck: the model must explain the signals from a few shared factors (load,
         # temperatures), so a signal that leaves its relation to the others is not reproduced.
+        self.n_signals = n_signals
         latent = latent or max(2, n_signals // 2)
         self.encoder = nn.Sequential(
             nn.Conv1d(n_signals, width, 5, padding=2),
@@ -42,14 +43,25 @@ class ConvAutoencoder(nn.Module):
 
 
 class Scorer(nn.Module):
-    """Export wrapper: (batch, window, signals) → score (batch,), signal_error (batch, signals)."""
+    """Export wrapper: (batch, window, signals) → score (batch,), signal_error (batch, signals).
+
+    `weights` rescale each signal's error by its typical error on normal training windows, so
+    every signal counts alike (≈ 1 on normal data) instead of the hardest-to-predict one setting
+    the noise floor of the score for all.
+    """
+
+    weights: torch.Tensor
 
     def __init__(self, model: ConvAutoencoder) -> None:
         super().__init__()
         self.model = model
+        self.register_buffer("weights", torch.ones(model.n_signals))
+
+    def reconstruct(self, window: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.model(window.transpose(1, 2)).transpose(1, 2)
+        return out
 
     def forward(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = window.transpose(1, 2)
-        err = (self.model(x) - x) ** 2
-        signal_error = err.mean(dim=2)
+        err = (self.reconstruct(window) - window) ** 2
+        signal_error = err.mean(dim=1) * self.weights
         return signal_error.mean(dim=1), signal_error

@@ -57,6 +57,11 @@ class TrainOptions:
     margin: float = 0.25
     holdout: float = 0.2
     progress: bool = True
+    # Teacher: 0 steps trains the student alone (reconstruction loss only).
+    teacher_steps: int = 600
+    distill_weight: float = 0.5
+    # Windows the teacher reconstructs for distillation (each costs one pass per signal).
+    distill_windows: int = 4096
 
 
 def segments(ts: F64, x: F64, period: float) -> list[F64]:
@@ -92,21 +97,35 @@ def windows_of(segs: list[F64], window: int) -> F32:
     return np.concatenate(views).astype(np.float32)
 
 
-def _fit(scorer: Scorer, train: F32, opts: TrainOptions) -> list[float]:
+def _signal_weights(mean_error: F64) -> F32:
+    """1 / typical normal error per signal, floored so a perfectly predictable signal does not
+    get an unbounded weight."""
+    floor = max(float(np.max(mean_error)) * 1e-3, 1e-6)
+    return (1.0 / np.maximum(mean_error, floor)).astype(np.float32)
+
+
+def _fit(scorer: Scorer, train: F32, opts: TrainOptions, targets: F32 | None = None) -> list[float]:
+    """Reconstruction loss, plus distillation towards the teacher's reconstruction when given:
+    the student learns to say what the teacher (reading each signal from the others) says."""
     torch.manual_seed(opts.seed)
     rng = np.random.default_rng(opts.seed)
     optim = torch.optim.Adam(scorer.parameters(), lr=opts.learning_rate)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(optim, T_max=opts.max_steps)
     data = torch.from_numpy(train)
+    target = torch.from_numpy(targets) if targets is not None else None
+    alpha = opts.distill_weight if target is not None else 0.0
     losses: list[float] = []
     scorer.train()
-    bar = tqdm(range(opts.max_steps), desc="training", unit="step", disable=not opts.progress)
+    bar = tqdm(range(opts.max_steps), desc="student", unit="step", disable=not opts.progress)
     for step in bar:
         idx = torch.from_numpy(rng.integers(0, len(data), size=min(opts.batch_size, len(data))))
-        score, _ = scorer(data[idx])
-        loss = score.mean()
+        x = data[idx]
+        rec = scorer.reconstruct(x)
+        loss = ((rec - x) ** 2).mean()
+        if target is not None:
+            loss = (1 - alpha) * loss + alpha * ((rec - target[idx]) ** 2).mean()
         optim.zero_grad()
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         optim.step()
         sched.step()
         losses.append(float(loss.detach()))
@@ -114,6 +133,23 @@ def _fit(scorer: Scorer, train: F32, opts: TrainOptions) -> list[float]:
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
     scorer.eval()
     return losses
+
+
+@torch.no_grad()
+def _mean_signal_error(scorer: Scorer, windows: F32) -> F64:
+    scorer.weights.fill_(1.0)
+    errs = [
+        scorer(torch.from_numpy(windows[i : i + 512]))[1].numpy()
+        for i in range(0, len(windows), 512)
+    ]
+    mean: F64 = np.concatenate(errs).mean(axis=0).astype(np.float64)
+    return mean
+
+
+def _spearman(a: F32, b: F32) -> float:
+    ra = np.argsort(np.argsort(a)).astype(np.float64)
+    rb = np.argsort(np.argsort(b)).astype(np.float64)
+    return float(np.corrcoef(ra, rb)[0, 1])
 
 
 def train_bundle(
@@ -176,17 +212,42 @@ def train_bundle(
         return out
 
     train_n, cal_n = norm(train_w), norm(cal_raw)
-    scorer = Scorer(ConvAutoencoder(len(signals), w))
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
-    losses = _fit(scorer, train_n, opts)
+    rng = np.random.default_rng(opts.seed)
+    n_sub = min(opts.distill_windows, len(train_n))
+    fit_n = train_n[np.sort(rng.choice(len(train_n), size=n_sub, replace=False))]
+
+    agreement: dict[str, float] = {}
+    teacher_info: dict[str, float | int | str] = {"teacher": "none"}
+    targets: F32 | None = None
+    teacher_cal: F32 | None = None
+    if opts.teacher_steps > 0:
+        from edge_agent.training.teacher import teacher_scores, train_teacher
+
+        t0 = time.monotonic()
+        teacher = train_teacher(train_n, opts.teacher_steps, opts.seed, progress=opts.progress)
+        ones = np.ones(len(signals), np.float32)
+        _, targets = teacher_scores(teacher, fit_n, ones)
+        t_weights = _signal_weights(((targets - fit_n) ** 2).mean(axis=(0, 1)).astype(np.float64))
+        teacher_cal, _ = teacher_scores(teacher, cal_n, t_weights)
+        teacher_info = {
+            "teacher": "patchtst-channel-attention",
+            "teacher_steps": opts.teacher_steps,
+            "teacher_params": sum(p.numel() for p in teacher.parameters()),
+            "teacher_seconds": round(time.monotonic() - t0, 1),
+        }
+
+    scorer = Scorer(ConvAutoencoder(len(signals), w))
+    losses = _fit(scorer, fit_n, opts, targets)
+    with torch.no_grad():
+        scorer.weights.copy_(torch.from_numpy(_signal_weights(_mean_signal_error(scorer, fit_n))))
 
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp_s:
         tmp = Path(tmp_s)
         fp32, int8 = tmp / "model.fp32.onnx", tmp / "model.onnx"
         export_onnx(scorer, w, len(signals), fp32)
-        rng = np.random.default_rng(opts.seed)
-        calib = train_n[rng.choice(len(train_n), size=min(512, len(train_n)), replace=False)]
+        calib = fit_n[rng.choice(len(fit_n), size=min(512, len(fit_n)), replace=False)]
         quantize_int8(fp32, int8, calib)
         s32 = run_scores(session(fp32), cal_n)
         s8 = run_scores(session(int8), cal_n)
@@ -194,14 +255,17 @@ def train_bundle(
         clear_t = min(raise_t, float(np.quantile(s8, 0.99)) * (1 + opts.margin))
         with torch.no_grad():
             torch_scores = scorer(torch.from_numpy(cal_n))[0].numpy()
+        r32 = float(np.quantile(s32, opts.quantile)) * (1 + opts.margin)
         agreement = {
             "int8_vs_fp32_pearson": float(np.corrcoef(s8, s32)[0, 1]),
             "int8_vs_fp32_median_rel_diff": float(
                 np.median(np.abs(s8 - s32) / np.maximum(s32, 1e-9))
             ),
-            "int8_vs_fp32_decision_agreement": float(np.mean((s8 > raise_t) == (s32 > raise_t))),
+            "int8_vs_fp32_decision_agreement": float(np.mean((s8 > raise_t) == (s32 > r32))),
             "onnx_fp32_vs_torch_max_abs_diff": float(np.max(np.abs(s32 - torch_scores))),
         }
+        if teacher_cal is not None:
+            agreement["student_vs_teacher_spearman"] = _spearman(s32, teacher_cal)
         for f in (fp32, int8):
             shutil.move(str(f), out_dir / f.name)
 
@@ -231,7 +295,9 @@ def train_bundle(
             "input": INPUT,
             "outputs": ["score", "signal_error"],
             "precision": "int8",
-            "architecture": "conv1d-autoencoder",
+            "architecture": "conv1d-autoencoder, distilled"
+            if targets is not None
+            else "conv1d-autoencoder",
         },
         "files": {
             f: {"sha256": sha256_file(out_dir / f), "bytes": (out_dir / f).stat().st_size}
@@ -241,12 +307,14 @@ def train_bundle(
         "training": {
             "rows": len(x),
             "train_windows": len(train_n),
+            "student_fit_windows": len(fit_n),
             "calibration_windows": len(cal_n),
             "steps": opts.max_steps,
             "final_loss": float(np.mean(losses[-50:])),
             "seconds": round(time.monotonic() - t_start, 1),
             "seed": opts.seed,
             "hash": hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()[:16],
+            **teacher_info,
         },
     }
     write_manifest(out_dir, manifest)

@@ -81,8 +81,11 @@ def test_bearing_wear_raises_one_alert_after_a_quiet_normal_stretch(
         assert epoch(str(raised.body["ts"])) >= onset
         contributions = raised.body["contributions"]
         assert isinstance(contributions, list) and contributions
-        signals = [c["signal"] for c in contributions]
-        assert "vibration_de" in signals, raised.body["message"]
+        # The explanation names signals that bearing wear really moves (vibration, friction heat,
+        # current), not only bystanders.
+        signals = {c["signal"] for c in contributions}
+        moved = {"vibration_de", "vibration_nde", "motor_temperature", "motor_current"}
+        assert signals & moved, raised.body["message"]
 
         # SIGTERM: offline status published, process gone within 5 s.
         t0 = time.monotonic()

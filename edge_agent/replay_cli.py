@@ -1,0 +1,142 @@
+"""`edge-agent replay`: recorded CSV → the agent's own pipeline → scores.csv (+ metrics, plot)."""
+
+from __future__ import annotations
+
+import csv
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from edge_agent.config import Asset, SignalRef
+from edge_agent.csvdata import CsvError, Table, read_table
+from edge_agent.evaluation import Quality, evaluate, is_fault
+from edge_agent.inference.bundle import Bundle, BundleError
+from edge_agent.pipeline import AssetPipeline
+from edge_agent.replay import ReplayRow, replay
+
+
+def pipeline_for(bundle: Bundle, name: str = "replay") -> AssetPipeline:
+    """An asset that takes the bundle's signals, in order, from one CSV 'source'."""
+    m = bundle.manifest
+    asset = Asset(
+        name=name,
+        sample_period_s=m.sample_period_s,
+        bundle=bundle.directory,
+        signals=[SignalRef(name=s, source="csv") for s in m.signals],
+    )
+    return AssetPipeline(asset, bundle)
+
+
+def run_replay(bundle: Bundle, table: Table) -> list[ReplayRow]:
+    return list(replay(pipeline_for(bundle), table))
+
+
+def quality_of(rows: list[ReplayRow], labels: list[str]) -> Quality:
+    ts = np.array([r.ts for r in rows])
+    alert = np.array([r.alert_active for r in rows], dtype=bool)
+    raised = [e.ts for r in rows for e in r.events if e.event.value == "raised"]
+    return evaluate(ts, alert, is_fault(labels), raised)
+
+
+def write_scores(path: Path, rows: list[ReplayRow], threshold: float) -> None:
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["timestamp", "score", "threshold", "alert_active", "event", "alert_id"])
+        for r in rows:
+            ev = r.events[-1] if r.events else None
+            w.writerow(
+                [
+                    f"{r.ts:.3f}",
+                    "" if math.isnan(r.score) else f"{r.score:.6g}",
+                    f"{threshold:.6g}",
+                    int(r.alert_active),
+                    ev.event.value if ev else "",
+                    ev.alert_id if ev else "",
+                ]
+            )
+
+
+def plot(
+    path: Path, table: Table, bundle: Bundle, rows: list[ReplayRow], labels: list[str] | None
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    m = bundle.manifest
+    t = (table.ts - table.ts[0]) / 60.0
+    x = table.select(m.signals)
+    fig, axes = plt.subplots(
+        len(m.signals) + 1, 1, figsize=(12, 1.4 * (len(m.signals) + 1)), sharex=True
+    )
+    alert = np.array([r.alert_active for r in rows])
+    fault = is_fault(labels) if labels else None
+    for ax, name, col in zip(axes, m.signals, x.T, strict=False):
+        ax.plot(t, col, lw=0.6)
+        ax.set_ylabel(name, rotation=0, ha="right", fontsize=8)
+    score = np.array([r.score for r in rows])
+    ok = ~np.isnan(score)
+    axes[-1].plot(t[ok], score[ok], lw=0.7, label="score")
+    axes[-1].axhline(m.threshold.raise_, color="r", ls="--", lw=0.8, label="raise threshold")
+    axes[-1].set_yscale("log")
+    axes[-1].set_ylabel("score", rotation=0, ha="right", fontsize=8)
+    for ax in axes:
+        ax.fill_between(
+            t, 0, 1, where=alert, transform=ax.get_xaxis_transform(), color="r", alpha=0.15
+        )
+        if fault is not None:
+            ax.fill_between(
+                t, 0, 0.08, where=fault, transform=ax.get_xaxis_transform(), color="k", alpha=0.5
+            )
+    axes[-1].legend(loc="upper left", fontsize=8)
+    axes[-1].set_xlabel("minutes (red: alert active; black bar: labelled fault)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def main(
+    bundle_dir: Path, data: Path, out: Path, labels_col: str | None, plot_path: Path | None
+) -> int:
+    try:
+        bundle = Bundle.load(bundle_dir)
+        table = read_table(data)
+        labels = None
+        if labels_col:
+            if labels_col not in table.text:
+                have = ", ".join(table.text) or "none"
+                raise CsvError(f"{data}: no text column {labels_col!r} (have {have})")
+            labels = table.text[labels_col]
+        rows = run_replay(bundle, table)
+    except (BundleError, CsvError) as exc:
+        print(f"edge-agent replay: {exc}", file=sys.stderr)
+        return 2
+    write_scores(out, rows, bundle.manifest.threshold.raise_)
+    events = [e for r in rows for e in r.events]
+    scored = sum(not math.isnan(r.score) for r in rows)
+    print(f"{len(rows)} samples, {scored} windows scored, {len(events)} alert events → {out}")
+    for e in events:
+        print(f"  {e.event.value:8s} {e.alert_id}  {e.message}")
+    if labels is not None:
+        q = quality_of(rows, labels)
+        print(
+            f"precision {q.precision:.3f}  recall {q.recall:.3f}  F1 {q.f1:.3f}  "
+            f"false alarm rate {q.false_alarm_rate:.4f}  "
+            f"missed alarm rate {q.missed_alarm_rate:.3f}\n"
+            f"episodes detected {q.episodes_detected}/{q.episodes}  mean detection delay "
+            f"{q.mean_delay_s:.1f} s  false alarms {q.false_alarms}"
+        )
+    if plot_path is not None:
+        try:
+            plot(plot_path, table, bundle, rows, labels)
+        except ImportError:
+            print(
+                "edge-agent replay: --plot needs matplotlib (pip install matplotlib)",
+                file=sys.stderr,
+            )
+            return 2
+        print(f"plot → {plot_path}")
+    return 0
