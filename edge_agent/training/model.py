@@ -42,26 +42,49 @@ class ConvAutoencoder(nn.Module):
         return out
 
 
+def demean(window: torch.Tensor) -> torch.Tensor:
+    """Remove each signal's level over the window: the networks judge shape and the relations
+    between signals' movements, which do not change when ambient or load move the levels."""
+    return window - window.mean(dim=1, keepdim=True)
+
+
+def level_error(window: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+    """(batch, signals): squared distance, in standard deviations, of each signal's window mean
+    outside the band of normal operation; 0 inside it. Drift inside the normal range costs
+    nothing; a level beyond anything seen in normal operation does."""
+    level = window.mean(dim=1)
+    excess = torch.relu(level - high) + torch.relu(low - level)
+    return excess**2
+
+
 class Scorer(nn.Module):
     """Export wrapper: (batch, window, signals) → score (batch,), signal_error (batch, signals).
 
-    `weights` rescale each signal's error by its typical error on normal training windows, so
-    every signal counts alike (≈ 1 on normal data) instead of the hardest-to-predict one setting
-    the noise floor of the score for all.
+    signal_error = shape error × weight + level error. The shape error is the autoencoder's
+    reconstruction error of the de-meaned window; `weights` rescale it by each signal's typical
+    error on normal training windows, so every signal counts alike (≈ 1 on normal data). The
+    level error (see `level_error`) uses `low`/`high`, the normal band in standardized units.
     """
 
     weights: torch.Tensor
+    low: torch.Tensor
+    high: torch.Tensor
 
     def __init__(self, model: ConvAutoencoder) -> None:
         super().__init__()
         self.model = model
-        self.register_buffer("weights", torch.ones(model.n_signals))
+        n = model.n_signals
+        self.register_buffer("weights", torch.ones(n))
+        self.register_buffer("low", torch.full((n,), -1e6))
+        self.register_buffer("high", torch.full((n,), 1e6))
 
-    def reconstruct(self, window: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.model(window.transpose(1, 2)).transpose(1, 2)
+    def reconstruct(self, shape: torch.Tensor) -> torch.Tensor:
+        """De-meaned (batch, window, signals) → its reconstruction."""
+        out: torch.Tensor = self.model(shape.transpose(1, 2)).transpose(1, 2)
         return out
 
     def forward(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        err = (self.reconstruct(window) - window) ** 2
-        signal_error = err.mean(dim=1) * self.weights
+        x = demean(window)
+        err = (self.reconstruct(x) - x) ** 2
+        signal_error = err.mean(dim=1) * self.weights + level_error(window, self.low, self.high)
         return signal_error.mean(dim=1), signal_error

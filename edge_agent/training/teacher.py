@@ -17,6 +17,7 @@ from torch import nn
 from tqdm import tqdm
 from transformers import PatchTSTConfig, PatchTSTModel
 
+from edge_agent.training.model import demean, level_error
 from edge_agent.types import FloatArray
 
 
@@ -89,7 +90,7 @@ def train_teacher(
     teacher = PatchTeacher(windows.shape[2], windows.shape[1])
     optim = torch.optim.AdamW(teacher.parameters(), lr=1e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(optim, max_lr=1e-3, total_steps=max(steps, 1))
-    data = torch.from_numpy(windows)
+    data = demean(torch.from_numpy(windows))
     teacher.train()
     bar = tqdm(range(steps), desc="teacher", unit="step", disable=not progress)
     for _ in bar:
@@ -107,14 +108,22 @@ def train_teacher(
 
 
 def teacher_scores(
-    teacher: PatchTeacher, windows: FloatArray, weights: FloatArray, batch: int = 256
+    teacher: PatchTeacher,
+    windows: FloatArray,
+    weights: FloatArray,
+    band: tuple[FloatArray, FloatArray],
+    batch: int = 256,
 ) -> tuple[FloatArray, FloatArray]:
-    """(scores, reconstructions) with the same per-signal weighting as the student's score."""
+    """(scores, reconstructions of the de-meaned windows), scored like the student: weighted
+    shape error plus the same level error."""
     recs, scores = [], []
     w = torch.from_numpy(weights)
+    low, high = torch.from_numpy(band[0]), torch.from_numpy(band[1])
     for i in range(0, len(windows), batch):
-        x = torch.from_numpy(windows[i : i + batch])
+        raw = torch.from_numpy(windows[i : i + batch])
+        x = demean(raw)
         rec = teacher.reconstruct(x)
         recs.append(rec.numpy())
-        scores.append((((rec - x) ** 2).mean(dim=1) * w).mean(dim=1).numpy())
+        err = ((rec - x) ** 2).mean(dim=1) * w + level_error(raw, low, high)
+        scores.append(err.mean(dim=1).numpy())
     return np.concatenate(scores).astype(np.float32), np.concatenate(recs).astype(np.float32)

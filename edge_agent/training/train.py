@@ -34,7 +34,7 @@ from edge_agent.training.export import (
     run_scores,
     session,
 )
-from edge_agent.training.model import ConvAutoencoder, Scorer
+from edge_agent.training.model import ConvAutoencoder, Scorer, demean
 
 log = logging.getLogger(__name__)
 F64 = npt.NDArray[np.float64]
@@ -62,6 +62,9 @@ class TrainOptions:
     distill_weight: float = 0.5
     # Windows the teacher reconstructs for distillation (each costs one pass per signal).
     distill_windows: int = 4096
+    # Standard deviations of slack beyond the 0.5–99.5 % range of normal data before a level
+    # counts as abnormal (slow sensor offsets just past the recorded range are tolerated).
+    band_margin: float = 0.5
 
 
 def segments(ts: F64, x: F64, period: float) -> list[F64]:
@@ -119,7 +122,7 @@ def _fit(scorer: Scorer, train: F32, opts: TrainOptions, targets: F32 | None = N
     bar = tqdm(range(opts.max_steps), desc="student", unit="step", disable=not opts.progress)
     for step in bar:
         idx = torch.from_numpy(rng.integers(0, len(data), size=min(opts.batch_size, len(data))))
-        x = data[idx]
+        x = demean(data[idx])
         rec = scorer.reconstruct(x)
         loss = ((rec - x) ** 2).mean()
         if target is not None:
@@ -160,7 +163,10 @@ def train_bundle(
     expected_period: float | None = None,
     units: list[str] | None = None,
     name: str = "model",
+    artifacts: dict[str, Any] | None = None,
 ) -> Bundle:
+    """Train and write a bundle. `artifacts`, when given, receives what the bundle does not carry
+    but a benchmark needs (the teacher, its weights and its calibrated thresholds)."""
     t_start = time.monotonic()
     x = table.select(signals)
     if len(x) == 0:
@@ -205,7 +211,11 @@ def train_bundle(
     if constant:
         log.warning("constant (or nearly) in training data: %s", ", ".join(constant))
     scale = np.maximum(std, floor)
-    low, high = np.percentile(finite, 0.5, axis=0), np.percentile(finite, 99.5, axis=0)
+    # The normal band is a property of all normal data (fit and held-out part alike).
+    every = x[np.all(np.isfinite(x), axis=1)]
+    low, high = np.percentile(every, 0.5, axis=0), np.percentile(every, 99.5, axis=0)
+    band_low = ((low - mean) / scale - opts.band_margin).astype(np.float32)
+    band_high = ((high - mean) / scale + opts.band_margin).astype(np.float32)
 
     def norm(a: F32) -> F32:
         out: F32 = ((a - mean.astype(np.float32)) / scale.astype(np.float32)).astype(np.float32)
@@ -227,9 +237,23 @@ def train_bundle(
         t0 = time.monotonic()
         teacher = train_teacher(train_n, opts.teacher_steps, opts.seed, progress=opts.progress)
         ones = np.ones(len(signals), np.float32)
-        _, targets = teacher_scores(teacher, fit_n, ones)
-        t_weights = _signal_weights(((targets - fit_n) ** 2).mean(axis=(0, 1)).astype(np.float64))
-        teacher_cal, _ = teacher_scores(teacher, cal_n, t_weights)
+        no_band = (np.full_like(band_low, -1e6), np.full_like(band_high, 1e6))
+        _, targets = teacher_scores(teacher, fit_n, ones, no_band)
+        shape_fit = fit_n - fit_n.mean(axis=1, keepdims=True)
+        t_err = ((targets - shape_fit) ** 2).mean(axis=(0, 1)).astype(np.float64)
+        t_weights = _signal_weights(t_err)
+        teacher_cal, _ = teacher_scores(teacher, cal_n, t_weights, (band_low, band_high))
+        if artifacts is not None:
+            t_raise = float(np.quantile(teacher_cal, opts.quantile)) * (1 + opts.margin)
+            artifacts.update(
+                teacher=teacher,
+                teacher_weights=t_weights,
+                band=(band_low, band_high),
+                teacher_raise=t_raise,
+                teacher_clear=min(
+                    t_raise, float(np.quantile(teacher_cal, 0.99)) * (1 + opts.margin)
+                ),
+            )
         teacher_info = {
             "teacher": "patchtst-channel-attention",
             "teacher_steps": opts.teacher_steps,
@@ -241,6 +265,8 @@ def train_bundle(
     losses = _fit(scorer, fit_n, opts, targets)
     with torch.no_grad():
         scorer.weights.copy_(torch.from_numpy(_signal_weights(_mean_signal_error(scorer, fit_n))))
+        scorer.low.copy_(torch.from_numpy(band_low))
+        scorer.high.copy_(torch.from_numpy(band_high))
 
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp_s:

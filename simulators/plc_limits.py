@@ -1,0 +1,17 @@
+"""Fixed limit alarms the pump skid's PLC already has: what the gateway's model must beat.
+
+Vibration: 4.5 mm/s RMS is the zone B/C boundary of ISO 10816-3 for medium-size machines on
+rigid foundations, the usual "alarm" setting; the others are typical nameplate-derived trips.
+"""
+
+from __future__ import annotations
+
+# signal → (low limit, high limit); None where the PLC has no limit on that side.
+PUMP_LIMITS: dict[str, tuple[float | None, float | None]] = {
+    "vibration_de": (None, 4.5),
+    "vibration_nde": (None, 4.5),
+    "motor_temperature": (None, 80.0),
+    "motor_current": (None, 48.0),
+    "discharge_pressure": (3.0, None),
+    "flow_rate": (50.0, None),
+}
