@@ -40,17 +40,33 @@ def _load(arg: str | None) -> LoadedConfig:
 
 
 def _read_password(cfg: LoadedConfig) -> str | None:
+    """The MQTT password from a file, a systemd credential or an environment variable.
+    The value is never printed or logged."""
     mqtt = cfg.settings.upstream.mqtt
-    if mqtt.password_file is None:
-        return os.environ.get("EDGE_AGENT_MQTT_PASSWORD")
-    path = mqtt.password_file
-    if not path.is_absolute():
-        path = cfg.path.parent / path
+    if mqtt.password_credential is not None:
+        creds = os.environ.get("CREDENTIALS_DIRECTORY")
+        if not creds:
+            print(
+                "edge-agent: upstream.mqtt.password_credential: $CREDENTIALS_DIRECTORY is not set "
+                "(use LoadCredential= in the systemd unit)",
+                file=sys.stderr,
+            )
+            raise SystemExit(EXIT_CONFIG)
+        return _read_secret(Path(creds) / mqtt.password_credential, "password_credential")
+    if mqtt.password_file is not None:
+        path = mqtt.password_file
+        if not path.is_absolute():
+            path = cfg.path.parent / path
+        return _read_secret(path, "password_file")
+    return os.environ.get(mqtt.password_env)
+
+
+def _read_secret(path: Path, field: str) -> str:
     try:
         return path.read_text(encoding="utf-8").strip()
     except OSError as exc:
         print(
-            f"edge-agent: upstream.mqtt.password_file: cannot read {path}: {exc.strerror}",
+            f"edge-agent: upstream.mqtt.{field}: cannot read {path}: {exc.strerror}",
             file=sys.stderr,
         )
         raise SystemExit(EXIT_CONFIG) from None
@@ -85,6 +101,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         log.error("%s", exc)
         return EXIT_CONFIG
     agent = Agent(cfg, pipelines, password=_read_password(cfg))
+    try:
+        agent.publisher.open()
+    except OSError as exc:
+        log.error("upstream.outbox.dir: %s", exc)
+        return EXIT_CONFIG
     asyncio.run(run_until_signal(agent))
     return 0
 

@@ -140,7 +140,7 @@ class Mqtt(_Strict):
 
 
 class Outbox(_Strict):
-    """Persistent upstream queue (SQLite, WAL). Bounds and the drop order are in docs/UPSTREAM.md."""
+    """Persistent upstream queue (SQLite, WAL). Bounds and drop order: docs/UPSTREAM.md."""
 
     dir: Path = Path("/var/lib/edge-agent")
     max_messages: int = Field(100_000, ge=100)

@@ -84,7 +84,10 @@ def write_config(workdir: Path, sim_port: int, broker_port: int, bundle: Path) -
                 "signals": [{"name": s, "source": "pump_plc"} for s in SIGNALS],
             }
         ],
-        "upstream": {"mqtt": {"host": "127.0.0.1", "port": broker_port, "topic_prefix": "edge"}},
+        "upstream": {
+            "mqtt": {"host": "127.0.0.1", "port": broker_port, "topic_prefix": "edge"},
+            "outbox": {"dir": str(workdir.resolve() / "state")},
+        },
     }  # fmt: skip
     path = workdir / "agent.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))

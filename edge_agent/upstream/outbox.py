@@ -395,14 +395,13 @@ class Outbox:
         try:
             db = self._require_db()
             victims: list[int] = []
-            freed_n = freed_b = 0
+            freed_b = 0
             by_kind: dict[Kind, int] = {}
             cur = db.execute("SELECT id, kind, length(payload) FROM outbox ORDER BY kind, id")
             for i, k, size in cur:
-                if freed_n >= excess_n and freed_b >= excess_b:
+                if len(victims) >= excess_n and freed_b >= excess_b:
                     break
                 victims.append(int(i))
-                freed_n += 1
                 freed_b += int(size)
                 by_kind[Kind(k)] = by_kind.get(Kind(k), 0) + 1
             cur.close()
