@@ -12,6 +12,7 @@ Prints one JSON line per new alert event. `--count N` exits after N unique event
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from typing import Any
@@ -61,10 +62,8 @@ def main() -> int:
     client.on_subscribe = on_subscribe
     client.on_message = on_message
     client.connect(args.host, args.port, keepalive=30)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         client.loop_forever(retry_first_connection=True)
-    except KeyboardInterrupt:
-        pass
     print(json.dumps({"unique": len(seen), "duplicates": duplicates}), flush=True)
     return 0
 

@@ -82,12 +82,12 @@ def publisher(port: int, state: Path, **mqtt: Any) -> MqttPublisher:
     )
 
 
-async def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+async def wait_until(predicate: Callable[[], bool], within: float, what: str) -> None:
     """Poll an in-process condition with a deadline (the state has no event to await)."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while not predicate():
         if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+            raise TimeoutError(f"timed out after {within} s waiting for {what}")
         await asyncio.sleep(0.02)
 
 
