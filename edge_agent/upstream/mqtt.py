@@ -290,7 +290,7 @@ class MqttPublisher:
             timeout=PUBLISH_TIMEOUT_S,
             # Persistent session: the broker keeps our state (and in-flight ids) across drops.
             clean_session=None if v5 else False,
-            clean_start=False,
+            clean_start=False if v5 else paho.MQTT_CLEAN_START_FIRST_ONLY,  # v5 only, else default
             properties=properties,
             tls_context=self._tls_context(),
             max_inflight_messages=IN_FLIGHT,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 import time
 import uuid
@@ -36,12 +37,17 @@ def validate(body: dict[str, Any]) -> None:
     VALIDATORS[str(body["schema"]).split("/")[1]].validate(body)
 
 
+def keep_user() -> str:
+    """Mosquitto started as root drops to its own user before it reads password files or writes
+    its persistence file, and cannot enter pytest's private temp dirs; keep it as it started."""
+    return "user root\n" if os.geteuid() == 0 else ""
+
+
 def persistence(workdir: Path) -> str:
     """Mosquitto config lines keeping sessions (and their queued messages) across a restart."""
     d = workdir / "persist"
     d.mkdir(parents=True, exist_ok=True)
-    d.chmod(0o777)  # mosquitto started as root drops to its own user before writing
-    return f"persistence true\npersistence_location {d}/\n"
+    return f"persistence true\npersistence_location {d}/\n{keep_user()}"
 
 
 def synthetic_alerts(assets: int, per_asset: int, t0: float = 1.8e9) -> list[dict[str, Any]]:
