@@ -86,6 +86,8 @@ class Asset(_Strict):
     hop: int | None = Field(None, ge=1)
     bundle: Path
     signals: list[SignalRef] = Field(min_length=1)
+    # While an alert is active: an `updated` event on a severity change, at most this often.
+    alert_update_interval_s: float | None = Field(None, gt=0)
 
     @model_validator(mode="after")
     def _unique_signals(self) -> Asset:
