@@ -1,4 +1,4 @@
-"""`edge-agent` command line: run, validate, train, demo.
+"""`edge-agent` command line: run, validate, train, demo, bench.
 
 Exit codes: 0 ok, 1 runtime failure, 2 bad configuration / bundle / input data (so a service
 manager can refuse to restart in a tight loop on a configuration error).
@@ -184,6 +184,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.workdir), scenario=args.scenario, timeout=args.timeout)
 
 
+def cmd_bench_upstream(args: argparse.Namespace) -> int:
+    from edge_agent.bench.upstream import main as bench_upstream
+
+    return bench_upstream(
+        Path(args.json),
+        Path(args.workdir) if args.workdir else None,
+        real_outage=args.real_outage,
+        backlog=args.backlog,
+        gen_rate=args.gen_rate,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="edge-agent", description="Edge gateway anomaly agent")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -211,6 +223,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scenario", default="cavitation", choices=["cavitation", "bearing_wear"])
     p.add_argument("--timeout", type=float, default=150.0)
     p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("bench", help="measure figures on this machine")
+    bench = p.add_subparsers(dest="bench", required=True)
+    p = bench.add_parser(
+        "upstream", help="outbox write cost, alerts lost across a broker outage, drain rate"
+    )
+    p.add_argument("--json", default="bench-upstream.json", help="where to write the figures")
+    p.add_argument("--workdir", help="keep broker and outbox files here (default: temporary)")
+    p.add_argument(
+        "--real-outage",
+        action="store_true",
+        help="keep the broker down a real 10 minutes (default: same alerts, compressed)",
+    )
+    p.add_argument("--backlog", type=int, default=10_000, help="queued alerts for the drain rate")
+    p.add_argument("--gen-rate", type=float, default=100.0, help="alerts/s when compressed")
+    p.set_defaults(func=cmd_bench_upstream)
     args = ap.parse_args(argv)
     if args.cmd == "train" and bool(args.config) != bool(args.asset):
         ap.error("--config and --asset go together")
