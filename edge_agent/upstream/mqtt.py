@@ -41,7 +41,7 @@ from edge_agent.upstream.outbox import Kind, Limits, Message, Outbox, Stored
 
 log = logging.getLogger(__name__)
 
-IN_FLIGHT = 32  # publishes awaiting PUBACK at once: enough to fill a loopback or WAN pipe
+IN_FLIGHT = 128  # publishes awaiting PUBACK at once (32: ~1.5k msg/s, 128: ~3k msg/s on loopback)
 HOUSEKEEPING_S = 30.0
 PUBLISH_TIMEOUT_S = 10.0
 # PUBACK reason codes that mean "not now" rather than "never": the message is retried.
