@@ -1,8 +1,8 @@
 """Example consumer of edge-agent alerts (paho-mqtt >= 2).
 
 Joins an MQTT 5 shared subscription, so several copies of this consumer split the alerts of a
-whole fleet between them, and de-duplicates on (alert_id, event): delivery is at least once, so
-the same event can arrive twice after a reconnect.
+whole fleet between them, and de-duplicates on (alert_id, event), plus ts for `updated`:
+delivery is at least once, so the same event can arrive twice after a reconnect.
 
     python docs/examples/subscriber.py --host broker.plant.local --group maintenance-app
 
@@ -34,7 +34,7 @@ def main() -> int:
     topic = f"$share/{args.group}/{args.prefix}/+/+/alerts/#"
     # A real consumer keeps this in a store with a time-to-live (a few days covers any outage
     # the gateways' outboxes can bridge); a set is enough for an example.
-    seen: set[tuple[str, str]] = set()
+    seen: set[tuple[str, str, str]] = set()
     duplicates = 0
 
     def on_connect(client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
@@ -46,7 +46,8 @@ def main() -> int:
     def on_message(client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         nonlocal duplicates
         body = json.loads(msg.payload)
-        key = (body["alert_id"], body["event"])
+        # `updated` may legitimately repeat within one alert; its data time tells them apart.
+        key = (body["alert_id"], body["event"], body["ts"] if body["event"] == "updated" else "")
         if key in seen:
             duplicates += 1
             return
