@@ -95,4 +95,6 @@ def test_alert_queued_before_sigkill_is_delivered_after_restart(tmp_path, traine
     assert [b["event"] for b in raised] == ["raised"]
     for _, body in sub.received:
         validate(body)
+    events = {b["type"] for t, b in sub.received if t.endswith("/events")}
+    assert {"model_loaded", "source_online"} <= events
     assert "Traceback" not in log.read_text()
