@@ -11,7 +11,6 @@ one bad message never wedges the queue.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
 import time
@@ -400,8 +399,10 @@ class MqttPublisher:
                     raise _ConnectionLost("connection closed")
         finally:
             watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
-                await watcher
+            # wait() neither raises the watcher's outcome nor hides our own cancellation.
+            await asyncio.wait([watcher])
+            if not watcher.cancelled():
+                watcher.exception()  # retrieved: the drop it saw is handled by our caller
 
     async def _publish_batch(
         self, client: _AckingClient, batch: Sequence[Stored], watcher: asyncio.Task[None]

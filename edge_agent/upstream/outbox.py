@@ -316,17 +316,30 @@ class Outbox:
             db = self._require_db()
             with db:  # explicit transaction: one commit for the batch
                 db.execute("BEGIN")
-                sizes = db.execute(
-                    f"SELECT coalesce(sum(length(payload)), 0), count(*) FROM outbox "
-                    f"WHERE id IN ({','.join('?' * len(ids))})",
-                    ids,
-                ).fetchone()
-                db.execute(f"DELETE FROM outbox WHERE id IN ({','.join('?' * len(ids))})", ids)
-            self.stats.queued -= int(sizes[1])
-            self.stats.queued_bytes -= int(sizes[0])
+                # Chunks stay well under SQLite's limit on bound parameters.
+                for i in range(0, len(ids), 5000):
+                    chunk = ids[i : i + 5000]
+                    marks = ",".join("?" * len(chunk))
+                    size, count = db.execute(
+                        "SELECT coalesce(sum(length(payload)), 0), count(*) FROM outbox "
+                        f"WHERE id IN ({marks})",
+                        chunk,
+                    ).fetchone()
+                    db.execute(f"DELETE FROM outbox WHERE id IN ({marks})", chunk)
+                    self.stats.queued -= int(count)
+                    self.stats.queued_bytes -= int(size)
         except sqlite3.Error as exc:
             # Not deleted: the messages will be sent again (at least once), never lost.
             self._write_failed(exc)
+            self._recount()
+
+    def _recount(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            if self._db is not None:
+                count, size = self._db.execute(
+                    "SELECT count(*), coalesce(sum(length(payload)), 0) FROM outbox"
+                ).fetchone()
+                self.stats.queued, self.stats.queued_bytes = int(count), int(size)
 
     def fail(self, stored: Stored, reason: str) -> bool:
         """Count a failed attempt; returns True when the message went to the dead letters."""
@@ -416,17 +429,21 @@ class Outbox:
         cutoff = self._clock() - self.limits.max_age_s
         try:
             db = self._require_db()
-            rows = db.execute("SELECT id, kind FROM outbox WHERE created < ?", (cutoff,)).fetchall()
-            if not rows:
+            # Ids grow with time: a look at the oldest row usually settles it.
+            oldest = db.execute("SELECT created FROM outbox ORDER BY id LIMIT 1").fetchone()
+            if oldest is None or oldest[0] >= cutoff:
                 return
-            by_kind: dict[Kind, int] = {}
-            for _, k in rows:
-                by_kind[Kind(k)] = by_kind.get(Kind(k), 0) + 1
-            self._delete([int(i) for i, _ in rows])
+            rows = db.execute(
+                "SELECT kind, count(*) FROM outbox WHERE created < ? GROUP BY kind", (cutoff,)
+            ).fetchall()
+            db.execute("DELETE FROM outbox WHERE created < ?", (cutoff,))
+            self._recount()
         except sqlite3.Error as exc:
             self._write_failed(exc)
             return
-        self._report_drops(by_kind, f"older than {self.limits.max_age_s:.0f} s")
+        self._report_drops(
+            {Kind(k): int(n) for k, n in rows}, f"older than {self.limits.max_age_s:.0f} s"
+        )
 
     def _report_drops(self, by_kind: dict[Kind, int], why: str) -> None:
         if not by_kind:

@@ -151,3 +151,17 @@ def test_wal_mode(tmp_path: Path) -> None:
     opened(tmp_path)
     with sqlite3.connect(tmp_path / DB_NAME) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_expiry_of_a_large_backlog_in_one_go(tmp_path: Path) -> None:
+    now = [1000.0]
+    box = Outbox(tmp_path, Limits(max_age_s=60, max_messages=100_000), clock=lambda: now[0])
+    box.open()
+    for i in range(33_000):  # more rows than SQLite allows bound parameters in one statement
+        box.put(msg(i, Kind.TELEMETRY if i % 2 else Kind.ALERT))
+    now[0] += 61
+    box.put(msg(99))
+    box.expire()
+    assert topics(box) == ["t/ALERT/99"]
+    assert box.stats.queued == 1
+    assert box.stats.dropped == {"telemetry": 16_500, "event": 0, "alert": 16_500}
