@@ -16,7 +16,7 @@ from edge_agent.config import LoadedConfig
 from edge_agent.inference.bundle import Bundle
 from edge_agent.pipeline import AssetPipeline
 from edge_agent.sources.modbus_tcp import ModbusTcpSource
-from edge_agent.types import AlertEvent, Batch
+from edge_agent.types import AlertEvent, Batch, Quality
 from edge_agent.upstream.mqtt import MqttPublisher
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,7 @@ class Agent:
             base_dir=cfg.path.parent,
         )
         self._source_up: dict[str, bool] = {}
+        self._source_bad: dict[str, bool] = {}
         self._routes: dict[str, list[AssetPipeline]] = {}
         for p in pipelines:
             for src in p.sources:
@@ -81,6 +82,8 @@ class Agent:
         async with source:
             async for batch in source.batches():
                 self._watch_connection(source.name, source.stats.connected)
+                if source.stats.connected:
+                    self._watch_quality(batch)
                 # Back-pressure instead of loss: a source waits if the pipeline falls behind.
                 await self._queue.put(batch)
 
@@ -109,6 +112,27 @@ class Agent:
             self.report_event(
                 "source_offline", f"source {source} is not reachable", "warning", source
             )
+
+    def _watch_quality(self, batch: Batch) -> None:
+        # Bad readings from a connected device (exception responses, undecodable values):
+        # one event when they start, one when they stop.
+        bad = [r.point for r in batch.readings if r.quality is not Quality.GOOD]
+        if self._source_bad.get(batch.source, False) is bool(bad):
+            return
+        self._source_bad[batch.source] = bool(bad)
+        if bad:
+            self.report_event(
+                "data_quality",
+                f"source {batch.source}: {len(bad)} of {len(batch.readings)} readings not good",
+                "warning",
+                batch.source,
+                {"points": bad[:20]},
+            )
+        else:
+            self.report_event(
+                "data_quality", f"source {batch.source}: all readings good again", "info",
+                batch.source,
+            )  # fmt: skip
 
     def handle(self, batch: Batch) -> None:
         s = self.cfg.settings

@@ -116,3 +116,32 @@ def test_every_event_type_validates_and_the_schema_lists_exactly_them():
 
 def test_telemetry_payload_validates():
     validator("telemetry").validate(telemetry_payload("s", "g", "pump-1", 1.8e9, 0.3, 0.5, "m"))
+
+
+async def test_agent_turns_source_transitions_into_events(tmp_path):
+    import json
+
+    from edge_agent.agent import Agent
+    from edge_agent.types import Batch, Quality, Reading
+
+    agent = Agent(load_config(config(tmp_path, outbox__dir=str(tmp_path / "state"))), [])
+    good = Batch("pump_plc", 1.0, (Reading("a", 1.0), Reading("b", 2.0)))
+    bad = Batch("pump_plc", 2.0, (Reading("a", 1.0), Reading("b", 0.0, Quality.BAD)))
+    for up, batch in [(False, good), (True, good), (True, good), (True, bad), (True, bad),
+                      (True, good), (False, good)]:  # fmt: skip
+        agent._watch_connection("pump_plc", up)
+        if up:
+            agent._watch_quality(batch)
+    events = [json.loads(s.message.payload) for s in agent.publisher.outbox.peek(100)]
+    v = validator("event")
+    for e in events:
+        v.validate(e)
+    assert [(e["type"], e["severity"]) for e in events] == [
+        ("source_offline", "warning"),
+        ("source_online", "info"),
+        ("data_quality", "warning"),
+        ("data_quality", "info"),
+        ("source_offline", "warning"),
+    ]
+    assert events[2]["details"] == {"points": ["b"]}
+    assert all(e["subject"] == "pump_plc" for e in events)
