@@ -104,6 +104,8 @@ async def _watch(port: int, alert_seen: asyncio.Event) -> None:
                 print(f"    {body['message']}", flush=True)
                 if body["event"] == "raised":
                     alert_seen.set()
+            elif body.get("schema", "").startswith("edge-agent/event"):
+                _say(f"SUBSCRIBER got {msg.topic}: {body['type']}: {body['message']}")
             else:
                 _say(f"SUBSCRIBER got {msg.topic}: {body.get('state')}")
 
