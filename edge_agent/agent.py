@@ -8,14 +8,15 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable
+from typing import Any
 
 from edge_agent import __version__
-from edge_agent.alerts.messages import alert_payload, encode
+from edge_agent.alerts.messages import alert_payload
 from edge_agent.config import LoadedConfig
 from edge_agent.inference.bundle import Bundle
 from edge_agent.pipeline import AssetPipeline
 from edge_agent.sources.modbus_tcp import ModbusTcpSource
-from edge_agent.types import AlertEvent, Batch
+from edge_agent.types import AlertEvent, Batch, Quality
 from edge_agent.upstream.mqtt import MqttPublisher
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,12 @@ class Agent:
             __version__,
             {p.name: p.model_version for p in pipelines},
             password=password,
+            outbox=s.upstream.outbox,
+            telemetry=s.upstream.telemetry,
+            base_dir=cfg.path.parent,
         )
+        self._source_up: dict[str, bool] = {}
+        self._source_bad: dict[str, bool] = {}
         self._routes: dict[str, list[AssetPipeline]] = {}
         for p in pipelines:
             for src in p.sources:
@@ -75,18 +81,78 @@ class Agent:
     async def _pump(self, source: ModbusTcpSource) -> None:
         async with source:
             async for batch in source.batches():
+                self._watch_connection(source.name, source.stats.connected)
+                if source.stats.connected:
+                    self._watch_quality(batch)
                 # Back-pressure instead of loss: a source waits if the pipeline falls behind.
                 await self._queue.put(batch)
+
+    def report_event(
+        self,
+        type_: str,
+        message: str,
+        severity: str = "warning",
+        subject: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        """Publish a system event (edge-agent/event/1) upstream; never blocks."""
+        log.log(
+            logging.INFO if severity == "info" else logging.WARNING, "event %s: %s", type_, message
+        )
+        self.publisher.submit_event(type_, message, severity, subject, details)
+
+    def _watch_connection(self, source: str, up: bool) -> None:
+        # Only transitions become events (the first observation counts as one).
+        if self._source_up.get(source) is up:
+            return
+        self._source_up[source] = up
+        if up:
+            self.report_event("source_online", f"source {source} connected", "info", source)
+        else:
+            self.report_event(
+                "source_offline", f"source {source} is not reachable", "warning", source
+            )
+
+    def _watch_quality(self, batch: Batch) -> None:
+        # Bad readings from a connected device (exception responses, undecodable values):
+        # one event when they start, one when they stop.
+        bad = [r.point for r in batch.readings if r.quality is not Quality.GOOD]
+        if self._source_bad.get(batch.source, False) is bool(bad):
+            return
+        self._source_bad[batch.source] = bool(bad)
+        if bad:
+            self.report_event(
+                "data_quality",
+                f"source {batch.source}: {len(bad)} of {len(batch.readings)} readings not good",
+                "warning",
+                batch.source,
+                {"points": bad[:20]},
+            )
+        else:
+            self.report_event(
+                "data_quality", f"source {batch.source}: all readings good again", "info",
+                batch.source,
+            )  # fmt: skip
 
     def handle(self, batch: Batch) -> None:
         s = self.cfg.settings
         for pipeline in self._routes.get(batch.source, ()):
+            before = pipeline.last_score
             for event in pipeline.push(batch):
                 log.warning("alert %s %s: %s", event.event.value, event.alert_id, event.message)
                 body = alert_payload(event, s.identity.site, s.identity.gateway)
-                self.publisher.submit(self.publisher.topics.alert(event.asset), encode(body))
+                self.publisher.submit_alert(event.asset, body)
                 if self._on_alert is not None:
                     self._on_alert(event)
+            score = pipeline.last_score
+            if score is not None and score is not before:
+                self.publisher.submit_telemetry(
+                    pipeline.name,
+                    score.ts,
+                    score.score,
+                    pipeline.policy.params.raise_threshold,
+                    pipeline.model_version,
+                )
 
     async def _process(self) -> None:
         while True:
@@ -106,6 +172,10 @@ class Agent:
                 tg.create_task(self._process(), name="pipeline")
                 tg.create_task(self.publisher.run(), name="upstream:mqtt")
                 tg.create_task(self._wait_stop(), name="stop")
+                for p in self.pipelines:
+                    self.report_event(
+                        "model_loaded", f"asset {p.name}: model {p.model_version}", "info", p.name
+                    )
                 self.ready.set()
                 log.info(
                     "agent running: %d source(s), %d asset(s)",

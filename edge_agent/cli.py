@@ -1,4 +1,4 @@
-"""`edge-agent` command line: run, validate, train, demo.
+"""`edge-agent` command line: run, validate, train, demo, bench.
 
 Exit codes: 0 ok, 1 runtime failure, 2 bad configuration / bundle / input data (so a service
 manager can refuse to restart in a tight loop on a configuration error).
@@ -40,17 +40,33 @@ def _load(arg: str | None) -> LoadedConfig:
 
 
 def _read_password(cfg: LoadedConfig) -> str | None:
+    """The MQTT password from a file, a systemd credential or an environment variable.
+    The value is never printed or logged."""
     mqtt = cfg.settings.upstream.mqtt
-    if mqtt.password_file is None:
-        return os.environ.get("EDGE_AGENT_MQTT_PASSWORD")
-    path = mqtt.password_file
-    if not path.is_absolute():
-        path = cfg.path.parent / path
+    if mqtt.password_credential is not None:
+        creds = os.environ.get("CREDENTIALS_DIRECTORY")
+        if not creds:
+            print(
+                "edge-agent: upstream.mqtt.password_credential: $CREDENTIALS_DIRECTORY is not set "
+                "(use LoadCredential= in the systemd unit)",
+                file=sys.stderr,
+            )
+            raise SystemExit(EXIT_CONFIG)
+        return _read_secret(Path(creds) / mqtt.password_credential, "password_credential")
+    if mqtt.password_file is not None:
+        path = mqtt.password_file
+        if not path.is_absolute():
+            path = cfg.path.parent / path
+        return _read_secret(path, "password_file")
+    return os.environ.get(mqtt.password_env)
+
+
+def _read_secret(path: Path, field: str) -> str:
     try:
         return path.read_text(encoding="utf-8").strip()
     except OSError as exc:
         print(
-            f"edge-agent: upstream.mqtt.password_file: cannot read {path}: {exc.strerror}",
+            f"edge-agent: upstream.mqtt.{field}: cannot read {path}: {exc.strerror}",
             file=sys.stderr,
         )
         raise SystemExit(EXIT_CONFIG) from None
@@ -85,6 +101,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         log.error("%s", exc)
         return EXIT_CONFIG
     agent = Agent(cfg, pipelines, password=_read_password(cfg))
+    try:
+        agent.publisher.open()
+    except OSError as exc:
+        log.error("upstream.outbox.dir: %s", exc)
+        return EXIT_CONFIG
     asyncio.run(run_until_signal(agent))
     return 0
 
@@ -170,6 +191,32 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return replay_main(Path(args.bundle), Path(args.data), Path(args.out), args.labels, plot)
 
 
+def cmd_bench_quality(args: argparse.Namespace) -> int:
+    from edge_agent.bench.quality import QualityConfig
+    from edge_agent.bench.quality import main as bench_quality
+
+    cfg = QualityConfig(
+        seeds=args.seeds,
+        train_hours=args.train_hours,
+        drift_hours=args.drift_hours,
+        teacher_steps=args.teacher_steps,
+        scenarios=args.scenarios.split(",") if args.scenarios else [],
+    )
+    return bench_quality(cfg, Path(args.workdir), Path(args.json))
+
+
+def cmd_bench_upstream(args: argparse.Namespace) -> int:
+    from edge_agent.bench.upstream import main as bench_upstream
+
+    return bench_upstream(
+        Path(args.json),
+        Path(args.workdir) if args.workdir else None,
+        real_outage=args.real_outage,
+        backlog=args.backlog,
+        gen_rate=args.gen_rate,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="edge-agent", description="Edge gateway anomaly agent")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -204,6 +251,32 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scenario", default="cavitation", choices=["cavitation", "bearing_wear"])
     p.add_argument("--timeout", type=float, default=150.0)
     p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("bench", help="measure figures on this machine")
+    bench = p.add_subparsers(dest="bench", required=True)
+    p = bench.add_parser(
+        "upstream", help="outbox write cost, alerts lost across a broker outage, drain rate"
+    )
+    p.add_argument("--json", default="bench-upstream.json", help="where to write the figures")
+    p.add_argument("--workdir", help="keep broker and outbox files here (default: temporary)")
+    p.add_argument(
+        "--real-outage",
+        action="store_true",
+        help="keep the broker down a real 10 minutes (default: same alerts, compressed)",
+    )
+    p.add_argument("--backlog", type=int, default=10_000, help="queued alerts for the drain rate")
+    p.add_argument("--gen-rate", type=float, default=100.0, help="alerts/s when compressed")
+    p.set_defaults(func=cmd_bench_upstream)
+    p = bench.add_parser(
+        "quality", help="detection quality per simulator scenario over seeds (extra: train)"
+    )
+    p.add_argument("--seeds", type=int, default=10)
+    p.add_argument("--train-hours", type=float, default=6.0, help="normal data to train on")
+    p.add_argument("--drift-hours", type=float, default=6.0, help="normal data after training")
+    p.add_argument("--teacher-steps", type=int, default=600)
+    p.add_argument("--scenarios", help="comma-separated (default: all)")
+    p.add_argument("--workdir", default="bench-quality")
+    p.add_argument("--json", default="bench-quality.json")
+    p.set_defaults(func=cmd_bench_quality)
     args = ap.parse_args(argv)
     if args.cmd == "train" and bool(args.config) != bool(args.asset):
         ap.error("--config and --asset go together")

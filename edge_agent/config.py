@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from edge_agent.profiles import DeviceProfile, load_profile, packaged_profile_dirs, resolve_profile
@@ -79,6 +86,8 @@ class Asset(_Strict):
     hop: int | None = Field(None, ge=1)
     bundle: Path
     signals: list[SignalRef] = Field(min_length=1)
+    # While an alert is active: an `updated` event on a severity change, at most this often.
+    alert_update_interval_s: float | None = Field(None, gt=0)
 
     @model_validator(mode="after")
     def _unique_signals(self) -> Asset:
@@ -93,20 +102,70 @@ class Asset(_Strict):
         return self.max_age_s if self.max_age_s is not None else 2.5 * self.sample_period_s
 
 
+class Tls(_Strict):
+    ca_file: Path  # CA bundle that signed the broker's certificate
+    cert_file: Path | None = None  # client certificate (mutual TLS), with key_file
+    key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _pair(self) -> Tls:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        return self
+
+
 class Mqtt(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
     client_id: str | None = None  # default: edge-agent-{site}-{gateway}
     topic_prefix: str = Field("edge", pattern=r"^[^#+\s]+$")
+    # YAML reads `5` as a number and `3.1.1` as a string; both name a protocol version.
+    protocol: Annotated[Literal["5", "3.1.1"], BeforeValidator(str)] = "5"
     qos: Literal[0, 1] = 1
     keepalive_s: int = Field(30, ge=5, le=3600)
+    # How long the broker keeps our session (MQTT 5 session expiry) while we are away.
+    session_expiry_s: int = Field(86_400, ge=0)
+    tls: Tls | None = None
     username: str | None = None
+    # The password comes from exactly one place, never from the YAML itself: a file, a systemd
+    # credential ($CREDENTIALS_DIRECTORY/<name>) or an environment variable (the default).
     password_file: Path | None = None
+    password_credential: str | None = Field(None, pattern=NAME)
+    password_env: str = Field("EDGE_AGENT_MQTT_PASSWORD", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     backoff: Backoff = Backoff()
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> Mqtt:
+        if self.password_file is not None and self.password_credential is not None:
+            raise ValueError("password_file and password_credential are exclusive")
+        return self
+
+
+class Outbox(_Strict):
+    """Persistent upstream queue (SQLite, WAL). Bounds and drop order: docs/UPSTREAM.md."""
+
+    dir: Path = Path("/var/lib/edge-agent")
+    max_messages: int = Field(100_000, ge=100)
+    max_bytes: int = Field(64 * 1024 * 1024, ge=64 * 1024)
+    max_age_s: float = Field(7 * 86_400, gt=0)
+    # A message that fails this many publish attempts (or is rejected) goes to the dead letters.
+    max_attempts: int = Field(5, ge=1)
+    max_message_bytes: int = Field(256 * 1024, ge=1024)
+    # `normal`: durable across a crash or SIGKILL of the agent; `full`: also across power loss.
+    synchronous: Literal["normal", "full"] = "normal"
+
+
+class Telemetry(_Strict):
+    """Optional QoS 0 score telemetry, rate-limited per asset; off by default."""
+
+    enabled: bool = False
+    interval_s: float = Field(10.0, ge=0.1)
 
 
 class Upstream(_Strict):
     mqtt: Mqtt = Mqtt()
+    outbox: Outbox = Outbox()
+    telemetry: Telemetry = Telemetry()
 
 
 class Logging(_Strict):

@@ -87,7 +87,10 @@ def write_config(workdir: Path, sim_port: int, broker_port: int, bundle: Path) -
                 "signals": [{"name": s, "source": "pump_plc"} for s in SIGNALS],
             }
         ],
-        "upstream": {"mqtt": {"host": "127.0.0.1", "port": broker_port, "topic_prefix": "edge"}},
+        "upstream": {
+            "mqtt": {"host": "127.0.0.1", "port": broker_port, "topic_prefix": "edge"},
+            "outbox": {"dir": str(workdir.resolve() / "state")},
+        },
     }  # fmt: skip
     path = workdir / "agent.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -104,6 +107,8 @@ async def _watch(port: int, alert_seen: asyncio.Event) -> None:
                 print(f"    {body['message']}", flush=True)
                 if body["event"] == "raised":
                     alert_seen.set()
+            elif body.get("schema", "").startswith("edge-agent/event"):
+                _say(f"SUBSCRIBER got {msg.topic}: {body['type']}: {body['message']}")
             else:
                 _say(f"SUBSCRIBER got {msg.topic}: {body.get('state')}")
 

@@ -55,7 +55,11 @@ class AssetPipeline:
         self.detector = Detector(bundle.model_path, m.model.input)
         self.policy = AlertPolicy(
             asset.name,
-            PolicyParams(raise_threshold=m.threshold.raise_, clear_threshold=m.threshold.clear),
+            PolicyParams(
+                raise_threshold=m.threshold.raise_,
+                clear_threshold=m.threshold.clear,
+                update_interval_s=asset.alert_update_interval_s,
+            ),
             SignalInfo(
                 names=m.signals,
                 units=m.units or [""] * len(m.signals),

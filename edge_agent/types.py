@@ -74,6 +74,7 @@ class Score:
 
 class AlertEventKind(enum.StrEnum):
     RAISED = "raised"
+    UPDATED = "updated"
     CLEARED = "cleared"
 
 

@@ -81,7 +81,8 @@ def agent_config(
             "mqtt": {
                 "host": "127.0.0.1", "port": broker_port, "topic_prefix": "edge",
                 "backoff": {"initial_s": 0.2, "max_s": 1.0}, **mqtt_extra,
-            }
+            },
+            "outbox": {"dir": str(path.parent / "state")},
         },
         "logging": {"level": "INFO"},
     }  # fmt: skip

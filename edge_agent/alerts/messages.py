@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -12,6 +13,22 @@ from edge_agent.types import AlertEvent
 
 ALERT_SCHEMA = "edge-agent/alert/1"
 STATUS_SCHEMA = "edge-agent/status/1"
+EVENT_SCHEMA = "edge-agent/event/1"
+TELEMETRY_SCHEMA = "edge-agent/telemetry/1"
+SCHEMA_NAMES = ("alert", "status", "event", "telemetry")
+
+# System event types (schemas/event.v1.json lists the same).
+EVENT_TYPES = (
+    "source_offline",
+    "source_online",
+    "data_quality",
+    "model_loaded",
+    "model_rejected",
+    "outbox_dropped",
+    "outbox_error",
+    "outbox_recovered",
+    "publish_rejected",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +47,13 @@ class Topics:
     @property
     def status(self) -> str:
         return f"{self.base}/status"
+
+    @property
+    def events(self) -> str:
+        return f"{self.base}/events"
+
+    def telemetry(self, asset: str) -> str:
+        return f"{self.base}/telemetry/{asset}"
 
 
 def iso(ts: float) -> str:
@@ -78,12 +102,57 @@ def status_payload(
     }
 
 
+def event_payload(
+    type_: str,
+    severity: str,
+    message: str,
+    site: str,
+    gateway: str,
+    ts: float,
+    subject: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    if type_ not in EVENT_TYPES:
+        raise ValueError(f"unknown event type {type_!r}")
+    body: dict[str, Any] = {
+        "schema": EVENT_SCHEMA,
+        # Random: events have no natural identity; it lets consumers drop redeliveries.
+        "event_id": str(uuid.uuid4()),
+        "type": type_,
+        "severity": severity,
+        "site": site,
+        "gateway": gateway,
+        "ts": iso(ts),
+        "message": message,
+    }
+    if subject is not None:
+        body["subject"] = subject
+    if details:
+        body["details"] = details
+    return body
+
+
+def telemetry_payload(
+    site: str, gateway: str, asset: str, ts: float, score: float, threshold: float, model: str
+) -> dict[str, Any]:
+    return {
+        "schema": TELEMETRY_SCHEMA,
+        "site": site,
+        "gateway": gateway,
+        "asset": asset,
+        "ts": iso(ts),
+        "score": round(score, 6),
+        "threshold": round(threshold, 6),
+        "model_version": model,
+    }
+
+
 def encode(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
 
 
 def load_schema(name: str) -> dict[str, Any]:
-    """The JSON Schema shipped for a message kind (`alert` or `status`)."""
+    """The JSON Schema shipped for a message kind (one of SCHEMA_NAMES)."""
     text = resources.files("edge_agent.alerts").joinpath(f"schemas/{name}.v1.json").read_text()
     schema: dict[str, Any] = json.loads(text)
     return schema

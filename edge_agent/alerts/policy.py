@@ -4,7 +4,10 @@
   noisy window does not page anyone), and no alert is active, and the cooldown since the last clear
   has passed;
 - clear: the last `n` scores are all below the clear threshold (hysteresis: clear < raise, so an
-  alert does not flap around one threshold).
+  alert does not flap around one threshold);
+- update (optional, `update_interval_s`): while active, an `updated` event when the severity
+  differs from the last one sent, at most once per `update_interval_s` of data time, so a score
+  hovering around the critical ratio does not page on every window.
 
 The alert_id is derived from the asset and the raise time, so replaying the same data yields the
 same ids as the live agent did.
@@ -33,6 +36,7 @@ class PolicyParams:
     cooldown_s: float = 0.0
     critical_ratio: float = 3.0
     top_signals: int = 3
+    update_interval_s: float | None = None  # None: no `updated` events
 
     def __post_init__(self) -> None:
         if not 0 < self.clear_threshold <= self.raise_threshold:
@@ -61,6 +65,8 @@ class AlertPolicy:
         self._active: str | None = None
         self._active_since = 0.0
         self._cleared_at = -np.inf
+        self._last_sent_at = 0.0
+        self._last_severity = ""
 
     @property
     def active_alert(self) -> str | None:
@@ -74,14 +80,29 @@ class AlertPolicy:
             if above >= p.k and s.ts - self._cleared_at >= p.cooldown_s:
                 self._active = str(uuid.uuid5(_ALERT_NS, f"{self.asset}/{s.ts:.6f}"))
                 self._active_since = s.ts
-                return self._event(AlertEventKind.RAISED, s)
+                return self._sent(self._event(AlertEventKind.RAISED, s))
             return None
         if len(self._recent) == p.n and all(v < p.clear_threshold for v in self._recent):
             event = self._event(AlertEventKind.CLEARED, s)
             self._active = None
             self._cleared_at = s.ts
             return event
+        if (
+            p.update_interval_s is not None
+            and self._severity(s) != self._last_severity
+            and s.ts - self._last_sent_at >= p.update_interval_s
+        ):
+            return self._sent(self._event(AlertEventKind.UPDATED, s))
         return None
+
+    def _sent(self, event: AlertEvent) -> AlertEvent:
+        self._last_sent_at = event.ts
+        self._last_severity = event.severity
+        return event
+
+    def _severity(self, s: Score) -> str:
+        ratio = s.score / self.params.raise_threshold
+        return "critical" if ratio >= self.params.critical_ratio else "warning"
 
     def _contributions(self, s: Score) -> tuple[Contribution, ...]:
         errors = np.asarray(s.signal_errors, dtype=np.float64)
@@ -103,7 +124,7 @@ class AlertPolicy:
         assert self._active is not None
         p = self.params
         ratio = s.score / p.raise_threshold
-        severity = "critical" if ratio >= p.critical_ratio else "warning"
+        severity = self._severity(s)
         contributions = self._contributions(s)
         units = dict(zip(self.signals.names, self.signals.units, strict=True))
         parts = [
@@ -111,10 +132,11 @@ class AlertPolicy:
             f"(normal {c.normal_low:.4g}–{c.normal_high:.4g})"
             for c in contributions
         ]
-        if kind is AlertEventKind.RAISED:
+        if kind is not AlertEventKind.CLEARED:
             message = (
-                f"{self.asset}: anomaly raised, score {s.score:.3g} is {ratio:.1f}x the threshold "
-                f"{p.raise_threshold:.3g}; top signals: {'; '.join(parts)}"
+                f"{self.asset}: anomaly {kind.value} ({severity}), score {s.score:.3g} is "
+                f"{ratio:.1f}x the threshold {p.raise_threshold:.3g}; "
+                f"top signals: {'; '.join(parts)}"
             )
         else:
             message = (

@@ -1,46 +1,97 @@
-"""MQTT publisher: QoS 1 alerts that leave the queue only after the broker's PUBACK, a retained
-status (birth) message, a last will, and reconnects with capped, jittered backoff.
+"""MQTT publisher: drains the persistent outbox to the broker at QoS 1, a message leaving the
+outbox only after its PUBACK; a retained status (birth) message and a last will; MQTT 5 or 3.1.1,
+TLS, username/password, persistent session; reconnects with capped, jittered backoff.
 
-The queue is in memory and bounded; a message is removed only once acknowledged, so a broker
-outage or a dropped connection delays alerts but does not lose them while the agent runs.
+`submit*` methods are the non-blocking entry points for the rest of the agent: they write one row
+to the outbox and wake the drain loop. A message the broker refuses (MQTT 5 PUBACK reason code
+>= 0x80) or that keeps failing is moved to the dead letters, counted and reported as an event, so
+one bad message never wedges the queue.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import ssl
 import time
-from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import aiomqtt
+import paho.mqtt.client as paho
+from aiomqtt.exceptions import MqttConnectError
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
-from edge_agent.alerts.messages import Topics, encode, status_payload
+from edge_agent.alerts.messages import (
+    Topics,
+    encode,
+    event_payload,
+    status_payload,
+    telemetry_payload,
+)
 from edge_agent.backoff import Backoff
-from edge_agent.config import Identity, Mqtt
+from edge_agent.config import Identity, Mqtt, Telemetry
+from edge_agent.config import Outbox as OutboxConfig
 from edge_agent.logs import RateLimitedLog
+from edge_agent.upstream.outbox import Kind, Limits, Message, Outbox, Stored
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(slots=True)
-class Outgoing:
-    topic: str
-    payload: bytes
-    qos: int
-    retain: bool = False
+IN_FLIGHT = 128  # publishes awaiting PUBACK at once (32: ~1.5k msg/s, 128: ~3k msg/s on loopback)
+HOUSEKEEPING_S = 30.0
+PUBLISH_TIMEOUT_S = 10.0
+# PUBACK reason codes that mean "not now" rather than "never": the message is retried.
+_TRANSIENT = {0x89, 0x97}  # server busy, quota exceeded
 
 
 @dataclass(slots=True)
 class PublisherStats:
     published: int = 0
-    dropped: int = 0
+    rejected: int = 0
     connects: int = 0
     connect_failures: int = 0
     connected: bool = False
-    queued: int = 0
+    bad_payloads: int = 0
     last_error: str = field(default="")
+
+
+class _AckingClient(aiomqtt.Client):
+    """aiomqtt.Client whose publish returns the PUBACK reason code (aiomqtt discards it, but an
+    MQTT 5 broker uses it to refuse a publish, e.g. for an ACL denial)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._acks: dict[int, int] = {}
+        # aiomqtt warns above 10 pending publishes; we keep IN_FLIGHT on purpose.
+        self.pending_calls_threshold = IN_FLIGHT + 1
+
+    def _on_publish(
+        self, client: paho.Client, userdata: Any, mid: int, reason_code: Any, properties: Any
+    ) -> None:
+        self._acks[mid] = int(getattr(reason_code, "value", 0) or 0)
+        super()._on_publish(client, userdata, mid, reason_code, properties)
+
+    async def publish_acked(
+        self, topic: str, payload: bytes, qos: int, retain: bool, wait_s: float
+    ) -> int:
+        info = self._client.publish(topic, payload, qos, retain)
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
+        try:
+            if not info.is_published():
+                confirmation = asyncio.Event()
+                with self._pending_call(info.mid, confirmation, self._pending_publishes):
+                    await self._wait_for(confirmation.wait(), timeout=wait_s)
+            return self._acks.pop(info.mid, 0)
+        finally:
+            self._acks.pop(info.mid, None)
+
+
+class _ConnectionLost(Exception):
+    pass
 
 
 class MqttPublisher:
@@ -50,8 +101,10 @@ class MqttPublisher:
         identity: Identity,
         agent_version: str,
         models: dict[str, str],
-        max_queue: int = 100_000,
         password: str | None = None,
+        outbox: OutboxConfig | None = None,
+        telemetry: Telemetry | None = None,
+        base_dir: Path | None = None,
     ) -> None:
         self.cfg = cfg
         self.identity = identity
@@ -60,15 +113,140 @@ class MqttPublisher:
         self.stats = PublisherStats()
         self._version = agent_version
         self._models = models
-        self._queue: deque[Outgoing] = deque()
-        self._max_queue = max_queue
-        self._wakeup = asyncio.Event()
-        self._client: aiomqtt.Client | None = None
         self._password = password
+        self._base_dir = base_dir or Path.cwd()
+        ocfg = outbox or OutboxConfig()
+        odir = ocfg.dir if ocfg.dir.is_absolute() else self._base_dir / ocfg.dir
+        self.outbox = Outbox(
+            odir,
+            Limits(
+                max_messages=ocfg.max_messages,
+                max_bytes=ocfg.max_bytes,
+                max_age_s=ocfg.max_age_s,
+                max_attempts=ocfg.max_attempts,
+                max_message_bytes=ocfg.max_message_bytes,
+                synchronous=ocfg.synchronous,
+            ),
+            on_problem=self._outbox_problem,
+        )
+        self._opened = False
+        self._telemetry = telemetry or Telemetry()
+        self._telemetry_last: dict[str, float] = {}
+        self._wakeup = asyncio.Event()
+        self._client: _AckingClient | None = None
         self._errors = RateLimitedLog(log)
+        self._housekept = time.monotonic()
+        self._early_events: list[tuple[str, str, str, str | None, dict[str, Any] | None]] = []
         self.connected = asyncio.Event()
 
-    def _status(self, state: str) -> Outgoing:
+    # -- entry points for the agent (non-blocking) ----------------------------------------------
+
+    def open(self) -> None:
+        """Open the outbox (idempotent). Raises OSError if its directory cannot be created."""
+        if not self._opened:
+            self.outbox.open()
+            self._opened = True
+            if self.outbox.stats.queued:
+                log.info("outbox holds %d message(s) from before", self.outbox.stats.queued)
+
+    def submit(
+        self, topic: str, payload: bytes, qos: int | None = None, kind: Kind = Kind.ALERT
+    ) -> None:
+        """Queue a message durably; returns at once (one small SQLite insert)."""
+        self.open()
+        self.outbox.put(Message(topic, payload, self.cfg.qos if qos is None else qos, kind))
+        self._wakeup.set()
+
+    def submit_alert(self, asset: str, body: dict[str, Any]) -> None:
+        self._submit_body(self.topics.alert(asset), body, Kind.ALERT)
+
+    def submit_event(
+        self,
+        type_: str,
+        message: str,
+        severity: str = "warning",
+        subject: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        """Publish a system event (edge-agent/event/1) on `{prefix}/{site}/{gateway}/events`."""
+        body = event_payload(
+            type_,
+            severity,
+            message,
+            self.identity.site,
+            self.identity.gateway,
+            time.time(),
+            subject=subject,
+            details=details,
+        )
+        self._submit_body(self.topics.events, body, Kind.EVENT)
+
+    def submit_telemetry(
+        self, asset: str, ts: float, score: float, threshold: float, model: str
+    ) -> None:
+        """Optional QoS 0 score telemetry, at most one per asset per `interval_s` of data time."""
+        if not self._telemetry.enabled:
+            return
+        last = self._telemetry_last.get(asset)
+        if last is not None and ts - last < self._telemetry.interval_s:
+            return
+        self._telemetry_last[asset] = ts
+        body = telemetry_payload(
+            self.identity.site, self.identity.gateway, asset, ts, score, threshold, model
+        )
+        self._submit_body(self.topics.telemetry(asset), body, Kind.TELEMETRY, qos=0)
+
+    def _submit_body(
+        self, topic: str, body: dict[str, Any], kind: Kind, qos: int | None = None
+    ) -> None:
+        try:
+            payload = encode(body)
+        except (TypeError, ValueError) as exc:
+            # NaN or a non-JSON value: the message cannot be sent; say so instead of crashing.
+            self.stats.bad_payloads += 1
+            log.error("cannot serialize message for %s: %s", topic, exc)
+            if kind is not Kind.EVENT:
+                self._defer_event(
+                    "publish_rejected",
+                    f"message for {topic} not serializable: {exc}",
+                    "error",
+                    topic,
+                )
+            return
+        self.submit(topic, payload, qos, kind)
+
+    def _outbox_problem(self, problem: str, text: str) -> None:
+        if problem == "dead_letter" and self.topics.events in text:
+            return  # a refused event must not produce another event (it could loop forever)
+        type_, severity = {
+            "write_failed": ("outbox_error", "error"),
+            "corrupt_replaced": ("outbox_error", "error"),
+            "write_recovered": ("outbox_recovered", "info"),
+            "dead_letter": ("publish_rejected", "error"),
+            "dropped": ("outbox_dropped", "warning"),
+        }[problem]
+        details = {"dropped": dict(self.outbox.stats.dropped)} if problem == "dropped" else None
+        self._defer_event(type_, text, severity, None, details)
+
+    def _defer_event(
+        self,
+        type_: str,
+        text: str,
+        severity: str,
+        subject: str | None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        # Not from inside the outbox call that reported the problem: queue it on the next turn.
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # opened before the loop started: sent when `run` starts
+            self._early_events.append((type_, text, severity, subject, details))
+            return
+        loop.call_soon(self.submit_event, type_, text, severity, subject, details)
+
+    # -- connection ---------------------------------------------------------------------------
+
+    def _status(self, state: str) -> tuple[str, bytes]:
         body = status_payload(
             state,
             self.identity.site,
@@ -77,69 +255,124 @@ class MqttPublisher:
             self._models,
             time.time(),
         )
-        return Outgoing(self.topics.status, encode(body), qos=1, retain=True)
+        return self.topics.status, encode(body)
 
-    def submit(self, topic: str, payload: bytes, qos: int | None = None) -> None:
-        """Queue a message; never blocks. Oldest messages are dropped (and counted) only when the
-        bound is reached."""
-        if len(self._queue) >= self._max_queue:
-            self._queue.popleft()
-            self.stats.dropped += 1
-            self._errors.log(logging.ERROR, "drop", "upstream queue full: dropped oldest message")
-        self._queue.append(Outgoing(topic, payload, self.cfg.qos if qos is None else qos))
-        self.stats.queued = len(self._queue)
-        self._wakeup.set()
+    def _tls_context(self) -> ssl.SSLContext | None:
+        tls = self.cfg.tls
+        if tls is None:
+            return None
 
-    def _make_client(self) -> aiomqtt.Client:
-        will = self._status("offline")
-        return aiomqtt.Client(
+        def path(p: Path) -> str:
+            return str(p if p.is_absolute() else self._base_dir / p)
+
+        ctx = ssl.create_default_context(cafile=path(tls.ca_file))
+        if tls.cert_file is not None and tls.key_file is not None:
+            ctx.load_cert_chain(path(tls.cert_file), path(tls.key_file))
+        return ctx
+
+    def _make_client(self) -> _AckingClient:
+        topic, payload = self._status("offline")
+        v5 = self.cfg.protocol == "5"
+        properties = None
+        if v5:
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = self.cfg.session_expiry_s
+        return _AckingClient(
             self.cfg.host,
             self.cfg.port,
             identifier=self.client_id,
             username=self.cfg.username,
             password=self._password,
-            will=aiomqtt.Will(will.topic, will.payload, qos=1, retain=True),
+            protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
+            will=aiomqtt.Will(topic, payload, qos=1, retain=True),
             keepalive=self.cfg.keepalive_s,
-            timeout=10.0,
-            clean_session=False,
+            timeout=PUBLISH_TIMEOUT_S,
+            # Persistent session: the broker keeps our state (and in-flight ids) across drops.
+            clean_session=None if v5 else False,
+            clean_start=False if v5 else paho.MQTT_CLEAN_START_FIRST_ONLY,  # v5 only, else default
+            properties=properties,
+            tls_context=self._tls_context(),
+            max_inflight_messages=IN_FLIGHT,
         )
 
     async def run(self) -> None:
-        """Connect, publish birth, drain the queue; reconnect forever with backoff."""
+        """Connect, publish birth, drain the outbox; reconnect forever with backoff."""
+        self.open()
+        for early in self._early_events:
+            self.submit_event(*early)
+        self._early_events.clear()
         backoff = Backoff(
             self.cfg.backoff.initial_s, self.cfg.backoff.max_s, self.cfg.backoff.jitter
         )
-        while True:
-            try:
-                async with self._make_client() as client:
-                    self._client = client
-                    self.stats.connects += 1
-                    self.stats.connected = True
-                    self._errors.reset("connect")
-                    log.info("connected to MQTT broker %s:%d", self.cfg.host, self.cfg.port)
-                    backoff.reset()
-                    birth = self._status("online")
-                    await client.publish(birth.topic, birth.payload, qos=1, retain=True)
-                    self.connected.set()
-                    await self._drain(client)
-            except aiomqtt.MqttError as exc:
-                self.stats.connect_failures += 1
-                self.stats.last_error = str(exc)
-                self._errors.log(
-                    logging.WARNING,
-                    "connect",
-                    "MQTT broker %s:%d unavailable: %s (retrying with backoff)",
-                    self.cfg.host,
-                    self.cfg.port,
-                    exc,
-                )
-            finally:
-                self._client = None
-                self.stats.connected = False
-                self.connected.clear()
-            await asyncio.sleep(backoff.next_delay())
+        try:
+            while True:
+                try:
+                    async with self._make_client() as client:
+                        self._client = client
+                        self._on_connected()
+                        backoff.reset()
+                        topic, payload = self._status("online")
+                        await client.publish(topic, payload, qos=1, retain=True)
+                        self.connected.set()
+                        await self._drain(client)
+                except (aiomqtt.MqttError, _ConnectionLost, ssl.SSLError, OSError) as exc:
+                    self._on_connect_failed(exc)
+                finally:
+                    self._client = None
+                    self.stats.connected = False
+                    self.connected.clear()
+                self._housekeep(force=False)
+                await asyncio.sleep(backoff.next_delay())
+        finally:
+            self.outbox.close()
+            self._opened = False
 
-    async def _drain(self, client: aiomqtt.Client) -> None:
+    def _on_connected(self) -> None:
+        self.stats.connects += 1
+        self.stats.connected = True
+        self._errors.reset("connect")
+        log.info(
+            "connected to MQTT broker %s:%d (MQTT %s%s)",
+            self.cfg.host,
+            self.cfg.port,
+            self.cfg.protocol,
+            ", TLS" if self.cfg.tls else "",
+        )
+
+    def _on_connect_failed(self, exc: BaseException) -> None:
+        self.stats.connect_failures += 1
+        self.stats.last_error = str(exc)
+        if isinstance(exc, MqttConnectError):
+            # Refused by the broker: most often credentials or ACL. Never log the password.
+            self._errors.log(
+                logging.ERROR,
+                "connect",
+                "MQTT broker %s:%d refused the connection: %s; check upstream.mqtt.username "
+                "and the password source (retrying with backoff)",
+                self.cfg.host,
+                self.cfg.port,
+                exc,
+            )
+            return
+        self._errors.log(
+            logging.WARNING,
+            "connect",
+            "MQTT broker %s:%d unavailable: %s (retrying with backoff)",
+            self.cfg.host,
+            self.cfg.port,
+            exc,
+        )
+
+    def _housekeep(self, force: bool) -> None:
+        now = time.monotonic()
+        if force or now - self._housekept >= HOUSEKEEPING_S:
+            self._housekept = now
+            self.outbox.expire()
+            self.outbox.retry_spill()
+
+    # -- draining -----------------------------------------------------------------------------
+
+    async def _drain(self, client: _AckingClient) -> None:
         # Iterating `messages` raises MqttError when the connection drops, even while idle.
         async def watch() -> None:
             async for _ in client.messages:
@@ -148,34 +381,88 @@ class MqttPublisher:
         watcher = asyncio.create_task(watch(), name="mqtt-connection-watch")
         try:
             while True:
-                while self._queue:
-                    msg = self._queue[0]
-                    # At QoS 1 this returns after PUBACK; only then does the message leave.
-                    await client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain)
-                    # The head may have been dropped for space meanwhile; remove by identity.
-                    if self._queue and self._queue[0] is msg:
-                        self._queue.popleft()
-                    self.stats.published += 1
-                    self.stats.queued = len(self._queue)
-                self._wakeup.clear()
+                self._housekeep(force=False)
+                self._wakeup.clear()  # before peeking, so a submit in between is not missed
+                batch = self.outbox.peek(IN_FLIGHT)
+                if batch:
+                    await self._publish_batch(client, batch, watcher)
+                    continue
                 wake = asyncio.create_task(self._wakeup.wait())
-                done, _ = await asyncio.wait({wake, watcher}, return_when=asyncio.FIRST_COMPLETED)
-                if watcher in done:
+                try:
+                    done, _ = await asyncio.wait(
+                        {wake, watcher}, timeout=HOUSEKEEPING_S, return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:
                     wake.cancel()
+                if watcher in done:
                     watcher.result()  # raises MqttError
-                    raise aiomqtt.MqttError("connection closed")
+                    raise _ConnectionLost("connection closed")
         finally:
             watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
-                await watcher
+            # wait() neither raises the watcher's outcome nor hides our own cancellation.
+            await asyncio.wait([watcher])
+            if not watcher.cancelled():
+                watcher.exception()  # retrieved: the drop it saw is handled by our caller
+
+    async def _publish_batch(
+        self, client: _AckingClient, batch: Sequence[Stored], watcher: asyncio.Task[None]
+    ) -> None:
+        async def one(s: Stored) -> int:
+            m = s.message
+            return await client.publish_acked(
+                m.topic, m.payload, m.qos, m.retain, wait_s=PUBLISH_TIMEOUT_S
+            )
+
+        tasks = [asyncio.ensure_future(one(s)) for s in batch]
+        try:
+            all_done = asyncio.gather(*tasks, return_exceptions=True)
+            race: set[asyncio.Future[Any]] = {all_done, watcher}
+            await asyncio.wait(race, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in tasks:
+                t.cancel()
+            # Let cancelled publishes finish so their outcome can be read below.
+            await asyncio.wait(tasks)
+        acked: list[int] = []
+        lost = False
+        for s, t in zip(batch, tasks, strict=True):
+            if t.cancelled():
+                lost = True
+                continue
+            exc = t.exception()
+            if exc is None:
+                code = t.result()
+                if code < 0x80:
+                    acked.append(s.id)
+                elif code in _TRANSIENT:
+                    self.outbox.fail(s, f"PUBACK reason code {code:#04x}")
+                else:
+                    self.stats.rejected += 1
+                    self.outbox.reject(s, f"PUBACK reason code {code:#04x} from the broker")
+            elif isinstance(exc, ValueError | TypeError):
+                # paho refuses it outright (e.g. a topic with wildcards, payload too large).
+                self.stats.rejected += 1
+                self.outbox.reject(s, f"refused by the MQTT client: {exc}")
+            elif isinstance(exc, aiomqtt.MqttCodeError) and exc.rc == paho.MQTT_ERR_NO_CONN:
+                lost = True
+            elif isinstance(exc, aiomqtt.MqttError) and "timed out" in str(exc):
+                # aiomqtt's timeout error carries no code, only this text.
+                self.outbox.fail(s, "no PUBACK within the timeout")
+            else:
+                lost = True
+        # Acknowledged messages leave the outbox in one transaction.
+        self.outbox.ack(acked)
+        self.stats.published += len(acked)
+        if lost or watcher.done():
+            raise _ConnectionLost("connection lost while publishing")
 
     async def close(self, wait_s: float = 2.0) -> None:
         """Publish the retained offline status (a clean disconnect does not fire the will)."""
         client = self._client
         if client is None:
             return
-        offline = self._status("offline")
+        topic, payload = self._status("offline")
         try:
-            await client.publish(offline.topic, offline.payload, qos=1, retain=True, timeout=wait_s)
+            await client.publish(topic, payload, qos=1, retain=True, timeout=wait_s)
         except aiomqtt.MqttError as exc:
             log.warning("could not publish offline status: %s", exc)

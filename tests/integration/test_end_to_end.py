@@ -13,7 +13,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from edge_agent.alerts.messages import load_schema
+from edge_agent.alerts.messages import SCHEMA_NAMES, load_schema
 from simulators.broker import Mosquitto, free_port
 from simulators.process import start_modbus_sim
 from tests.conftest import PROFILE, SEED, SPEED, Subscriber, agent_config
@@ -25,7 +25,7 @@ VALIDATORS = {
     name: jsonschema.Draft202012Validator(
         load_schema(name), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
     )
-    for name in ("alert", "status")
+    for name in SCHEMA_NAMES
 }
 
 

@@ -94,7 +94,7 @@ def test_training_input_errors_are_clear(tmp_path):
     pytest.importorskip("torch")
     from edge_agent.training.train import TrainingError, TrainOptions, train_bundle
 
-    opts = TrainOptions(max_steps=5, progress=False)
+    opts = TrainOptions(max_steps=5, progress=False, teacher_steps=5)
     with pytest.raises(TrainingError, match="too few rows: 50"):
         train_bundle(table(50), ["s0", "s1"], tmp_path / "x", opts)
     t = table(400)
@@ -112,5 +112,5 @@ def test_constant_signal_and_gaps_still_train(tmp_path):
     t = table(600)
     t.values[:, 1] = 5.0  # constant: must not give a zero scale
     t.values[100:110, 0] = np.nan  # a gap: windows must not span it
-    b = train_bundle(t, ["s0", "s1"], tmp_path / "b", TrainOptions(max_steps=20, progress=False))
+    b = train_bundle(t, ["s0", "s1"], tmp_path / "b", TrainOptions(max_steps=20, progress=False, teacher_steps=10))
     assert all(s > 0 for s in b.manifest.scaler.scale)

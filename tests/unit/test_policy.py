@@ -75,3 +75,23 @@ def test_invalid_params():
         PolicyParams(raise_threshold=1.0, clear_threshold=2.0)
     with pytest.raises(ValueError):
         PolicyParams(raise_threshold=1.0, clear_threshold=0.5, k=6, n=5)
+
+
+def test_updated_on_severity_change_is_rate_limited_and_keeps_the_alert_id():
+    p = policy(update_interval_s=10.0)
+    # raised as a warning at i=2, critical from i=4 (but within 10 s), warning again at i=20.
+    events = feed(p, [2.0] * 4 + [5.0] * 16 + [2.0] * 12 + [0.1] * 5)
+    kinds = [(i, e.event, e.severity) for i, e in events]
+    assert kinds == [
+        (2, AlertEventKind.RAISED, "warning"),
+        (12, AlertEventKind.UPDATED, "critical"),
+        (22, AlertEventKind.UPDATED, "warning"),
+        (36, AlertEventKind.CLEARED, "warning"),
+    ]
+    assert len({e.alert_id for _, e in events}) == 1
+    assert "anomaly updated (critical)" in events[1][1].message
+
+
+def test_no_updates_unless_configured():
+    events = feed(policy(), [2.0] * 4 + [5.0] * 16 + [0.1] * 5)
+    assert [e.event for _, e in events] == [AlertEventKind.RAISED, AlertEventKind.CLEARED]

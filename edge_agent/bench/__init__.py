@@ -1,0 +1,1 @@
+"""Benchmarks behind `edge-agent bench`: figures measured on the machine, not timed tests."""

@@ -1,0 +1,465 @@
+"""Persistent upstream queue: SQLite in WAL mode, one row per message, removed only after the
+broker acknowledged it.
+
+Why SQLite: one file, atomic commits, survives a SIGKILL of the agent (WAL, `synchronous=NORMAL`)
+or a power loss (`synchronous=FULL`), and a corrupt file can be detected and set aside.
+
+Every call is one small statement or transaction (microseconds to a millisecond), so it runs on
+the event loop thread instead of hopping to a worker thread per message.
+
+Bounds (see docs/UPSTREAM.md): when the queue exceeds `max_messages` or `max_bytes`, the oldest
+messages of the lowest priority go first (telemetry, then events, then alerts); messages older
+than `max_age_s` are dropped. Every drop is counted by kind.
+
+When the database cannot be written (disk full, I/O error) messages wait in a bounded in-memory
+spill and are still delivered; when the file is corrupt it is renamed aside and a new one started.
+Either way `put` never raises: problems are counted and handed to `on_problem` once per episode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import logging
+import sqlite3
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "outbox.db"
+SPILL_MAX = 10_000  # in-memory messages while the database is unwritable
+
+
+class Kind(enum.IntEnum):
+    """Message class; the value is the drop priority (lowest dropped first)."""
+
+    TELEMETRY = 0
+    EVENT = 1
+    ALERT = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    topic: str
+    payload: bytes
+    qos: int
+    kind: Kind
+    retain: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """A queued message. Negative ids are messages spilled to memory."""
+
+    id: int
+    message: Message
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_messages: int = 100_000
+    max_bytes: int = 64 * 1024 * 1024
+    max_age_s: float = 7 * 86_400
+    max_attempts: int = 5
+    max_message_bytes: int = 256 * 1024
+    synchronous: str = "normal"
+
+
+@dataclass(slots=True)
+class OutboxStats:
+    queued: int = 0
+    queued_bytes: int = 0
+    spilled: int = 0
+    dropped: dict[str, int] = field(default_factory=lambda: {k.name.lower(): 0 for k in Kind})
+    dead_letters: int = 0
+    write_errors: int = 0
+    recovered_corrupt: int = 0
+
+
+# Called with (problem, text): "write_failed", "write_recovered", "corrupt_replaced",
+# "dead_letter", "dropped".
+ProblemHook = Callable[[str, str], None]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    qos INTEGER NOT NULL,
+    retain INTEGER NOT NULL,
+    kind INTEGER NOT NULL,
+    created REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS outbox_drop_order ON outbox (kind, id);
+CREATE TABLE IF NOT EXISTS dead_letter (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    size INTEGER NOT NULL,
+    kind INTEGER NOT NULL,
+    created REAL NOT NULL,
+    failed_at REAL NOT NULL,
+    attempts INTEGER NOT NULL,
+    reason TEXT NOT NULL
+);
+"""
+# A dead letter keeps the head of its payload for diagnosis, not a second copy of a huge one.
+_DEAD_LETTER_KEEP = 4096
+
+
+def _is_corruption(exc: sqlite3.Error) -> bool:
+    # SQLITE_CORRUPT and SQLITE_NOTADB surface as DatabaseError, not its OperationalError subclass.
+    return isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError)
+
+
+class Outbox:
+    def __init__(
+        self,
+        directory: Path,
+        limits: Limits = Limits(),
+        on_problem: ProblemHook | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = directory / DB_NAME
+        self.limits = limits
+        self.stats = OutboxStats()
+        self._on_problem = on_problem
+        self._clock = clock
+        self._db: sqlite3.Connection | None = None
+        self._spill: deque[Stored] = deque()
+        self._spill_seq = 0
+        self._write_failing = False
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Open (or create) the database. A corrupt file is renamed aside and replaced. Raises
+        OSError only when the directory itself cannot be created (a deployment error)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._connect()
+        except sqlite3.Error as exc:
+            if not _is_corruption(exc):
+                raise OSError(f"cannot open outbox {self.path}: {exc}") from exc
+            self._replace_corrupt(exc)
+
+    def _connect(self) -> None:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={self.limits.synchronous.upper()}")
+            db.execute("PRAGMA busy_timeout=1000")
+            row = db.execute("PRAGMA quick_check").fetchone()
+            if row is None or row[0] != "ok":
+                raise sqlite3.DatabaseError(f"quick_check: {row[0] if row else 'no answer'}")
+            db.executescript(_SCHEMA)
+            count, size = db.execute(
+                "SELECT count(*), coalesce(sum(length(payload)), 0) FROM outbox"
+            ).fetchone()
+            dead = db.execute("SELECT count(*) FROM dead_letter").fetchone()[0]
+        except sqlite3.Error:
+            db.close()
+            raise
+        self._db = db
+        self.stats.queued, self.stats.queued_bytes = int(count), int(size)
+        self.stats.dead_letters = int(dead)
+
+    def _replace_corrupt(self, exc: sqlite3.Error) -> None:
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+            self._db = None
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(self._clock()))
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        for suffix in ("", "-wal", "-shm"):
+            src = Path(f"{self.path}{suffix}")
+            if src.exists():
+                src.replace(Path(f"{aside}{suffix}"))
+        self.stats.recovered_corrupt += 1
+        self._problem(
+            "corrupt_replaced",
+            f"outbox {self.path} was corrupt ({exc}); moved to {aside.name}, started a new one",
+        )
+        self._connect()
+
+    def close(self) -> None:
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+            self._db = None
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def put(self, msg: Message) -> None:
+        """Queue a message durably; never raises (see the module notes)."""
+        if len(msg.payload) > self.limits.max_message_bytes:
+            self._dead_letter_new(msg, f"oversized: {len(msg.payload)} bytes")
+            return
+        if self._spill and not self._flush_spill():
+            self._spill_put(msg)
+            return
+        try:
+            self._insert(msg)
+        except sqlite3.Error as exc:
+            self._write_failed(exc)
+            self._spill_put(msg)
+            return
+        self._enforce_size()
+
+    def _insert(self, msg: Message) -> None:
+        db = self._require_db()
+        db.execute(
+            "INSERT INTO outbox (topic, payload, qos, retain, kind, created) VALUES (?,?,?,?,?,?)",
+            (msg.topic, msg.payload, msg.qos, int(msg.retain), int(msg.kind), self._clock()),
+        )
+        self.stats.queued += 1
+        self.stats.queued_bytes += len(msg.payload)
+
+    def _require_db(self) -> sqlite3.Connection:
+        if self._db is None:
+            try:
+                self._connect()
+            except sqlite3.Error as exc:
+                if _is_corruption(exc):
+                    self._replace_corrupt(exc)
+                else:
+                    raise
+        assert self._db is not None
+        return self._db
+
+    def _write_failed(self, exc: sqlite3.Error) -> None:
+        self.stats.write_errors += 1
+        if _is_corruption(exc):
+            try:
+                self._replace_corrupt(exc)
+                return
+            except sqlite3.Error as again:
+                exc = again
+        if not self._write_failing:
+            self._write_failing = True
+            self._problem(
+                "write_failed",
+                f"cannot write outbox {self.path}: {exc}; holding up to {SPILL_MAX} messages "
+                "in memory until it can",
+            )
+
+    def _spill_put(self, msg: Message) -> None:
+        if len(self._spill) >= SPILL_MAX:
+            victim = min(self._spill, key=lambda s: (s.message.kind, -s.id))
+            if victim.message.kind > msg.kind:
+                self._count_drop(msg.kind)
+                return
+            self._spill.remove(victim)
+            self._count_drop(victim.message.kind)
+        self._spill_seq += 1
+        self._spill.append(Stored(-self._spill_seq, msg, 0))
+        self.stats.spilled = len(self._spill)
+
+    def _flush_spill(self) -> bool:
+        """Move spilled messages into the database, oldest first; True once the spill is empty."""
+        while self._spill:
+            head = self._spill[0]
+            try:
+                self._insert(head.message)
+            except sqlite3.Error as exc:
+                self._write_failed(exc)
+                return False
+            self._spill.popleft()
+        self.stats.spilled = 0
+        if self._write_failing:
+            self._write_failing = False
+            self._problem("write_recovered", f"outbox {self.path} is writable again")
+        self._enforce_size()
+        return True
+
+    # -- reading and acknowledging -------------------------------------------------------------
+
+    def peek(self, limit: int) -> list[Stored]:
+        """The oldest `limit` messages in queue order (database first, then memory spill)."""
+        rows: list[Stored] = []
+        if self._db is not None:
+            try:
+                cur = self._db.execute(
+                    "SELECT id, topic, payload, qos, retain, kind, attempts FROM outbox "
+                    "ORDER BY id LIMIT ?",
+                    (limit,),
+                )
+                rows = [
+                    Stored(i, Message(t, bytes(p), q, Kind(k), bool(r)), a)
+                    for i, t, p, q, r, k, a in cur
+                ]
+            except sqlite3.Error as exc:
+                self._write_failed(exc)
+        if len(rows) < limit:
+            rows.extend(list(self._spill)[: limit - len(rows)])
+        return rows
+
+    def ack(self, ids: Iterable[int]) -> None:
+        """Remove delivered messages (one transaction)."""
+        ids = list(ids)
+        db_ids = [i for i in ids if i > 0]
+        spill_ids = {i for i in ids if i < 0}
+        if spill_ids:
+            self._spill = deque(s for s in self._spill if s.id not in spill_ids)
+            self.stats.spilled = len(self._spill)
+        if db_ids:
+            self._delete(db_ids)
+
+    def _delete(self, ids: list[int]) -> None:
+        try:
+            db = self._require_db()
+            with db:  # explicit transaction: one commit for the batch
+                db.execute("BEGIN")
+                # Chunks stay well under SQLite's limit on bound parameters.
+                for i in range(0, len(ids), 5000):
+                    chunk = ids[i : i + 5000]
+                    marks = ",".join("?" * len(chunk))
+                    size, count = db.execute(
+                        "SELECT coalesce(sum(length(payload)), 0), count(*) FROM outbox "
+                        f"WHERE id IN ({marks})",
+                        chunk,
+                    ).fetchone()
+                    db.execute(f"DELETE FROM outbox WHERE id IN ({marks})", chunk)
+                    self.stats.queued -= int(count)
+                    self.stats.queued_bytes -= int(size)
+        except sqlite3.Error as exc:
+            # Not deleted: the messages will be sent again (at least once), never lost.
+            self._write_failed(exc)
+            self._recount()
+
+    def _recount(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            if self._db is not None:
+                count, size = self._db.execute(
+                    "SELECT count(*), coalesce(sum(length(payload)), 0) FROM outbox"
+                ).fetchone()
+                self.stats.queued, self.stats.queued_bytes = int(count), int(size)
+
+    def fail(self, stored: Stored, reason: str) -> bool:
+        """Count a failed attempt; returns True when the message went to the dead letters."""
+        attempts = stored.attempts + 1
+        if attempts >= self.limits.max_attempts:
+            self.reject(stored, f"{reason} (after {attempts} attempts)")
+            return True
+        if stored.id < 0:
+            self._spill = deque(
+                Stored(s.id, s.message, attempts) if s.id == stored.id else s for s in self._spill
+            )
+            return False
+        try:
+            self._require_db().execute(
+                "UPDATE outbox SET attempts = ? WHERE id = ?", (attempts, stored.id)
+            )
+        except sqlite3.Error as exc:
+            self._write_failed(exc)
+        return False
+
+    def reject(self, stored: Stored, reason: str) -> None:
+        """Move a message the broker will never accept out of the queue, so it cannot wedge it."""
+        self._dead_letter_new(stored.message, reason, attempts=stored.attempts + 1)
+        self.ack([stored.id])
+
+    def _dead_letter_new(self, msg: Message, reason: str, attempts: int = 0) -> None:
+        self.stats.dead_letters += 1
+        try:
+            self._require_db().execute(
+                "INSERT INTO dead_letter (topic, payload, size, kind, created, failed_at, "
+                "attempts, reason) VALUES (?,?,?,?,?,?,?,?)",
+                (
+                    msg.topic,
+                    msg.payload[:_DEAD_LETTER_KEEP],
+                    len(msg.payload),
+                    int(msg.kind),
+                    self._clock(),
+                    self._clock(),
+                    attempts,
+                    reason,
+                ),
+            )
+        except sqlite3.Error as exc:
+            self._write_failed(exc)
+        self._problem("dead_letter", f"message to {msg.topic} dead-lettered: {reason}")
+
+    def dead_letters(self, limit: int = 100) -> list[tuple[str, int, str]]:
+        """(topic, size, reason) of the newest dead letters, for diagnosis and tests."""
+        cur = self._require_db().execute(
+            "SELECT topic, size, reason FROM dead_letter ORDER BY id DESC LIMIT ?", (limit,)
+        )
+        return [(str(t), int(s), str(r)) for t, s, r in cur]
+
+    # -- bounds --------------------------------------------------------------------------------
+
+    def _count_drop(self, kind: Kind, n: int = 1) -> None:
+        self.stats.dropped[kind.name.lower()] += n
+
+    def _enforce_size(self) -> None:
+        lim = self.limits
+        if self.stats.queued <= lim.max_messages and self.stats.queued_bytes <= lim.max_bytes:
+            return
+        # Evict down to 95 % so a full queue does not pay an eviction on every put.
+        excess_n = self.stats.queued - int(lim.max_messages * 0.95)
+        excess_b = self.stats.queued_bytes - int(lim.max_bytes * 0.95)
+        try:
+            db = self._require_db()
+            victims: list[int] = []
+            freed_b = 0
+            by_kind: dict[Kind, int] = {}
+            cur = db.execute("SELECT id, kind, length(payload) FROM outbox ORDER BY kind, id")
+            for i, k, size in cur:
+                if len(victims) >= excess_n and freed_b >= excess_b:
+                    break
+                victims.append(int(i))
+                freed_b += int(size)
+                by_kind[Kind(k)] = by_kind.get(Kind(k), 0) + 1
+            cur.close()
+            self._delete(victims)
+        except sqlite3.Error as exc:
+            self._write_failed(exc)
+            return
+        self._report_drops(by_kind, "queue over its bound")
+
+    def expire(self) -> None:
+        """Drop messages older than `max_age_s` (called periodically)."""
+        cutoff = self._clock() - self.limits.max_age_s
+        try:
+            db = self._require_db()
+            # Ids grow with time: a look at the oldest row usually settles it.
+            oldest = db.execute("SELECT created FROM outbox ORDER BY id LIMIT 1").fetchone()
+            if oldest is None or oldest[0] >= cutoff:
+                return
+            rows = db.execute(
+                "SELECT kind, count(*) FROM outbox WHERE created < ? GROUP BY kind", (cutoff,)
+            ).fetchall()
+            db.execute("DELETE FROM outbox WHERE created < ?", (cutoff,))
+            self._recount()
+        except sqlite3.Error as exc:
+            self._write_failed(exc)
+            return
+        self._report_drops(
+            {Kind(k): int(n) for k, n in rows}, f"older than {self.limits.max_age_s:.0f} s"
+        )
+
+    def _report_drops(self, by_kind: dict[Kind, int], why: str) -> None:
+        if not by_kind:
+            return
+        for kind, n in by_kind.items():
+            self._count_drop(kind, n)
+        text = ", ".join(f"{n} {k.name.lower()}" for k, n in sorted(by_kind.items()))
+        self._problem("dropped", f"outbox dropped {text}: {why}")
+
+    def retry_spill(self) -> None:
+        """Try again to move spilled messages into the database (called periodically)."""
+        if self._spill:
+            self._flush_spill()
+
+    def _problem(self, kind: str, text: str) -> None:
+        level = logging.WARNING if kind in ("write_recovered", "dropped") else logging.ERROR
+        log.log(level, "%s", text)
+        if self._on_problem is not None:
+            self._on_problem(kind, text)

@@ -1,0 +1,47 @@
+"""Submitting to the publisher without a broker: what goes into the outbox, and bad content."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+
+from edge_agent.config import Identity, Mqtt, Telemetry
+from edge_agent.config import Outbox as OutboxConfig
+from edge_agent.upstream.mqtt import MqttPublisher
+from edge_agent.upstream.outbox import Kind
+
+
+def make(tmp_path, telemetry=False):
+    return MqttPublisher(
+        Mqtt(), Identity(site="s", gateway="g"), "v", {}, outbox=OutboxConfig(dir=tmp_path),
+        telemetry=Telemetry(enabled=telemetry, interval_s=10),
+    )  # fmt: skip
+
+
+async def test_non_serializable_alert_is_counted_and_reported_not_raised(tmp_path):
+    pub = make(tmp_path)
+    pub.submit_alert("pump-1", {"score": math.nan})
+    pub.submit_alert("pump-1", {"score": object()})
+    await asyncio.sleep(0)  # the problem event is queued on the next loop turn
+    assert pub.stats.bad_payloads == 2
+    queued = pub.outbox.peek(10)
+    assert [s.message.kind for s in queued] == [Kind.EVENT, Kind.EVENT]
+    body = json.loads(queued[0].message.payload)
+    assert body["type"] == "publish_rejected" and queued[0].message.topic == "edge/s/g/events"
+
+
+async def test_telemetry_is_off_by_default_and_rate_limited_per_asset(tmp_path):
+    off = make(tmp_path / "a")
+    off.submit_telemetry("pump-1", 100.0, 0.2, 0.5, "m")
+    assert off.outbox.peek(10) == []
+    on = make(tmp_path / "b", telemetry=True)
+    for ts in (100.0, 105.0, 110.0, 111.0):
+        on.submit_telemetry("pump-1", ts, 0.2, 0.5, "m")
+    on.submit_telemetry("pump-2", 105.0, 0.2, 0.5, "m")
+    sent = [(s.message.topic, s.message.qos, s.message.kind) for s in on.outbox.peek(10)]
+    assert sent == [
+        ("edge/s/g/telemetry/pump-1", 0, Kind.TELEMETRY),
+        ("edge/s/g/telemetry/pump-1", 0, Kind.TELEMETRY),
+        ("edge/s/g/telemetry/pump-2", 0, Kind.TELEMETRY),
+    ]
