@@ -184,6 +184,8 @@ def run_quality(cfg: QualityConfig, workdir: Path, log: Any = print) -> dict[str
                         {"seed": seed, "data": size, "stream": stream, "variant": variant, **q}
                     )
         log(f"seed {seed}: {time.monotonic() - t0:.0f} s")
+        # Partial results survive an interrupted run (a full run takes tens of minutes).
+        (workdir / "partial.json").write_text(json.dumps(results, default=float))
     return {"config": cfg.__dict__, "results": results, "summary": summarize(results)}
 
 

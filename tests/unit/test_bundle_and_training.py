@@ -112,5 +112,10 @@ def test_constant_signal_and_gaps_still_train(tmp_path):
     t = table(600)
     t.values[:, 1] = 5.0  # constant: must not give a zero scale
     t.values[100:110, 0] = np.nan  # a gap: windows must not span it
-    b = train_bundle(t, ["s0", "s1"], tmp_path / "b", TrainOptions(max_steps=20, progress=False, teacher_steps=10))
+    b = train_bundle(
+        t,
+        ["s0", "s1"],
+        tmp_path / "b",
+        TrainOptions(max_steps=20, progress=False, teacher_steps=10),
+    )
     assert all(s > 0 for s in b.manifest.scaler.scale)
