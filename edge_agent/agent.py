@@ -14,7 +14,8 @@ from edge_agent.alerts.messages import alert_payload, encode
 from edge_agent.config import LoadedConfig
 from edge_agent.inference.bundle import Bundle
 from edge_agent.pipeline import AssetPipeline
-from edge_agent.sources.modbus_tcp import ModbusTcpSource
+from edge_agent.profiles import DeviceProfile, MqttProfile, OpcUaProfile
+from edge_agent.sources.base import Source
 from edge_agent.types import AlertEvent, Batch
 from edge_agent.upstream.mqtt import MqttPublisher
 
@@ -32,16 +33,43 @@ def build_pipelines(cfg: LoadedConfig) -> list[AssetPipeline]:
     ]
 
 
-def build_sources(cfg: LoadedConfig) -> list[ModbusTcpSource]:
+def build_sources(cfg: LoadedConfig) -> list[Source]:
+    """One source per configured source that feeds an asset. Protocol libraries are imported only
+    when a source needs them, so a Modbus-only agent never loads asyncua or aiomqtt."""
     points: dict[str, list[str]] = {}
     for asset in cfg.settings.assets:
         for sig in asset.signals:
             points.setdefault(sig.source, []).append(sig.point_name)
-    return [
-        ModbusTcpSource(src, cfg.profiles[src.name], points[src.name])
-        for src in cfg.settings.sources
-        if src.name in points
-    ]
+    out: list[Source] = []
+    serial_lines: object | None = None
+    for src in cfg.settings.sources:
+        if src.name not in points:
+            continue
+        profile = cfg.profiles[src.name]
+        wanted = points[src.name]
+        if src.type == "modbus_tcp":
+            from edge_agent.sources.modbus_tcp import ModbusTcpSource
+
+            assert isinstance(profile, DeviceProfile)
+            out.append(ModbusTcpSource(src, profile, wanted))
+        elif src.type == "modbus_rtu":
+            from edge_agent.sources.modbus_rtu import ModbusRtuSource, SerialLines
+
+            assert isinstance(profile, DeviceProfile)
+            if not isinstance(serial_lines, SerialLines):
+                serial_lines = SerialLines()
+            out.append(ModbusRtuSource(src, profile, wanted, serial_lines))
+        elif src.type == "opcua":
+            from edge_agent.sources.opcua import OpcUaSource
+
+            assert isinstance(profile, OpcUaProfile)
+            out.append(OpcUaSource(src, profile, wanted))
+        else:
+            from edge_agent.sources.mqtt_in import MqttInSource
+
+            assert isinstance(profile, MqttProfile)
+            out.append(MqttInSource(src, profile, wanted))
+    return out
 
 
 class Agent:
@@ -72,7 +100,7 @@ class Agent:
         self.stop = asyncio.Event()
         self.ready = asyncio.Event()
 
-    async def _pump(self, source: ModbusTcpSource) -> None:
+    async def _pump(self, source: Source) -> None:
         async with source:
             async for batch in source.batches():
                 # Back-pressure instead of loss: a source waits if the pipeline falls behind.

@@ -120,7 +120,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         asset = assets[args.asset]
         signals = [s.name for s in asset.signals]
         expected_period = asset.sample_period_s
-        units = [cfg.profiles[s.source].point(s.point_name).unit for s in asset.signals]
+        units = [cfg.profiles[s.source].unit_of(s.point_name) for s in asset.signals]
         window = window or asset.window
         hop = hop or asset.hop
         name = asset.name

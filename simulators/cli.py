@@ -41,6 +41,14 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--port", type=int, default=5020, help="0 picks a free port (printed)")
     m.add_argument("--unit", type=int, default=1)
     m.add_argument("--duration", type=float, default=None, help="stop after N wall seconds")
+    rtu = sub.add_parser("modbus-rtu", help="serve pump PLCs on a serial line (Modbus RTU)")
+    _common(rtu)
+    rtu.add_argument(
+        "--serial-port", default=None, help="serial device; default: a new pty pair (printed)"
+    )
+    rtu.add_argument("--baudrate", type=int, default=19200)
+    rtu.add_argument("--units", default="1", help="comma-separated unit ids, one pump each")
+    rtu.add_argument("--duration", type=float, default=None, help="stop after N wall seconds")
     r = sub.add_parser("record", help="write a CSV of (normal or faulty) operation")
     _common(r)
     r.add_argument("--out", required=True, type=Path)
@@ -68,6 +76,24 @@ def main(argv: list[str] | None = None) -> int:
             warmup=args.warmup,
         )
         print(f"wrote {args.samples} rows to {args.out}")
+        return 0
+    if args.cmd == "modbus-rtu":
+        from simulators.modbus_server import serve_rtu
+
+        try:
+            units = [int(u) for u in args.units.split(",")]
+        except ValueError:
+            ap.error("--units must be comma-separated integers")
+        # Each unit is its own pump (seed + i): same model, different unit characteristics.
+        sims = {u: PumpSimulator(args.seed + i, make_scenario(args.scenario, args.at))
+                for i, u in enumerate(units)}  # fmt: skip
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(
+                serve_rtu(
+                    profile, sims, args.serial_port, args.baudrate, args.speed, args.tick,
+                    args.duration,
+                )
+            )  # fmt: skip
         return 0
     from simulators.modbus_server import serve
 

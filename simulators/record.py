@@ -27,7 +27,7 @@ def record(
     """`period` and timestamps are in wall-clock seconds of a server running at `speed`; the
     physics advances `tick * speed` simulated seconds per step, exactly as the server does."""
     sim = sim or PumpSimulator(seed)
-    names = [p.name for p in profile.points]
+    names = [p.name for p in profile.points if p.is_numeric]
     steps_per_sample = max(1, round(period / tick))
     dt = period * speed / steps_per_sample
     # Run the process for `warmup` simulated seconds first, so a later stretch of the same unit

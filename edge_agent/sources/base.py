@@ -1,0 +1,31 @@
+"""The small protocol every source implements, whatever it speaks."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Protocol, Self
+
+
+class Source(Protocol):
+    """An async context manager owning its connection; `batches()` yields reading batches forever
+    and never raises for a device fault (faults become bad readings and `stats`)."""
+
+    name: str
+
+    @property
+    def stats(self) -> object: ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        et: type[BaseException] | None,
+        e: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    def batches(self) -> AsyncIterator[Batch]: ...
+
+
+from edge_agent.types import Batch  # noqa: E402  (after the protocol: only used in annotations)
