@@ -30,6 +30,9 @@ class Reading:
     point: str
     value: float
     quality: Quality = Quality.GOOD
+    # When the device stamps its values (OPC UA source timestamp, MQTT payload time): that time,
+    # seconds since the epoch. The batch time stays the grid/arrival time.
+    source_ts: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,11 @@ from types import TracebackType
 from typing import Protocol, Self
 
 
+class SourceStartupError(Exception):
+    """A strict source found points the device does not have (illegal addresses, unknown node
+    ids); the message names every one. The agent exits with code 2."""
+
+
 class Source(Protocol):
     """An async context manager owning its connection; `batches()` yields reading batches forever
     and never raises for a device fault (faults become bad readings and `stats`)."""

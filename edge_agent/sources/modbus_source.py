@@ -22,6 +22,7 @@ from pymodbus.exceptions import ConnectionException, ModbusException
 from edge_agent.config import ModbusRtuSource, ModbusTcpSource
 from edge_agent.logs import RateLimitedLog
 from edge_agent.profiles import BIT_TABLES, DeviceProfile, ModbusPoint
+from edge_agent.sources.base import SourceStartupError
 from edge_agent.sources.modbus_codec import (
     DecodeError,
     decode_bit,
@@ -35,6 +36,8 @@ from edge_agent.types import Batch, Quality, Reading
 
 log = logging.getLogger(__name__)
 
+__all__ = ["ModbusSource", "SourceStartupError", "SourceStats", "decode_block", "decode_point"]
+
 EXCEPTION_NAMES = {
     1: "ILLEGAL FUNCTION",
     2: "ILLEGAL DATA ADDRESS",
@@ -45,10 +48,6 @@ EXCEPTION_NAMES = {
     10: "GATEWAY PATH UNAVAILABLE",
     11: "GATEWAY TARGET DEVICE FAILED TO RESPOND",
 }
-
-
-class SourceStartupError(Exception):
-    """A strict source found points the device rejects; the message names every one."""
 
 
 @dataclass(slots=True)
