@@ -208,7 +208,10 @@ class MqttTopic(BaseModel):
     value_path: str = "value"
     point: str | None = None
     # Path of the timestamp (epoch seconds, epoch milliseconds or ISO 8601); arrival time if unset.
+    # For `items`, the path is looked up in each item first, then in the document.
     timestamp: str | None = None
+    # The points this topic carries (for `items` and `number` topics; simulators publish them).
+    points: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _consistent(self) -> MqttTopic:
