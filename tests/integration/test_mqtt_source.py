@@ -58,11 +58,12 @@ async def seen_points(
     return batches
 
 
-def publish_raw(port: int, topic: str, payload: bytes) -> None:
+def publish_raw(port: int, messages: list[tuple[str, bytes]]) -> None:
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
     c.connect("127.0.0.1", port)
     c.loop_start()
-    c.publish(topic, payload, qos=1).wait_for_publish(5)
+    for topic, payload in messages:
+        c.publish(topic, payload, qos=1).wait_for_publish(5)
     c.loop_stop()
     c.disconnect()
 
@@ -84,24 +85,24 @@ async def test_all_three_payload_kinds_malformed_dropped_and_resubscribed_after_
             assert by_point["run_hours"].source_ts is None
 
             await asyncio.wait_for(source.subscribed.wait(), 5)
-            for payload in (b"{not json", b'{"readings": 3}', b"NaN-ish"):
-                topic = "plant/s/pump-1/raw/run_hours" if payload == b"NaN-ish" else None
-                await asyncio.to_thread(
-                    publish_raw, mosquitto.port,
-                    topic or ("plant/s/pump-1/vibration" if b"readings" in payload
-                              else "plant/s/pump-1/telemetry"),
-                    payload,
-                )  # fmt: skip
-            await seen_points(source, set(SIGNALS))
-            async with asyncio.timeout(10):
-                while source.stats.malformed < 3:
-                    await asyncio.sleep(0.05)
+            # Three malformed payloads, then a marker; one publisher's messages arrive in order.
+            raw = "plant/s/pump-1/raw/run_hours"
+            await asyncio.to_thread(
+                publish_raw, mosquitto.port,
+                [("plant/s/pump-1/telemetry", b"{not json"),
+                 ("plant/s/pump-1/vibration", b'{"readings": 3}'),
+                 (raw, b"NaN-ish"), (raw, b"777")],
+            )  # fmt: skip
+
+            async def marker() -> None:
+                async for b in source.batches():
+                    if any(r.point == "run_hours" and r.value == 777 for r in b.readings):
+                        return
+
+            await asyncio.wait_for(marker(), 10)
             assert source.stats.malformed == 3
 
             mosquitto.stop()
-            async with asyncio.timeout(10):
-                while source.stats.connected:
-                    await asyncio.sleep(0.05)
             restarted = time.time()
             mosquitto.start()
             await seen_points(source, set(SIGNALS), limit_s=30, after=restarted)

@@ -1,3 +1,4 @@
+import contextlib
 import json
 import math
 
@@ -125,7 +126,5 @@ def test_fuzz_every_parser_either_parses_or_raises_payload_error(payload: bytes)
 
 @given(value=st.one_of(st.text(max_size=40), st.floats(), st.integers(), st.datetimes().map(str)))
 def test_fuzz_timestamps_parse_or_raise_payload_error(value: object) -> None:
-    try:
+    with contextlib.suppress(PayloadError):
         assert math.isfinite(parse_timestamp(value))
-    except PayloadError:
-        pass
