@@ -16,7 +16,7 @@ from edge_agent.inference.bundle import Bundle
 from edge_agent.pipeline import AssetPipeline
 from edge_agent.profiles import DeviceProfile, MqttProfile, OpcUaProfile
 from edge_agent.sources.base import Source
-from edge_agent.types import AlertEvent, Batch
+from edge_agent.types import AlertEvent, Batch, DataQualityEvent, DataQualityEventKind
 from edge_agent.upstream.mqtt import MqttPublisher
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,7 @@ class Agent:
         pipelines: list[AssetPipeline],
         password: str | None = None,
         on_alert: Callable[[AlertEvent], None] | None = None,
+        on_data_quality: Callable[[DataQualityEvent], None] | None = None,
     ) -> None:
         s = cfg.settings
         self.cfg = cfg
@@ -97,6 +98,8 @@ class Agent:
                 self._routes.setdefault(src, []).append(p)
         self._queue: asyncio.Queue[Batch] = asyncio.Queue(maxsize=10_000)
         self._on_alert = on_alert
+        # Hook for data-quality events (e.g. publishing them on a system-events topic).
+        self.on_data_quality = on_data_quality
         self.stop = asyncio.Event()
         self.ready = asyncio.Event()
 
@@ -115,6 +118,14 @@ class Agent:
                 self.publisher.submit(self.publisher.topics.alert(event.asset), encode(body))
                 if self._on_alert is not None:
                     self._on_alert(event)
+            for q_event in pipeline.take_quality_events():
+                self.handle_data_quality(q_event)
+
+    def handle_data_quality(self, event: DataQualityEvent) -> None:
+        level = logging.WARNING if event.event is DataQualityEventKind.RAISED else logging.INFO
+        log.log(level, "data quality %s: %s", event.event.value, event.describe())
+        if self.on_data_quality is not None:
+            self.on_data_quality(event)
 
     async def _process(self) -> None:
         while True:
