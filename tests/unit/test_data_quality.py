@@ -17,7 +17,7 @@ def run(batches, grace=10):  # type: ignore[no-untyped-def]
         for s in asm.push(b):
             if (e := mon.update(s)) is not None:
                 events.append(e)
-            if (w := win.push(s)) is not None:
+            if win.push(s) is not None:
                 windows.append(s.ts)
     return events, windows
 
