@@ -76,6 +76,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from edge_agent.agent import Agent, build_pipelines, run_until_signal
     from edge_agent.logs import setup_logging
+    from edge_agent.sources.base import SourceStartupError
 
     cfg = _load(args.config)
     setup_logging(cfg.settings.logging.level, cfg.settings.logging.format)
@@ -85,8 +86,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         log.error("%s", exc)
         return EXIT_CONFIG
     agent = Agent(cfg, pipelines, password=_read_password(cfg))
-    asyncio.run(run_until_signal(agent))
-    return 0
+    startup_errors: list[BaseException] = []
+    try:
+        asyncio.run(run_until_signal(agent))
+    except* SourceStartupError as group:
+        # A strict source found signals the device does not have (exit 2 like a config error).
+        startup_errors.extend(group.exceptions)
+    for exc in startup_errors:
+        log.error("%s", exc)
+    return EXIT_CONFIG if startup_errors else 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -350,6 +350,17 @@ def load_config(path: Path) -> LoadedConfig:
         except (OSError, yaml.YAMLError) as exc:
             errors.append(f"sources[{i}].profile: cannot load {src.profile!r}: {exc}")
 
+    lines: dict[str, tuple[int, ModbusRtuSource]] = {}
+    for i, src in enumerate(settings.sources):
+        if isinstance(src, ModbusRtuSource):
+            first = lines.setdefault(src.serial_port, (i, src))
+            settings_of = ("baudrate", "parity", "stopbits", "bytesize")
+            if any(getattr(src, k) != getattr(first[1], k) for k in settings_of):
+                errors.append(
+                    f"sources[{i}]: shares serial port {src.serial_port} with sources[{first[0]}] "
+                    "but not its line settings (baudrate, parity, stopbits, bytesize)"
+                )
+
     by_name = {s.name: s for s in settings.sources}
     for a_i, asset in enumerate(settings.assets):
         if asset.window is not None and asset.hop is not None and asset.hop > asset.window:

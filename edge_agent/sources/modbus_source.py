@@ -211,6 +211,15 @@ class ModbusSource:
                 exception_text(code),
                 block.describe(),
             )
+            if code == 2 and len(block.points) > 1:
+                # An illegal address inside a merged read spoils the whole read: read these
+                # points one by one from now on, so only the illegal one stays bad and the next
+                # exception names it alone.
+                i = self.blocks.index(block)
+                self.blocks[i : i + 1] = plan_reads(block.points, 0, merge=False)
+                log.warning(
+                    "source %s: reading %s point by point from now on", self.name, block.describe()
+                )
             return [Reading(p.name, math.nan, Quality.BAD) for p in block.points]
         readings = decode_block(block, self._words(block, rsp), self.profile)
         self.stats.decode_errors += sum(1 for r in readings if r.quality is Quality.BAD)
@@ -233,7 +242,8 @@ class ModbusSource:
                 await self._read_identity(client)
             readings: list[Reading] = []
             try:
-                for i, block in enumerate(self.blocks):
+                # A copy: a block split after an exception takes effect at the next poll.
+                for i, block in enumerate(list(self.blocks)):
                     if i and self.link.pause_s:
                         await asyncio.sleep(self.link.pause_s)
                     readings.extend(await self._read_block(client, block))

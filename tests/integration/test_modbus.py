@@ -84,15 +84,20 @@ async def test_exception_response_names_register_and_signal_others_stay_good(
     sim = start_modbus_sim(FW1, port=0, log=tmp_path / "sim.log")
     try:
         data = load_profile(FW1).model_dump()
-        data["points"] = [*data["points"], {"name": "ghost", "table": "holding", "address": 500}]
+        # Register 16 is past the device's map (0-15) but close enough to be merged into one read.
+        data["points"] = [*data["points"], {"name": "ghost", "table": "holding", "address": 16}]
         profile = DeviceProfile.model_validate(data)
         source = ModbusTcpSource(tcp_cfg(sim.port), profile, ["motor_current", "ghost"])
+        assert len(source.blocks) == 1
         async with source:
-            (batch,) = await collect(source, 1)
-        q = {r.point: r.quality for r in batch.readings}
+            first, second = await collect(source, 2)
+        assert all(r.quality is Quality.BAD for r in first.readings)
+        # The merged read was split: the good point recovers, the exception names the ghost.
+        q = {r.point: r.quality for r in second.readings}
         assert q == {"motor_current": Quality.GOOD, "ghost": Quality.BAD}
-        assert source.stats.exceptions == 1
-        assert "ILLEGAL DATA ADDRESS" in caplog.text and "holding registers 500-500 (ghost)" in (
+        assert source.stats.exceptions == 2 and len(source.blocks) == 2
+        assert "holding registers 0-16 (motor_current, ghost)" in caplog.text
+        assert "exception 2 (ILLEGAL DATA ADDRESS) reading holding registers 16-16 (ghost)" in (
             caplog.text
         )
         strict = ModbusTcpSource(tcp_cfg(sim.port, strict=True), profile, ["ghost"])
@@ -217,5 +222,37 @@ def test_stock_client_mbpoll_reads_the_tcp_simulator(tmp_path: Path) -> None:
         line = next(ln for ln in out.stdout.splitlines() if ln.startswith("[1]:"))
         assert 30 < float(line.split(":")[1]) < 200
         assert math.isfinite(float(line.split(":")[1]))
+    finally:
+        sim.stop()
+
+
+def test_strict_agent_exits_2_naming_signals_the_device_does_not_have(
+    tmp_path: Path, trained_bundle, mosquitto
+) -> None:
+    import sys
+
+    import yaml
+
+    from tests.conftest import agent_config
+
+    sim = start_modbus_sim(FW1, port=0, log=tmp_path / "sim.log")
+    try:
+        path = agent_config(
+            tmp_path / "agent.yaml", sim_port=sim.port, broker_port=mosquitto.port,
+            bundle=trained_bundle.directory,
+        )  # fmt: skip
+        cfg = yaml.safe_load(path.read_text())
+        # Firmware 2's map (input registers 100+) against a firmware 1 device.
+        cfg["sources"][0].update(profile="acme_pump_plc_fw2", strict=True)
+        path.write_text(yaml.safe_dump(cfg))
+        out = subprocess.run(
+            [sys.executable, "-m", "edge_agent", "run", "--config", str(path)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert out.returncode == 2, out.stderr
+        assert "input registers 100-101 (motor_current): exception 2 (ILLEGAL DATA ADDRESS)" in (
+            out.stderr
+        )
+        assert "Traceback" not in out.stderr
     finally:
         sim.stop()
