@@ -92,8 +92,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except* SourceStartupError as group:
         # A strict source found signals the device does not have (exit 2 like a config error).
         startup_errors.extend(group.exceptions)
-    for exc in startup_errors:
-        log.error("%s", exc)
+    for err in startup_errors:
+        log.error("%s", err)
     return EXIT_CONFIG if startup_errors else 0
 
 
