@@ -15,6 +15,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 from edge_agent.profiles import DeviceProfile
 from simulators.pump import PumpSimulator
 from simulators.registers import RegisterImage
+from simulators.scenarios import is_offline
 
 # pymodbus function codes → our table names.
 _FC_TABLE = {
@@ -115,7 +116,10 @@ async def serve(
     duration: float | None = None,
 ) -> None:
     image = new_image(profile, sim)
-    server = ModbusTcpServer(build_device(image, unit_id), address=(host, port))
+    server: ModbusTcpServer | None = ModbusTcpServer(
+        build_device(image, unit_id), address=(host, port)
+    )
+    assert server is not None
     await server.serve_forever(background=True)
     # With port 0 the OS picks the port; the listening transport knows which.
     sockets = getattr(server.transport, "sockets", None) or []
@@ -124,10 +128,23 @@ async def serve(
     # One machine-readable line so tests and the demo learn the port (port 0 = any free port) and
     # the wall-clock time at which simulated time 0 began.
     print(f"READY modbus {host}:{bound} start={start:.6f} speed={speed}", flush=True)
+
+    async def offline_or_back() -> None:
+        """The `offline` scenario: the device drops off the network and comes back later."""
+        nonlocal server
+        offline = is_offline(sim.scenario, sim.state.t)
+        if offline and server is not None:
+            await server.shutdown()  # type: ignore[no-untyped-call]
+            server = None
+        elif not offline and server is None:
+            server = ModbusTcpServer(build_device(image, unit_id), address=(host, bound))
+            await server.serve_forever(background=True)
+
     try:
-        await run_physics(sim, image, speed, tick, start, duration)
+        await run_physics(sim, image, speed, tick, start, duration, on_tick=offline_or_back)
     finally:
-        await server.shutdown()  # type: ignore[no-untyped-call]
+        if server is not None:
+            await server.shutdown()  # type: ignore[no-untyped-call]
         print("STOPPED", file=sys.stderr, flush=True)
 
 

@@ -161,6 +161,7 @@ async def serve_opcua(
     start = time.time()
     extra = f" cert={secure_dir / 'server_cert.der'}" if secure_dir is not None else ""
     print(f"READY opcua {endpoint} start={start:.6f} speed={speed}{extra}", flush=True)
+    running = True
     try:
         k = 0
         while duration is None or time.time() - start < duration:
@@ -170,7 +171,14 @@ async def serve_opcua(
             if target > sim.state.t:
                 sim.step(target - sim.state.t)
             if is_offline(sim.scenario, sim.state.t):
-                continue  # values freeze (clients see no changes)
+                if running:  # the device drops off the network (sessions break) ...
+                    await server.stop()
+                    running = False
+                continue
+            if not running:  # ... and comes back, as after a power cycle: a fresh server
+                server, nodes = await _build(profile, endpoint, secure_dir, users, host)
+                await server.start()
+                running = True
             values = sim.measure()
             now = ua.DateTime.now(UTC)
             for name, node_id in nodes.items():
@@ -184,7 +192,8 @@ async def serve_opcua(
                     ),
                 )
     finally:
-        await server.stop()
+        if running:
+            await server.stop()
         print("STOPPED", file=sys.stderr, flush=True)
 
 

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Protocol, Self
+
+
+async def stop_task(task: asyncio.Task[None]) -> None:
+    """Cancel a source's background task and wait until it has ended. Cancels again if the task
+    lives on: on Python 3.11 `asyncio.wait_for` inside a library can swallow one cancellation.
+    `asyncio.wait` never raises the task's CancelledError, so a cancellation of the caller itself
+    still propagates (nothing here swallows it)."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait([task], timeout=1.0)
 
 
 class SourceStartupError(Exception):

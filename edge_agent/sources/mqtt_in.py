@@ -10,7 +10,6 @@ counted and dropped with a rate-limited log line; they never stop the source.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -24,6 +23,7 @@ from edge_agent.backoff import Backoff
 from edge_agent.config import MqttInSource as MqttInConfig
 from edge_agent.logs import RateLimitedLog
 from edge_agent.profiles import MqttProfile
+from edge_agent.sources.base import stop_task
 from edge_agent.sources.mqtt_parse import PayloadError, find_spec, parse_message
 from edge_agent.types import Batch
 
@@ -74,9 +74,7 @@ class MqttInSource:
         tb: TracebackType | None,
     ) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task)
             self._task = None
 
     def _password(self) -> str | None:

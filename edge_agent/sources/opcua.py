@@ -36,7 +36,7 @@ from edge_agent.backoff import Backoff
 from edge_agent.config import OpcUaSource as OpcUaConfig
 from edge_agent.logs import RateLimitedLog
 from edge_agent.profiles import OpcUaProfile
-from edge_agent.sources.base import SourceStartupError
+from edge_agent.sources.base import SourceStartupError, stop_task
 from edge_agent.sources.opcua_values import to_reading
 from edge_agent.types import Batch, Quality, Reading
 
@@ -105,9 +105,7 @@ class OpcUaSource:
         tb: TracebackType | None,
     ) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task)
             self._task = None
 
     # -- session -----------------------------------------------------------------------------

@@ -256,3 +256,18 @@ def test_strict_agent_exits_2_naming_signals_the_device_does_not_have(
         assert "Traceback" not in out.stderr
     finally:
         sim.stop()
+
+
+async def test_offline_scenario_device_drops_off_and_comes_back(tmp_path: Path) -> None:
+    # At 30x: online for 1 s of wall time, offline for 2 s (60 simulated s), then back.
+    sim = start_modbus_sim(FW1, port=0, scenario="offline", at=30.0, speed=30.0,
+                           log=tmp_path / "sim.log")  # fmt: skip
+    try:
+        source = ModbusTcpSource(tcp_cfg(sim.port), load_profile(FW1), ["motor_current"])
+        async with source:
+            await collect(source, 1, good)
+            await collect(source, 1, lambda b: not good(b))
+            await collect(source, 1, good, limit_s=20)
+        assert source.stats.reconnects >= 2
+    finally:
+        sim.stop()

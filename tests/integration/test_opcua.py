@@ -25,9 +25,9 @@ assert isinstance(PROFILE, OpcUaProfile)
 SIGNALS = PROFILE.point_names()
 
 
-def start_opcua(tmp_path: Path, *extra: str, port: int = 0) -> SimProcess:
+def start_opcua(tmp_path: Path, *extra: str, port: int = 0, speed: float = 1.0) -> SimProcess:
     args = ["--profile", str(PROFILE_PATH), "--port", str(port), "--tick", "0.05", *extra]
-    return start_sim("opcua", args, log=tmp_path / "sim.log")
+    return start_sim("opcua", args, speed=speed, log=tmp_path / "sim.log")
 
 
 def cfg(endpoint: str, **kw: object) -> OpcUaConfig:
@@ -188,5 +188,18 @@ def test_stock_client_uaread_reads_the_simulator(tmp_path: Path) -> None:
         )  # fmt: skip
         assert out.returncode == 0, out.stderr
         assert 350 < float(out.stdout.strip().splitlines()[-1]) < 450
+    finally:
+        sim.stop()
+
+
+async def test_offline_scenario_session_comes_back_by_itself(tmp_path: Path) -> None:
+    sim = start_opcua(tmp_path, "--scenario", "offline", "--at", "30", speed=30.0)
+    try:
+        source = OpcUaSource(cfg(sim.address), PROFILE, ["motor_current"])
+        async with source:
+            await first(source, all_good(["motor_current"]))
+            await first(source, lambda b: quality(b)["motor_current"] is Quality.BAD)
+            await first(source, all_good(["motor_current"]), limit_s=30)
+        assert source.stats.sessions >= 2
     finally:
         sim.stop()
