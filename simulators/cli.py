@@ -11,8 +11,10 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from edge_agent.profiles import DeviceProfile, MqttProfile, OpcUaProfile, load_any_profile
+from simulators.compressor import COMPRESSOR_SCENARIOS, CompressorSimulator
+from simulators.machine import Machine
 from simulators.pump import PumpSimulator
-from simulators.scenarios import SCENARIOS, make_scenario
+from simulators.scenarios import SCENARIOS, Scenario, make_scenario
 
 
 def _profile(path: str) -> DeviceProfile | OpcUaProfile | MqttProfile:
@@ -31,10 +33,31 @@ _PROTOCOL = {"modbus": "modbus", "modbus-rtu": "modbus", "record": "modbus", "op
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", required=True, help="device profile YAML (firmware_configs/...)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--scenario", choices=["none", *SCENARIOS], default="none")
+    p.add_argument(
+        "--machine", choices=["pump", "compressor"], default="pump",
+        help="pump skid (all scenarios) or screw compressor (air_leak, cooler_fouling, offline)",
+    )  # fmt: skip
+    p.add_argument(
+        "--scenario", choices=["none", *SCENARIOS, *COMPRESSOR_SCENARIOS], default="none"
+    )
     p.add_argument("--at", type=float, default=600.0, help="fault onset, simulated seconds")
     p.add_argument("--speed", type=float, default=1.0, help="simulated seconds per wall second")
     p.add_argument("--tick", type=float, default=0.01, help="physics step, wall seconds")
+
+
+def _machine(kind: str, seed: int, scenario: str, at: float) -> Machine:
+    if kind == "compressor":
+        chosen: Scenario | None = None
+        if scenario in COMPRESSOR_SCENARIOS:
+            chosen = COMPRESSOR_SCENARIOS[scenario](name=scenario, at=at)
+        elif scenario in ("none", "offline"):
+            chosen = make_scenario(scenario, at)
+        else:
+            raise SystemExit(f"edge-sim: scenario {scenario} is for the pump, not the compressor")
+        return CompressorSimulator(seed, chosen)
+    if scenario in COMPRESSOR_SCENARIOS:
+        raise SystemExit(f"edge-sim: scenario {scenario} is for the compressor, not the pump")
+    return PumpSimulator(seed, make_scenario(scenario, at))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"edge-sim {args.cmd} needs a {_PROTOCOL[args.cmd]} profile")
     if args.speed <= 0 or args.tick <= 0:
         ap.error("--speed and --tick must be positive")
-    sim = PumpSimulator(args.seed, make_scenario(args.scenario, args.at))
+    sim = _machine(args.machine, args.seed, args.scenario, args.at)
     if isinstance(any_profile, OpcUaProfile):
         from simulators.opcua_server import serve_opcua
 
@@ -133,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError:
             ap.error("--units must be comma-separated integers")
         # Each unit is its own pump (seed + i): same model, different unit characteristics.
-        sims = {u: PumpSimulator(args.seed + i, make_scenario(args.scenario, args.at))
+        sims = {u: _machine(args.machine, args.seed + i, args.scenario, args.at)
                 for i, u in enumerate(units)}  # fmt: skip
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(

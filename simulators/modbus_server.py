@@ -13,7 +13,7 @@ from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from edge_agent.profiles import DeviceProfile
-from simulators.pump import PumpSimulator
+from simulators.machine import Machine
 from simulators.registers import RegisterImage
 from simulators.scenarios import is_offline
 
@@ -77,7 +77,7 @@ def build_device(image: RegisterImage, unit_id: int) -> SimDevice:
 
 
 async def run_physics(
-    sim: PumpSimulator,
+    sim: Machine,
     image: RegisterImage,
     speed: float,
     tick: float,
@@ -98,7 +98,7 @@ async def run_physics(
             await on_tick()
 
 
-def new_image(profile: DeviceProfile, sim: PumpSimulator) -> RegisterImage:
+def new_image(profile: DeviceProfile, sim: Machine) -> RegisterImage:
     image = RegisterImage(profile)
     image.write_text(IDENTITY)
     image.write(sim.measure())
@@ -107,7 +107,7 @@ def new_image(profile: DeviceProfile, sim: PumpSimulator) -> RegisterImage:
 
 async def serve(
     profile: DeviceProfile,
-    sim: PumpSimulator,
+    sim: Machine,
     host: str,
     port: int,
     unit_id: int,
@@ -150,7 +150,7 @@ async def serve(
 
 async def serve_rtu(
     profile: DeviceProfile,
-    sims: dict[int, PumpSimulator],
+    sims: dict[int, Machine],
     serial_port: str | None,
     baudrate: int,
     speed: float,

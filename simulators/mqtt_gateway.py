@@ -16,7 +16,7 @@ from typing import Any
 import aiomqtt
 
 from edge_agent.profiles import MqttProfile, MqttTopic
-from simulators.pump import PumpSimulator
+from simulators.machine import Machine
 from simulators.scenarios import is_offline
 
 
@@ -80,7 +80,7 @@ def messages(
 
 async def publish(
     profile: MqttProfile,
-    sim: PumpSimulator,
+    sim: Machine,
     host: str,
     port: int,
     asset: str,

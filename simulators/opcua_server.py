@@ -25,7 +25,7 @@ from asyncua.server.server import Server
 from asyncua.ua.status_codes import StatusCodes
 
 from edge_agent.profiles import OpcUaProfile
-from simulators.pump import PumpSimulator
+from simulators.machine import Machine
 from simulators.scenarios import is_offline
 
 NAMESPACE = "urn:acme-fluidtech:pumpguard"
@@ -136,7 +136,7 @@ async def _build(
 
 async def serve_opcua(
     profile: OpcUaProfile,
-    sim: PumpSimulator,
+    sim: Machine,
     host: str,
     port: int,
     speed: float,

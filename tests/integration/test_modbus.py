@@ -18,7 +18,7 @@ from edge_agent.sources.modbus_rtu import ModbusRtuSource, SerialLines
 from edge_agent.sources.modbus_source import SourceStartupError
 from edge_agent.sources.modbus_tcp import ModbusTcpSource
 from edge_agent.types import Batch, Quality
-from simulators.process import start_modbus_rtu_sim, start_modbus_sim
+from simulators.process import start_modbus_rtu_sim, start_modbus_sim, start_sim
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration
@@ -269,5 +269,24 @@ async def test_offline_scenario_device_drops_off_and_comes_back(tmp_path: Path) 
             await collect(source, 1, lambda b: not good(b))
             await collect(source, 1, good, limit_s=20)
         assert source.stats.reconnects >= 2
+    finally:
+        sim.stop()
+
+
+async def test_second_machine_compressor_served_over_modbus(tmp_path: Path) -> None:
+    profile_path = ROOT / "firmware_configs" / "acme_compressor_fw1.yaml"
+    sim = start_sim(
+        "modbus", ["--profile", str(profile_path), "--port", "0", "--machine", "compressor"],
+        log=tmp_path / "sim.log",
+    )  # fmt: skip
+    try:
+        profile = load_profile(profile_path)
+        names = profile.point_names()
+        source = ModbusTcpSource(tcp_cfg(sim.port), profile, names)
+        async with source:
+            (batch,) = await collect(source, 1, good)
+        v = {r.point: r.value for r in batch.readings}
+        assert 6.5 < v["discharge_pressure"] < 8.2 and v["run_hours"] == 30000
+        assert v["loaded"] in (0.0, 1.0) and 20 < v["motor_current"] < 110
     finally:
         sim.stop()
