@@ -11,12 +11,15 @@ PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
 VENV=.venv
 
 ensure_mosquitto() {
-  if command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; then return; fi
-  echo "dev.sh: installing mosquitto from the OS packages" >&2
+  # mosquitto-clients gives the stock-client test (mosquitto_sub) its tool; it is skipped without.
+  # mbpoll likewise for the Modbus stock-client test.
+  if { command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; } &&
+     command -v mosquitto_sub >/dev/null 2>&1 && command -v mbpoll >/dev/null 2>&1; then return; fi
+  echo "dev.sh: installing mosquitto, mosquitto-clients and mbpoll from the OS packages" >&2
   local sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-clients mbpoll >/dev/null
 }
 
 ensure_venv() {

@@ -15,8 +15,9 @@ from edge_agent.alerts.messages import alert_payload
 from edge_agent.config import LoadedConfig
 from edge_agent.inference.bundle import Bundle
 from edge_agent.pipeline import AssetPipeline
-from edge_agent.sources.modbus_tcp import ModbusTcpSource
-from edge_agent.types import AlertEvent, Batch, Quality
+from edge_agent.profiles import DeviceProfile, MqttProfile, OpcUaProfile
+from edge_agent.sources.base import Source
+from edge_agent.types import AlertEvent, Batch, DataQualityEvent, DataQualityEventKind, Quality
 from edge_agent.upstream.mqtt import MqttPublisher
 
 log = logging.getLogger(__name__)
@@ -33,16 +34,43 @@ def build_pipelines(cfg: LoadedConfig) -> list[AssetPipeline]:
     ]
 
 
-def build_sources(cfg: LoadedConfig) -> list[ModbusTcpSource]:
+def build_sources(cfg: LoadedConfig) -> list[Source]:
+    """One source per configured source that feeds an asset. Protocol libraries are imported only
+    when a source needs them, so a Modbus-only agent never loads asyncua or aiomqtt."""
     points: dict[str, list[str]] = {}
     for asset in cfg.settings.assets:
         for sig in asset.signals:
             points.setdefault(sig.source, []).append(sig.point_name)
-    return [
-        ModbusTcpSource(src, cfg.profiles[src.name], points[src.name])
-        for src in cfg.settings.sources
-        if src.name in points
-    ]
+    out: list[Source] = []
+    serial_lines: object | None = None
+    for src in cfg.settings.sources:
+        if src.name not in points:
+            continue
+        profile = cfg.profiles[src.name]
+        wanted = points[src.name]
+        if src.type == "modbus_tcp":
+            from edge_agent.sources.modbus_tcp import ModbusTcpSource
+
+            assert isinstance(profile, DeviceProfile)
+            out.append(ModbusTcpSource(src, profile, wanted))
+        elif src.type == "modbus_rtu":
+            from edge_agent.sources.modbus_rtu import ModbusRtuSource, SerialLines
+
+            assert isinstance(profile, DeviceProfile)
+            if not isinstance(serial_lines, SerialLines):
+                serial_lines = SerialLines()
+            out.append(ModbusRtuSource(src, profile, wanted, serial_lines))
+        elif src.type == "opcua":
+            from edge_agent.sources.opcua import OpcUaSource
+
+            assert isinstance(profile, OpcUaProfile)
+            out.append(OpcUaSource(src, profile, wanted))
+        else:
+            from edge_agent.sources.mqtt_in import MqttInSource
+
+            assert isinstance(profile, MqttProfile)
+            out.append(MqttInSource(src, profile, wanted))
+    return out
 
 
 class Agent:
@@ -52,6 +80,7 @@ class Agent:
         pipelines: list[AssetPipeline],
         password: str | None = None,
         on_alert: Callable[[AlertEvent], None] | None = None,
+        on_data_quality: Callable[[DataQualityEvent], None] | None = None,
     ) -> None:
         s = cfg.settings
         self.cfg = cfg
@@ -75,10 +104,12 @@ class Agent:
                 self._routes.setdefault(src, []).append(p)
         self._queue: asyncio.Queue[Batch] = asyncio.Queue(maxsize=10_000)
         self._on_alert = on_alert
+        # Hook for data-quality events (e.g. publishing them on a system-events topic).
+        self.on_data_quality = on_data_quality
         self.stop = asyncio.Event()
         self.ready = asyncio.Event()
 
-    async def _pump(self, source: ModbusTcpSource) -> None:
+    async def _pump(self, source: Source) -> None:
         async with source:
             async for batch in source.batches():
                 self._watch_connection(source.name, source.stats.connected)
@@ -153,6 +184,22 @@ class Agent:
                     pipeline.policy.params.raise_threshold,
                     pipeline.model_version,
                 )
+            for q_event in pipeline.take_quality_events():
+                self.handle_data_quality(q_event)
+
+    def handle_data_quality(self, event: DataQualityEvent) -> None:
+        """An asset's windows stopped (or resumed) because of stale or bad data: published once
+        per episode on the events topic."""
+        raised = event.event is DataQualityEventKind.RAISED
+        self.report_event(
+            "data_quality",
+            event.describe(),
+            "warning" if raised else "info",
+            event.asset,
+            {"issues": [f"{name} {why}" for name, why in event.issues]} if raised else None,
+        )
+        if self.on_data_quality is not None:
+            self.on_data_quality(event)
 
     async def _process(self) -> None:
         while True:

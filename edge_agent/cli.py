@@ -92,6 +92,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from edge_agent.agent import Agent, build_pipelines, run_until_signal
     from edge_agent.logs import setup_logging
+    from edge_agent.sources.base import SourceStartupError
 
     cfg = _load(args.config)
     setup_logging(cfg.settings.logging.level, cfg.settings.logging.format)
@@ -106,8 +107,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     except OSError as exc:
         log.error("upstream.outbox.dir: %s", exc)
         return EXIT_CONFIG
-    asyncio.run(run_until_signal(agent))
-    return 0
+    startup_errors: list[BaseException] = []
+    try:
+        asyncio.run(run_until_signal(agent))
+    except* SourceStartupError as group:
+        # A strict source found signals the device does not have (exit 2 like a config error).
+        startup_errors.extend(group.exceptions)
+    for err in startup_errors:
+        log.error("%s", err)
+    return EXIT_CONFIG if startup_errors else 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -141,7 +149,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         asset = assets[args.asset]
         signals = [s.name for s in asset.signals]
         expected_period = asset.sample_period_s
-        units = [cfg.profiles[s.source].point(s.point_name).unit for s in asset.signals]
+        units = [cfg.profiles[s.source].unit_of(s.point_name) for s in asset.signals]
         window = window or asset.window
         hop = hop or asset.hop
         name = asset.name

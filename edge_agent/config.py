@@ -22,7 +22,15 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from edge_agent.profiles import DeviceProfile, load_profile, packaged_profile_dirs, resolve_profile
+from edge_agent.profiles import (
+    PROFILE_TAGS,
+    DeviceProfile,
+    MqttProfile,
+    OpcUaProfile,
+    load_any_profile,
+    packaged_profile_dirs,
+    resolve_profile,
+)
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 # MQTT topic levels must not contain wildcards or separators.
@@ -61,10 +69,98 @@ class ModbusTcpSource(_Strict):
     timeout_s: float = Field(1.0, gt=0)
     # Registers that may be read in between two wanted ones to save a request.
     max_gap: int = Field(16, ge=0, le=124)
+    # False for devices that reject reads spanning several points: one request per point.
+    merge_reads: bool = True
+    # At start-up, probe every point once; addresses the device rejects stop the agent (exit 2)
+    # instead of being reported bad and retried.
+    strict: bool = False
     backoff: Backoff = Backoff()
 
 
-Source = Annotated[ModbusTcpSource, Field(discriminator="type")]
+class ModbusRtuSource(_Strict):
+    """One device (unit id) on a serial line. Sources naming the same `serial_port` share the line
+    and take turns; the line settings must then agree."""
+
+    type: Literal["modbus_rtu"]
+    name: str = Field(pattern=NAME)
+    serial_port: str = Field(min_length=1, description="e.g. /dev/ttyUSB0")
+    baudrate: int = Field(19200, gt=0)
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    bytesize: Literal[7, 8] = 8
+    unit_id: int = Field(1, ge=1, le=247)
+    profile: str
+    poll_interval_s: float = Field(1.0, gt=0)
+    timeout_s: float = Field(0.5, gt=0)
+    # Quiet time between two requests on the line; slow RS-485 converters need a few ms.
+    inter_request_delay_s: float = Field(0.005, ge=0, le=1)
+    max_gap: int = Field(16, ge=0, le=124)
+    merge_reads: bool = True
+    strict: bool = False
+    backoff: Backoff = Backoff()
+
+
+class Deadband(_Strict):
+    type: Literal["absolute", "percent"]
+    value: float = Field(ge=0)
+
+
+class OpcUaSecurity(_Strict):
+    policy: Literal["None", "Basic256Sha256"] = "None"
+    mode: Literal["None", "Sign", "SignAndEncrypt"] = "None"
+    certificate: Path | None = None  # client certificate (DER or PEM)
+    private_key: Path | None = None
+    server_certificate: Path | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OpcUaSecurity:
+        if (self.policy == "None") != (self.mode == "None"):
+            raise ValueError("policy None goes with mode None, Basic256Sha256 with a signing mode")
+        if self.policy != "None" and (self.certificate is None or self.private_key is None):
+            raise ValueError("a secure policy needs `certificate` and `private_key`")
+        return self
+
+
+class OpcUaSource(_Strict):
+    type: Literal["opcua"]
+    name: str = Field(pattern=NAME)
+    endpoint: str = Field(pattern=r"^opc\.tcp://")
+    profile: str
+    # subscribe: monitored items, the server reports changes; poll: read all nodes every interval.
+    mode: Literal["subscribe", "poll"] = "subscribe"
+    # Batches (snapshots of the latest values) are emitted on this schedule in both modes.
+    poll_interval_s: float = Field(1.0, gt=0)
+    sampling_interval_ms: float = Field(100.0, ge=0)
+    publishing_interval_ms: float = Field(100.0, gt=0)
+    queue_size: int = Field(1, ge=1, le=10_000)
+    deadband: Deadband | None = None
+    timeout_s: float = Field(2.0, gt=0)
+    security: OpcUaSecurity = OpcUaSecurity()
+    username: str | None = None
+    password_file: Path | None = None
+    strict: bool = False
+    backoff: Backoff = Backoff()
+
+
+class MqttInSource(_Strict):
+    """Consume readings that sensors/gateways publish to an MQTT broker."""
+
+    type: Literal["mqtt"]
+    name: str = Field(pattern=NAME)
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    client_id: str | None = None
+    username: str | None = None
+    password_file: Path | None = None
+    qos: Literal[0, 1, 2] = 1
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    profile: str
+    backoff: Backoff = Backoff()
+
+
+Source = Annotated[
+    ModbusTcpSource | ModbusRtuSource | OpcUaSource | MqttInSource, Field(discriminator="type")
+]
 
 
 class SignalRef(_Strict):
@@ -221,7 +317,7 @@ class ConfigError(Exception):
 class LoadedConfig:
     settings: AgentSettings
     path: Path
-    profiles: dict[str, DeviceProfile]  # by source name
+    profiles: dict[str, DeviceProfile | OpcUaProfile | MqttProfile]  # by source name
 
     def bundle_dir(self, asset: Asset) -> Path:
         return asset.bundle if asset.bundle.is_absolute() else self.path.parent / asset.bundle
@@ -245,7 +341,7 @@ def _loc_to_path(loc: tuple[int | str, ...], tags: set[str]) -> str:
 
 
 def format_validation_error(exc: ValidationError, prefix: str = "") -> list[str]:
-    tags = {"modbus_tcp"}
+    tags = {"modbus_tcp", "modbus_rtu", "opcua", "mqtt", *PROFILE_TAGS}
     lines = []
     for err in exc.errors():
         path = _loc_to_path(tuple(err["loc"]), tags)
@@ -271,6 +367,14 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+_PROTOCOL_OF_SOURCE = {
+    "modbus_tcp": "modbus",
+    "modbus_rtu": "modbus",
+    "opcua": "opcua",
+    "mqtt": "mqtt",
+}
+
+
 def load_config(path: Path) -> LoadedConfig:
     """Parse, validate and cross-check a config file. Raises ConfigError listing every problem."""
     data = _read_yaml(path)
@@ -284,10 +388,18 @@ def load_config(path: Path) -> LoadedConfig:
         path.parent / "firmware_configs",
         *packaged_profile_dirs(),
     ]
-    profiles: dict[str, DeviceProfile] = {}
+    profiles: dict[str, DeviceProfile | OpcUaProfile | MqttProfile] = {}
     for i, src in enumerate(settings.sources):
         try:
-            profiles[src.name] = load_profile(resolve_profile(src.profile, search))
+            loaded = load_any_profile(resolve_profile(src.profile, search))
+            wanted = _PROTOCOL_OF_SOURCE[src.type]
+            if loaded.protocol != wanted:
+                errors.append(
+                    f"sources[{i}].profile: {src.profile!r} is a {loaded.protocol} profile; "
+                    f"a {src.type} source needs a {wanted} profile"
+                )
+                continue
+            profiles[src.name] = loaded
         except FileNotFoundError as exc:
             errors.append(f"sources[{i}].profile: {exc}")
         except ValidationError as exc:
@@ -296,6 +408,17 @@ def load_config(path: Path) -> LoadedConfig:
             )
         except (OSError, yaml.YAMLError) as exc:
             errors.append(f"sources[{i}].profile: cannot load {src.profile!r}: {exc}")
+
+    lines: dict[str, tuple[int, ModbusRtuSource]] = {}
+    for i, src in enumerate(settings.sources):
+        if isinstance(src, ModbusRtuSource):
+            first = lines.setdefault(src.serial_port, (i, src))
+            settings_of = ("baudrate", "parity", "stopbits", "bytesize")
+            if any(getattr(src, k) != getattr(first[1], k) for k in settings_of):
+                errors.append(
+                    f"sources[{i}]: shares serial port {src.serial_port} with sources[{first[0]}] "
+                    "but not its line settings (baudrate, parity, stopbits, bytesize)"
+                )
 
     by_name = {s.name: s for s in settings.sources}
     for a_i, asset in enumerate(settings.assets):
@@ -311,7 +434,9 @@ def load_config(path: Path) -> LoadedConfig:
             if profile is None:
                 continue  # already reported on the source
             try:
-                profile.point(sig.point_name)
+                profile.check_signal(sig.point_name)
+            except ValueError as exc:
+                errors.append(f"{where}.point: {exc}")
             except KeyError:
                 errors.append(
                     f"{where}.point: {sig.point_name!r} is not in profile "

@@ -14,8 +14,9 @@ from edge_agent.inference.bundle import Bundle, BundleError
 from edge_agent.inference.detector import Detector
 from edge_agent.stream.assembler import Assembler
 from edge_agent.stream.normalize import Scaler
+from edge_agent.stream.quality import DataQualityMonitor
 from edge_agent.stream.windows import WindowBuffer
-from edge_agent.types import AlertEvent, Batch, Score
+from edge_agent.types import AlertEvent, Batch, DataQualityEvent, Score
 
 
 @dataclass(slots=True)
@@ -70,10 +71,17 @@ class AssetPipeline:
         )
         self.stats = AssetStats()
         self.last_score: Score | None = None
+        self.quality = DataQualityMonitor(asset.name, [s.name for s in asset.signals])
+        self._quality_events: list[DataQualityEvent] = []
 
     @property
     def sources(self) -> set[str]:
         return self.assembler.sources
+
+    def take_quality_events(self) -> list[DataQualityEvent]:
+        """Data-quality changes found by the pushes since the last call (then forgotten)."""
+        events, self._quality_events = self._quality_events, []
+        return events
 
     def push(self, batch: Batch) -> list[AlertEvent]:
         events: list[AlertEvent] = []
@@ -81,6 +89,8 @@ class AssetPipeline:
             self.stats.samples += 1
             if not sample.valid:
                 self.stats.invalid_samples += 1
+            if (q_event := self.quality.update(sample)) is not None:
+                self._quality_events.append(q_event)
             window = self.windows.push(sample)
             if window is None:
                 continue

@@ -30,6 +30,9 @@ class Reading:
     point: str
     value: float
     quality: Quality = Quality.GOOD
+    # When the device stamps its values (OPC UA source timestamp, MQTT payload time): that time,
+    # seconds since the epoch. The batch time stays the grid/arrival time.
+    source_ts: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +52,8 @@ class Sample:
     ts: float
     values: FloatArray
     valid: bool
+    # Why the sample is invalid: (column, "missing" | "stale" | "bad") for each offending signal.
+    issues: tuple[tuple[int, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,3 +107,27 @@ class AlertEvent:
     message: str
     contributions: tuple[Contribution, ...]
     model_version: str
+
+
+class DataQualityEventKind(enum.StrEnum):
+    RAISED = "raised"
+    CLEARED = "cleared"
+
+
+@dataclass(frozen=True, slots=True)
+class DataQualityEvent:
+    """An asset's data went bad (stale, bad quality or missing signals: windows are skipped) or
+    came back. Raised once when it starts and cleared once when it ends, never per sample."""
+
+    asset: str
+    ts: float
+    event: DataQualityEventKind
+    # On raise: the offending signals and why ("stale", "bad", "missing"); empty on clear.
+    issues: tuple[tuple[str, str], ...]
+    invalid_samples: int = 0  # on clear: how many grid samples the episode lasted
+
+    def describe(self) -> str:
+        if self.event is DataQualityEventKind.CLEARED:
+            return f"{self.asset}: data quality restored after {self.invalid_samples} sample(s)"
+        what = ", ".join(f"{name} {why}" for name, why in self.issues) or "no valid samples"
+        return f"{self.asset}: data quality degraded ({what}); windows skipped"

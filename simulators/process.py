@@ -1,4 +1,9 @@
-"""Run `edge-sim` servers as child processes and learn their port from the READY line."""
+"""Run `edge-sim` servers as child processes and learn their address from the READY line.
+
+Every server prints one line `READY <kind> <address> start=<epoch> speed=<x> [key=value ...]`:
+the address is `host:port` (Modbus TCP, MQTT broker), a serial device path (Modbus RTU) or an
+`opc.tcp://` endpoint (OPC UA).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import selectors
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -17,6 +22,8 @@ class SimProcess:
     port: int
     start: float  # wall-clock time of simulated t = 0
     speed: float
+    address: str = ""  # as printed: host:port, serial device or endpoint
+    extra: dict[str, str] = field(default_factory=dict)
 
     def wall_time_of(self, sim_t: float) -> float:
         return self.start + sim_t / self.speed
@@ -31,22 +38,29 @@ class SimProcess:
                 self.proc.wait(5)
 
 
-def start_modbus_sim(
-    profile: Path,
+def parse_ready(line: str, kind: str, speed: float) -> tuple[str, int, str, float, dict[str, str]]:
+    """`READY kind address key=value...` → (host, port, address, start, extras)."""
+    fields = line.split()
+    address = fields[2]
+    extras = dict(f.split("=", 1) for f in fields[3:] if "=" in f)
+    host, port = "", 0
+    hostport = address.split("://", 1)[-1]
+    if ":" in hostport and not address.startswith("/"):
+        host, port_s = hostport.rsplit(":", 1)
+        port = int(port_s.split("/", 1)[0])
+    return host, port, address, float(extras.pop("start")), extras
+
+
+def start_sim(
+    kind: str,
+    args: list[str],
     *,
-    seed: int = 0,
-    scenario: str = "none",
-    at: float = 600.0,
     speed: float = 1.0,
-    port: int = 0,
-    timeout: float = 20.0,
+    timeout: float = 30.0,
     log: Path | None = None,
 ) -> SimProcess:
-    cmd = [
-        sys.executable, "-m", "simulators.cli", "modbus",
-        "--profile", str(profile), "--port", str(port), "--seed", str(seed),
-        "--scenario", scenario, "--at", str(at), "--speed", str(speed),
-    ]  # fmt: skip
+    """Start `edge-sim <kind> <args>` and wait (bounded) for its READY line."""
+    cmd = [sys.executable, "-m", "simulators.cli", kind, *args, "--speed", str(speed)]
     stderr = log.open("ab") if log else subprocess.DEVNULL
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True)
     assert proc.stdout is not None
@@ -60,13 +74,46 @@ def start_modbus_sim(
             line = proc.stdout.readline()
             if not line:
                 break
-            if line.startswith("READY modbus "):
-                fields = line.split()
-                host, port_s = fields[2].rsplit(":", 1)
-                start = float(fields[3].split("=", 1)[1])
-                return SimProcess(proc, host, int(port_s), start, speed)
+            if line.startswith(f"READY {kind} "):
+                host, port, address, start, extra = parse_ready(line, kind, speed)
+                return SimProcess(proc, host, port, start, speed, address, extra)
     finally:
         sel.close()
     proc.kill()
     proc.wait(5)
     raise RuntimeError(f"simulator did not report READY within {timeout} s: {' '.join(cmd)}")
+
+
+def _scenario_args(profile: Path, seed: int, scenario: str, at: float) -> list[str]:
+    return ["--profile", str(profile), "--seed", str(seed), "--scenario", scenario, "--at", str(at)]
+
+
+def start_modbus_sim(
+    profile: Path,
+    *,
+    seed: int = 0,
+    scenario: str = "none",
+    at: float = 600.0,
+    speed: float = 1.0,
+    port: int = 0,
+    timeout: float = 20.0,
+    log: Path | None = None,
+) -> SimProcess:
+    args = [*_scenario_args(profile, seed, scenario, at), "--port", str(port)]
+    return start_sim("modbus", args, speed=speed, timeout=timeout, log=log)
+
+
+def start_modbus_rtu_sim(
+    profile: Path,
+    *,
+    units: tuple[int, ...] = (1,),
+    seed: int = 0,
+    scenario: str = "none",
+    at: float = 600.0,
+    speed: float = 1.0,
+    timeout: float = 20.0,
+    log: Path | None = None,
+) -> SimProcess:
+    """The READY address is the client's end of a fresh pty pair."""
+    args = [*_scenario_args(profile, seed, scenario, at), "--units", ",".join(map(str, units))]
+    return start_sim("modbus-rtu", args, speed=speed, timeout=timeout, log=log)

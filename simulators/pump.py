@@ -141,4 +141,9 @@ class PumpSimulator:
         out["vibration_de"] = max(0.0, out["vibration_de"])
         out["vibration_nde"] = max(0.0, out["vibration_nde"])
         out["run_hours"] = math.floor(s.run_hours)
+        # Discrete states for profiles that expose them (coils, discrete inputs, status bits).
+        out["motor_running"] = out["run_command"] = 1.0
+        out["alarm_active"] = float(out["vibration_de"] > 6.0)
+        out["overload_trip"] = 0.0
+        out["level_switch"] = 1.0
         return out

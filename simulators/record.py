@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from edge_agent.profiles import DeviceProfile
+from simulators.machine import Machine
 from simulators.pump import PumpSimulator
 from simulators.registers import quantize
 
@@ -21,13 +22,13 @@ def record(
     speed: float = 1.0,
     tick: float = 0.01,
     start_ts: float = 1_767_225_600.0,  # 2026-01-01T00:00:00Z: fixed, so files are reproducible
-    sim: PumpSimulator | None = None,
+    sim: Machine | None = None,
     warmup: float = 0.0,
 ) -> Path:
     """`period` and timestamps are in wall-clock seconds of a server running at `speed`; the
     physics advances `tick * speed` simulated seconds per step, exactly as the server does."""
-    sim = sim or PumpSimulator(seed)
-    names = [p.name for p in profile.points]
+    sim = sim if sim is not None else PumpSimulator(seed)
+    names = [p.name for p in profile.points if p.is_numeric]
     steps_per_sample = max(1, round(period / tick))
     dt = period * speed / steps_per_sample
     # Run the process for `warmup` simulated seconds first, so a later stretch of the same unit

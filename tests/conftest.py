@@ -45,7 +45,7 @@ def trained_bundle(tmp_path_factory: pytest.TempPathFactory) -> Bundle:
         read_table(csv_path),
         SIGNALS,
         d / "bundle",
-        TrainOptions(progress=False, teacher_steps=150),
+        TrainOptions(progress=False, teacher_steps=150, distill_windows=2048),
         units=units,
         name="pump-1",
     )

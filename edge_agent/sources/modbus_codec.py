@@ -82,3 +82,34 @@ def to_engineering(raw: float, scale: float, offset: float) -> float:
 
 def from_engineering(value: float, scale: float, offset: float) -> float:
     return (value - offset) / scale
+
+
+def decode_bit(register: int, bit: int) -> float:
+    """One bit (0 = least significant) of a 16-bit register as 0.0 or 1.0."""
+    if not 0 <= register <= 0xFFFF:
+        raise DecodeError(f"register value {register} out of 16-bit range")
+    return float((register >> bit) & 1)
+
+
+def decode_string(registers: Sequence[int], order: Order = "ABCD") -> str:
+    """Registers holding ASCII text, two characters per register. Devices that store the second
+    character first (BADC/DCBA) get the bytes of each word swapped. Trailing NULs and spaces are
+    padding."""
+    try:
+        wire = b"".join(int(r).to_bytes(2, "big") for r in registers)
+    except OverflowError as exc:
+        raise DecodeError(f"register value out of 16-bit range in {list(registers)}") from exc
+    if order in ("BADC", "DCBA"):
+        wire = b"".join(wire[i : i + 2][::-1] for i in range(0, len(wire), 2))
+    try:
+        return wire.decode("ascii").rstrip("\x00 ")
+    except UnicodeDecodeError as exc:
+        raise DecodeError(f"registers {list(registers)} are not ASCII text") from exc
+
+
+def encode_string(text: str, length: int, order: Order = "ABCD") -> list[int]:
+    """Text → `length` registers, NUL-padded (truncated if longer)."""
+    wire = text.encode("ascii", errors="replace")[: 2 * length].ljust(2 * length, b"\x00")
+    if order in ("BADC", "DCBA"):
+        wire = b"".join(wire[i : i + 2][::-1] for i in range(0, len(wire), 2))
+    return [int.from_bytes(wire[i : i + 2], "big") for i in range(0, len(wire), 2)]

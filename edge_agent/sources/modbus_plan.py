@@ -1,9 +1,10 @@
 """Read planner: merge the registers of wanted points into as few requests as the protocol allows.
 
 Points of one table are sorted by address and merged into one block while the block stays within
-`max_registers` (125 for function codes 3/4) and the hole between two points is at most `max_gap`
-registers (reading a few unused registers is cheaper than another round trip; devices that reject
-reads of unmapped registers get `max_gap: 0`).
+the protocol limit (125 registers for function codes 3/4, 2000 bits for 1/2) and the hole between
+two points is at most `max_gap` registers/bits (reading a few unused registers is cheaper than
+another round trip; devices that reject reads of unmapped registers get `max_gap: 0`). Devices
+that reject any multi-point read get `merge: False`: one request per point.
 """
 
 from __future__ import annotations
@@ -11,7 +12,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from edge_agent.profiles import MAX_REGISTERS_PER_READ, ModbusPoint, Table
+from edge_agent.profiles import (
+    BIT_TABLES,
+    MAX_BITS_PER_READ,
+    MAX_REGISTERS_PER_READ,
+    ModbusPoint,
+    Table,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,22 +30,31 @@ class ReadBlock:
 
     def describe(self) -> str:
         names = ", ".join(p.name for p in self.points)
-        return f"{self.table} registers {self.start}-{self.start + self.count - 1} ({names})"
+        unit = "bits" if self.table in BIT_TABLES else "registers"
+        return f"{self.table} {unit} {self.start}-{self.start + self.count - 1} ({names})"
 
 
 def plan_reads(
-    points: Iterable[ModbusPoint], max_gap: int, max_registers: int = MAX_REGISTERS_PER_READ
+    points: Iterable[ModbusPoint],
+    max_gap: int,
+    max_registers: int = MAX_REGISTERS_PER_READ,
+    max_bits: int = MAX_BITS_PER_READ,
+    merge: bool = True,
 ) -> list[ReadBlock]:
     blocks: list[ReadBlock] = []
     by_table: dict[Table, list[ModbusPoint]] = {}
     for p in points:
         by_table.setdefault(p.table, []).append(p)
     for table in sorted(by_table):
+        limit = max_bits if table in BIT_TABLES else max_registers
         current: list[ModbusPoint] = []
         start = end = 0  # end is exclusive
-        for p in sorted(by_table[table], key=lambda p: p.address):
+        for p in sorted(by_table[table], key=lambda p: (p.address, p.bit or 0)):
             p_end = p.address + p.count
-            if current and p.address - end <= max_gap and max(end, p_end) - start <= max_registers:
+            # Bits of the same register always share its read, even without merging.
+            same_register = bool(current) and p.address < end and p.bit is not None
+            mergeable = merge and p.address - end <= max_gap and max(end, p_end) - start <= limit
+            if current and (same_register or mergeable):
                 current.append(p)
                 end = max(end, p_end)
                 continue

@@ -47,10 +47,22 @@ class Assembler:
         assert self._anchor is not None
         return self._anchor + k * self._period
 
+    def _issues(self, t: float) -> tuple[tuple[int, str], ...]:
+        out = []
+        for col in range(len(self._ts)):
+            if self._ts[col] == -np.inf:
+                out.append((col, "missing"))
+            elif t - self._ts[col] > self._max_age + self._tol:
+                out.append((col, "stale"))
+            elif not self._ok[col]:
+                out.append((col, "bad"))
+        return tuple(out)
+
     def _sample_at(self, t: float) -> Sample:
         fresh = (t - self._ts) <= self._max_age + self._tol
         valid = bool(np.all(fresh & self._ok))
-        return Sample(ts=t, values=self._values.copy(), valid=valid)
+        issues = () if valid else self._issues(t)
+        return Sample(ts=t, values=self._values.copy(), valid=valid, issues=issues)
 
     def _emit_until(self, ts: float, inclusive: bool, out: list[Sample]) -> None:
         assert self._anchor is not None
@@ -64,7 +76,15 @@ class Assembler:
                 last = max(self._k, math.floor((limit - self._anchor) / self._period))
                 while last > self._k and self._instant(last) > limit:
                     last -= 1
-                out.append(Sample(ts=self._instant(last), values=self._values.copy(), valid=False))
+                t_last = self._instant(last)
+                out.append(
+                    Sample(
+                        ts=t_last,
+                        values=self._values.copy(),
+                        valid=False,
+                        issues=self._issues(t_last),
+                    )
+                )
                 self._k = last + 1
                 return
             out.append(self._sample_at(t))

@@ -101,3 +101,51 @@ def test_validate_reports_missing_bundle(tmp_path):
     r = run_cli("validate", "--config", str(EXAMPLE))
     assert r.returncode == 2
     assert "no manifest" in r.stderr
+
+
+def test_new_source_types_parse_and_errors_keep_field_paths(tmp_path):
+    def three_protocols(d):
+        d["sources"] += [
+            {"type": "opcua", "name": "ua", "endpoint": "opc.tcp://10.0.0.6:4840",
+             "profile": "acme_pump_opcua", "deadband": {"type": "percent", "value": 1}},
+            {"type": "mqtt", "name": "hub", "profile": "acme_sensor_gateway_mqtt"},
+            {"type": "modbus_rtu", "name": "rtu1", "serial_port": "/dev/ttyUSB0", "unit_id": 1,
+             "profile": "acme_pump_plc_fw2"},
+        ]  # fmt: skip
+        d["assets"][0]["signals"].append({"name": "flow2", "source": "hub", "point": "flow_rate"})
+
+    cfg = load_config(write(tmp_path, three_protocols))
+    assert [s.type for s in cfg.settings.sources][1:] == ["opcua", "mqtt", "modbus_rtu"]
+
+    def broken(d):
+        three_protocols(d)
+        d["sources"][1]["security"] = {"policy": "Basic256Sha256", "mode": "Sign"}
+        d["sources"][3]["unit_id"] = 300
+        d["sources"].append(dict(d["sources"][3], name="rtu2", unit_id=2, baudrate=9600))
+
+    errs = errors_of(write(tmp_path, broken))
+    assert any(e.startswith("sources[1].security: ") and "certificate" in e for e in errs), errs
+    assert any(e.startswith("sources[3].unit_id: ") for e in errs), errs
+
+
+def test_profile_protocol_must_match_source_type_and_rtu_lines_must_agree(tmp_path):
+    def wrong(d):
+        d["sources"].append({"type": "opcua", "name": "ua", "endpoint": "opc.tcp://h:4840",
+                             "profile": "acme_pump_plc_fw1"})  # fmt: skip
+        for n, baud in (("r1", 19200), ("r2", 9600)):
+            d["sources"].append({"type": "modbus_rtu", "name": n, "serial_port": "/dev/ttyS1",
+                                 "profile": "acme_pump_plc_fw2", "baudrate": baud})  # fmt: skip
+
+    errs = errors_of(write(tmp_path, wrong))
+    assert any("is a modbus profile; a opcua source needs a opcua profile" in e for e in errs)
+    assert any(e.startswith("sources[3]: shares serial port /dev/ttyS1") for e in errs), errs
+
+
+def test_string_points_are_not_signals(tmp_path):
+    def strings(d):
+        d["sources"].append({"type": "modbus_tcp", "name": "fw2", "host": "h",
+                             "profile": "acme_pump_plc_fw2"})  # fmt: skip
+        d["assets"][0]["signals"].append({"name": "sn", "source": "fw2", "point": "serial_number"})
+
+    errs = errors_of(write(tmp_path, strings))
+    assert any("serial_number" in e and "strings are not signals" in e for e in errs), errs

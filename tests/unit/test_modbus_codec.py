@@ -110,3 +110,16 @@ def test_wrong_register_count_is_a_decode_error():
         decode_raw([1], "float32")
     with pytest.raises(DecodeError):
         decode_raw([0x1FFFF], "uint16")
+
+
+def test_strings_and_bits():
+    from edge_agent.sources.modbus_codec import decode_bit, decode_string, encode_string
+
+    assert decode_string([0x4142, 0x4300]) == "ABC"
+    assert decode_string([0x4241, 0x0043], "BADC") == "ABC"
+    assert encode_string("ABC", 3, "BADC") == [0x4241, 0x0043, 0x0000]
+    assert decode_bit(0x8001, 15) == 1.0 and decode_bit(0x8001, 1) == 0.0
+    with pytest.raises(DecodeError):
+        decode_string([0xFFFF])  # not ASCII
+    with pytest.raises(DecodeError):
+        decode_bit(70000, 0)

@@ -30,3 +30,22 @@ def test_tables_are_planned_separately_and_unsorted_input_is_fine():
     blocks = plan_reads(points, max_gap=4)
     assert [(b.table, b.start, b.count) for b in blocks] == [("holding", 0, 2), ("input", 4, 2)]
     assert [p.name for p in blocks[0].points] == ["a", "b"]
+
+
+def test_bit_tables_merge_up_to_2000_bits_separately_from_registers():
+    coils = [
+        ModbusPoint(name=f"c{i}", address=i * 100, type="bool", table="coil") for i in range(25)
+    ]
+    blocks = plan_reads([*coils, pt("h", 0)], max_gap=100)
+    assert [(b.table, b.start, b.count) for b in blocks] == [
+        ("coil", 0, 1901), ("coil", 2000, 401), ("holding", 0, 1)
+    ]  # fmt: skip
+
+
+def test_one_request_per_point_but_bits_of_one_register_share_it():
+    points = [
+        pt("a", 0), pt("b", 1),
+        ModbusPoint(name="s0", address=5, bit=0), ModbusPoint(name="s3", address=5, bit=3),
+    ]  # fmt: skip
+    blocks = plan_reads(points, max_gap=16, merge=False)
+    assert [(b.start, b.count, len(b.points)) for b in blocks] == [(0, 1, 1), (1, 1, 1), (5, 1, 2)]

@@ -1,0 +1,53 @@
+"""The small protocol every source implements, whatever it speaks."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Protocol, Self
+
+
+async def stop_task(task: asyncio.Task[None]) -> None:
+    """Cancel a source's background task and wait until it has ended. Cancels again if the task
+    lives on: on Python 3.11 `asyncio.wait_for` inside a library can swallow one cancellation.
+    `asyncio.wait` never raises the task's CancelledError, so a cancellation of the caller itself
+    still propagates (nothing here swallows it)."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait([task], timeout=1.0)
+
+
+class SourceStartupError(Exception):
+    """A strict source found points the device does not have (illegal addresses, unknown node
+    ids); the message names every one. The agent exits with code 2."""
+
+
+class SourceStats(Protocol):
+    """What the agent reads from every source's counters: whether the device is reachable."""
+
+    connected: bool
+
+
+class Source(Protocol):
+    """An async context manager owning its connection; `batches()` yields reading batches forever
+    and never raises for a device fault (faults become bad readings and `stats`)."""
+
+    name: str
+
+    @property
+    def stats(self) -> SourceStats: ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        et: type[BaseException] | None,
+        e: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    def batches(self) -> AsyncIterator[Batch]: ...
+
+
+from edge_agent.types import Batch  # noqa: E402  (after the protocol: only used in annotations)

@@ -1,0 +1,40 @@
+"""Data-quality episodes of one asset, as pure state: samples in, at most one event per change.
+
+An episode starts at the first invalid grid sample (a signal stale, bad or missing) and ends at
+the next valid one; the assembler's samples say why they are invalid. Before the asset's data has
+ever been complete, a few invalid samples are expected (sources connect one after another), so an
+episode only starts after the first valid sample or after `grace` invalid samples in a row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from edge_agent.types import DataQualityEvent, DataQualityEventKind, Sample
+
+
+class DataQualityMonitor:
+    def __init__(self, asset: str, signals: Sequence[str], grace: int = 10) -> None:
+        self.asset = asset
+        self.signals = list(signals)
+        self.grace = grace
+        self.degraded = False
+        self._seen_valid = False
+        self._invalid_run = 0
+
+    def update(self, sample: Sample) -> DataQualityEvent | None:
+        if sample.valid:
+            self._seen_valid = True
+            run, self._invalid_run = self._invalid_run, 0
+            if not self.degraded:
+                return None
+            self.degraded = False
+            return DataQualityEvent(
+                self.asset, sample.ts, DataQualityEventKind.CLEARED, (), invalid_samples=run
+            )
+        self._invalid_run += 1
+        if self.degraded or not (self._seen_valid or self._invalid_run >= self.grace):
+            return None
+        self.degraded = True
+        issues = tuple((self.signals[col], why) for col, why in sample.issues)
+        return DataQualityEvent(self.asset, sample.ts, DataQualityEventKind.RAISED, issues)
