@@ -168,11 +168,14 @@ def cmd_train(args: argparse.Namespace) -> int:
             hop=hop or max(1, window // 8),
             max_steps=args.steps,
             seed=args.seed,
+            teacher_steps=args.teacher_steps,
             progress=sys.stderr.isatty() and not args.quiet,
         )
+        faults = [read_table(Path(f)) for f in args.faults or []]
         bundle = train_bundle(
-            table, signals, Path(args.out), opts, expected_period, units, name=name
-        )
+            table, signals, Path(args.out), opts, expected_period, units, name=name,
+            faults=faults, label_column=args.label_column,
+        )  # fmt: skip
     except (CsvError, TrainingError) as exc:
         print(f"edge-agent train: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -182,6 +185,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"window {m.window}, "
         f"threshold raise {m.threshold.raise_:.4g} clear {m.threshold.clear:.4g}; "
         f"int8 vs fp32 decision agreement {m.agreement['int8_vs_fp32_decision_agreement']:.4f}"
+        + (
+            f"; fault classes {', '.join(m.classifier.labels)} (held-out accuracy "
+            f"{m.classifier.validation_accuracy})"
+            if m.classifier
+            else ""
+        )
     )
     return 0
 
@@ -243,6 +252,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--labels", help="comma-separated columns to exclude (labels)")
     p.add_argument("--window", type=int)
     p.add_argument("--hop", type=int)
+    p.add_argument(
+        "--faults",
+        action="append",
+        help="labelled CSV with fault data (repeatable); trains a fault classifier head",
+    )
+    p.add_argument("--label-column", default="label", help="label column of --faults files")
+    p.add_argument("--teacher-steps", type=int, default=600, help="0: no teacher, no distillation")
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")

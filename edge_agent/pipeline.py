@@ -4,6 +4,7 @@ run this very class."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,12 +12,21 @@ import numpy as np
 from edge_agent.alerts.policy import AlertPolicy, PolicyParams, SignalInfo
 from edge_agent.config import Asset
 from edge_agent.inference.bundle import Bundle, BundleError
-from edge_agent.inference.detector import Detector
+from edge_agent.inference.detector import Detector, FaultClassifier
 from edge_agent.stream.assembler import Assembler
 from edge_agent.stream.normalize import Scaler
 from edge_agent.stream.quality import DataQualityMonitor
 from edge_agent.stream.windows import WindowBuffer
-from edge_agent.types import AlertEvent, Batch, DataQualityEvent, Score
+from edge_agent.types import (
+    AlertEvent,
+    AlertEventKind,
+    Batch,
+    DataQualityEvent,
+    FloatArray,
+    Score,
+)
+
+NORMAL_CLASS = "normal"
 
 
 @dataclass(slots=True)
@@ -54,6 +64,10 @@ class AssetPipeline:
         self.windows = WindowBuffer(m.window, asset.hop or m.hop, len(m.signals))
         self.scaler = Scaler(m.scaler.mean, m.scaler.scale)
         self.detector = Detector(bundle.model_path, m.model.input)
+        c = m.classifier
+        self.classifier = (
+            FaultClassifier(bundle.directory / c.file, c.labels, c.input, c.output) if c else None
+        )
         self.policy = AlertPolicy(
             asset.name,
             PolicyParams(
@@ -83,6 +97,17 @@ class AssetPipeline:
         events, self._quality_events = self._quality_events, []
         return events
 
+    def _classified(self, event: AlertEvent, normalized: FloatArray) -> AlertEvent:
+        """With a classifier in the bundle, name the likely fault on raise and update."""
+        if self.classifier is None or event.event is AlertEventKind.CLEARED:
+            return event
+        probs = self.classifier.classify(normalized)
+        label, p = probs[0]
+        if label == NORMAL_CLASS:
+            return dataclasses.replace(event, probabilities=probs)
+        message = event.message.replace(": anomaly", f": {label} suspected (p={p:.2f}), anomaly", 1)
+        return dataclasses.replace(event, kind=label, message=message, probabilities=probs)
+
     def push(self, batch: Batch) -> list[AlertEvent]:
         events: list[AlertEvent] = []
         for sample in self.assembler.push(batch):
@@ -95,12 +120,13 @@ class AssetPipeline:
             if window is None:
                 continue
             self.stats.windows += 1
-            scores, errors = self.detector.score(self.scaler.apply(window))
+            normalized = self.scaler.apply(window)
+            scores, errors = self.detector.score(normalized)
             score = Score(self.name, sample.ts, float(scores[0]), errors[0], window[-1])
             self.last_score = score
             self.stats.last_score = score.score
             event = self.policy.update(score)
             if event is not None:
                 self.stats.alerts += 1
-                events.append(event)
+                events.append(self._classified(event, normalized))
         return events

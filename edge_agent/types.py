@@ -107,6 +107,8 @@ class AlertEvent:
     message: str
     contributions: tuple[Contribution, ...]
     model_version: str
+    # Fault class probabilities when the bundle has a classifier, most likely first.
+    probabilities: tuple[tuple[str, float], ...] = ()
 
 
 class DataQualityEventKind(enum.StrEnum):

@@ -85,6 +85,7 @@ def alert_payload(e: AlertEvent, site: str, gateway: str) -> dict[str, Any]:
             for c in e.contributions
         ],
         "model_version": e.model_version,
+        **({"probabilities": dict(e.probabilities)} if e.probabilities else {}),
     }
 
 

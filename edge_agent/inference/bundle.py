@@ -61,6 +61,15 @@ class ModelSpec(_Frozen):
     architecture: str
 
 
+class ClassifierSpec(_Frozen):
+    file: str
+    input: str
+    output: str
+    labels: list[str] = Field(min_length=2)
+    validation_accuracy: float | None = None
+    int8_vs_fp32_agreement: float | None = None
+
+
 class FileSpec(_Frozen):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     bytes: int = Field(ge=0)
@@ -79,6 +88,7 @@ class Manifest(_Frozen):
     normal_range: NormalRange
     threshold: ThresholdSpec
     model: ModelSpec
+    classifier: ClassifierSpec | None = None
     files: dict[str, FileSpec]
     agreement: dict[str, float] = {}
     training: dict[str, float | int | str] = {}
@@ -94,8 +104,9 @@ class Manifest(_Frozen):
         ):
             if len(arr) != n:
                 raise ValueError(f"{name} has {len(arr)} entries for {n} signals")
-        if self.model.file not in self.files:
-            raise ValueError(f"model file {self.model.file!r} has no entry in files")
+        for f in (self.model.file, self.classifier.file if self.classifier else None):
+            if f is not None and f not in self.files:
+                raise ValueError(f"model file {f!r} has no entry in files")
         return self
 
 

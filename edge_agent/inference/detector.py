@@ -29,6 +29,8 @@ class Detector:
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise ValueError(f"{model_path}: ONNX Runtime cannot load the model: {exc}") from None
         self._input = input_name
+        self.session = self._session
+        self.input = input_name
         names = {i.name for i in self._session.get_inputs()}
         if input_name not in names:
             raise ValueError(f"{model_path}: model has no input {input_name!r} (has {names})")
@@ -40,3 +42,20 @@ class Detector:
             ["score", "signal_error"], {self._input: np.ascontiguousarray(windows, np.float32)}
         )
         return np.asarray(score, np.float32), np.asarray(errors, np.float32)
+
+
+class FaultClassifier:
+    """Runs a bundle's classifier head: normalized windows → class probabilities."""
+
+    def __init__(self, model_path: Path, labels: list[str], input_name: str, output: str) -> None:
+        self._detector = Detector(model_path, input_name)
+        self._output = output
+        self.labels = labels
+
+    def classify(self, window: FloatArray) -> tuple[tuple[str, float], ...]:
+        if window.ndim == 2:
+            window = window[np.newaxis]
+        (probs,) = self._detector.session.run([self._output], {self._detector.input: window})
+        p = np.asarray(probs, np.float64)[0]
+        order = np.argsort(-p)
+        return tuple((self.labels[i], round(float(p[i]), 4)) for i in order)

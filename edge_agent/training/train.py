@@ -9,6 +9,7 @@ import math
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -65,6 +66,7 @@ class TrainOptions:
     # Standard deviations of slack beyond the 0.5–99.5 % range of normal data before a level
     # counts as abnormal (slow sensor offsets just past the recorded range are tolerated).
     band_margin: float = 0.5
+    classifier_steps: int = 800
 
 
 def segments(ts: F64, x: F64, period: float) -> list[F64]:
@@ -149,6 +151,80 @@ def _mean_signal_error(scorer: Scorer, windows: F32) -> F64:
     return mean
 
 
+def _train_classifier(
+    faults: list[Table],
+    signals: list[str],
+    label_column: str,
+    period: float,
+    normal_windows: F32,
+    norm: Callable[[F32], F32],
+    opts: TrainOptions,
+    tmp: Path,
+) -> dict[str, Any]:
+    """Windows of the labelled data take the label of their last sample; normal windows come
+    from both files. Accuracy is measured on the chronologically last 20 % of the labelled file."""
+    from edge_agent.evaluation import NORMAL_LABELS
+    from edge_agent.training.classifier import NORMAL, export_classifier, train_classifier
+
+    labelled: list[tuple[Table, list[str]]] = []
+    for k, table in enumerate(faults):
+        if label_column not in table.text:
+            raise TrainingError(
+                f"--faults file {k + 1} has no text column {label_column!r} "
+                f"(have {', '.join(table.text) or 'none'})"
+            )
+        raw = [v.strip() for v in table.text[label_column]]
+        labelled.append((table, [NORMAL if v.lower() in NORMAL_LABELS else v for v in raw]))
+    classes = [NORMAL, *sorted({n for _, names in labelled for n in names if n != NORMAL})]
+    if len(classes) < 2:
+        raise TrainingError("--faults data has no fault labels (every row is normal)")
+    w = opts.window
+    train_parts: list[tuple[F32, npt.NDArray[np.int64]]] = []
+    val_parts: list[tuple[F32, npt.NDArray[np.int64]]] = []
+    for table, names in labelled:
+        x = table.select(signals)
+        y = np.array([classes.index(n) for n in names], dtype=np.float64)
+        cut = int(len(x) * 0.8)
+        for lo, hi, dest in ((0, cut, train_parts), (cut, len(x), val_parts)):
+            # The label rides along as an extra column, so windows keep their last sample's label.
+            both = np.column_stack([x[lo:hi], y[lo:hi]])
+            win = windows_of(segments(table.ts[lo:hi], both, period), w)
+            if len(win):
+                dest.append((norm(win[:, :, :-1]), win[:, -1, -1].astype(np.int64)))
+    if not train_parts:
+        raise TrainingError(f"--faults data has no complete window of {w} samples")
+    xt = np.concatenate([p[0] for p in train_parts])
+    yt = np.concatenate([p[1] for p in train_parts])
+    xv = np.concatenate([p[0] for p in val_parts]) if val_parts else xt[:0]
+    yv = np.concatenate([p[1] for p in val_parts]) if val_parts else yt[:0]
+    xt = np.concatenate([xt, normal_windows])
+    yt = np.concatenate([yt, np.zeros(len(normal_windows), np.int64)])
+    missing = [classes[c] for c in range(len(classes)) if not np.any(yt == c)]
+    if missing:
+        raise TrainingError(f"no complete window for classes: {', '.join(missing)}")
+    model = train_classifier(xt, yt, classes, opts.classifier_steps, opts.seed, opts.progress)
+    fp32, int8 = tmp / "classifier.fp32.onnx", tmp / "classifier.onnx"
+    export_classifier(model, w, len(signals), fp32)
+    rng = np.random.default_rng(opts.seed)
+    quantize_int8(fp32, int8, xt[rng.choice(len(xt), size=min(512, len(xt)), replace=False)])
+    acc: float | None = None
+    agree: float | None = None
+    if len(xv):
+        p8 = session(int8).run(["probabilities"], {INPUT: xv})[0].argmax(axis=1)
+        p32 = session(fp32).run(["probabilities"], {INPUT: xv})[0].argmax(axis=1)
+        acc, agree = float(np.mean(p8 == yv)), float(np.mean(p8 == p32))
+    fp32.unlink()
+    log.info("fault classifier: classes %s, held-out accuracy %s", classes, acc)
+    return {
+        "file": "classifier.onnx",
+        "input": INPUT,
+        "output": "probabilities",
+        "labels": classes,
+        "validation_accuracy": acc,
+        "int8_vs_fp32_agreement": agree,
+    }
+
+
 def _spearman(a: F32, b: F32) -> float:
     ra = np.argsort(np.argsort(a)).astype(np.float64)
     rb = np.argsort(np.argsort(b)).astype(np.float64)
@@ -164,6 +240,8 @@ def train_bundle(
     units: list[str] | None = None,
     name: str = "model",
     artifacts: dict[str, Any] | None = None,
+    faults: list[Table] | None = None,
+    label_column: str = "label",
 ) -> Bundle:
     """Train and write a bundle. `artifacts`, when given, receives what the bundle does not carry
     but a benchmark needs (the teacher, its weights and its calibrated thresholds)."""
@@ -294,6 +372,12 @@ def train_bundle(
             agreement["student_vs_teacher_spearman"] = _spearman(s32, teacher_cal)
         for f in (fp32, int8):
             shutil.move(str(f), out_dir / f.name)
+        classifier_spec: dict[str, Any] | None = None
+        if faults:
+            classifier_spec = _train_classifier(
+                faults, signals, label_column, period, fit_n, norm, opts, tmp
+            )
+            shutil.move(str(tmp / "classifier.onnx"), out_dir / "classifier.onnx")
 
     digest = sha256_file(out_dir / "model.onnx")
     created = datetime.now(UTC)
@@ -325,9 +409,11 @@ def train_bundle(
             if targets is not None
             else "conv1d-autoencoder",
         },
+        "classifier": classifier_spec,
         "files": {
             f: {"sha256": sha256_file(out_dir / f), "bytes": (out_dir / f).stat().st_size}
-            for f in ("model.onnx", "model.fp32.onnx")
+            for f in ("model.onnx", "model.fp32.onnx", "classifier.onnx")
+            if f != "classifier.onnx" or classifier_spec is not None
         },
         "agreement": agreement,
         "training": {
