@@ -217,6 +217,8 @@ def cmd_bench_quality(args: argparse.Namespace) -> int:
         train_hours=args.train_hours,
         drift_hours=args.drift_hours,
         teacher_steps=args.teacher_steps,
+        student_steps=args.student_steps,
+        jobs=args.jobs,
         scenarios=args.scenarios.split(",") if args.scenarios else [],
     )
     return bench_quality(cfg, Path(args.workdir), Path(args.json))
@@ -297,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-hours", type=float, default=6.0, help="normal data to train on")
     p.add_argument("--drift-hours", type=float, default=6.0, help="normal data after training")
     p.add_argument("--teacher-steps", type=int, default=600)
+    p.add_argument("--student-steps", type=int, default=1500)
+    p.add_argument("--jobs", type=int, default=2, help="seeds trained in parallel (processes)")
     p.add_argument("--scenarios", help="comma-separated (default: all)")
     p.add_argument("--workdir", default="bench-quality")
     p.add_argument("--json", default="bench-quality.json")

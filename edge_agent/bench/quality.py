@@ -57,6 +57,8 @@ class QualityConfig:
     fault_s: float = 3600.0
     drift_hours: float = 6.0
     teacher_steps: int = 600
+    student_steps: int = 1500
+    jobs: int = 2
     scenarios: list[str] = field(default_factory=list)
 
 
@@ -145,50 +147,62 @@ def _evaluate_stream(
     return out
 
 
-def run_quality(cfg: QualityConfig, workdir: Path, log: Any = print) -> dict[str, Any]:
+def _run_seed(cfg: QualityConfig, workdir: Path, seed: int) -> list[dict[str, Any]]:
     from edge_agent.training.train import TrainOptions, train_bundle
     from simulators.scenarios import SCENARIOS
 
     scenarios = cfg.scenarios or sorted(set(SCENARIOS) - NOT_FOR_THE_MODEL)
-    workdir.mkdir(parents=True, exist_ok=True)
     train_s = cfg.train_hours * 3600
     results: list[dict[str, Any]] = []
-    for seed in range(cfg.seeds):
-        t0 = time.monotonic()
-        d = workdir / f"seed{seed}"
-        d.mkdir(exist_ok=True)
-        normal = _record(d / "normal.csv", seed, None, 0, 0, int(train_s))
-        streams: dict[str, tuple[Path, float | None]] = {
-            "normal_drift": (
-                _record(d / "drift.csv", seed, None, 0, train_s, int(cfg.drift_hours * 3600)),
-                None,
-            )
-        }
-        for sc in scenarios:
-            onset_sim = train_s + cfg.normal_s
-            p = _record(
-                d / f"{sc}.csv", seed, sc, onset_sim, train_s, int(cfg.normal_s + cfg.fault_s)
-            )
-            # CSV timestamps start at a fixed epoch; the onset in data time is offset like them.
-            onset_ts = read_table(p).ts[0] + cfg.normal_s
-            streams[sc] = (p, onset_ts)
-        for size, rows in (("full", None), ("little", int(cfg.little_minutes * 60))):
-            table = read_table(normal)
-            if rows is not None:
-                table = type(table)(table.ts[:rows], table.columns, table.values[:rows], {})
-            art: dict[str, Any] = {}
-            opts = TrainOptions(progress=False, teacher_steps=cfg.teacher_steps, seed=seed)
-            bundle = train_bundle(
-                table, SIGNALS, d / f"bundle-{size}", opts, name=f"seed{seed}", artifacts=art
-            )
-            for stream, (path, onset) in streams.items():
-                for variant, q in _evaluate_stream(bundle, art, path, onset).items():
-                    results.append(
-                        {"seed": seed, "data": size, "stream": stream, "variant": variant, **q}
-                    )
-        log(f"seed {seed}: {time.monotonic() - t0:.0f} s")
-        # Partial results survive an interrupted run (a full run takes tens of minutes).
-        (workdir / "partial.json").write_text(json.dumps(results, default=float))
+    d = workdir / f"seed{seed}"
+    d.mkdir(parents=True, exist_ok=True)
+    normal = _record(d / "normal.csv", seed, None, 0, 0, int(train_s))
+    drift = _record(d / "drift.csv", seed, None, 0, train_s, int(cfg.drift_hours * 3600))
+    streams: dict[str, tuple[Path, float | None]] = {"normal_drift": (drift, None)}
+    for sc in scenarios:
+        n = int(cfg.normal_s + cfg.fault_s)
+        p = _record(d / f"{sc}.csv", seed, sc, train_s + cfg.normal_s, train_s, n)
+        # CSV timestamps start at a fixed epoch; the onset in data time is offset like them.
+        streams[sc] = (p, read_table(p).ts[0] + cfg.normal_s)
+    for size, rows in (("full", None), ("little", int(cfg.little_minutes * 60))):
+        table = read_table(normal)
+        if rows is not None:
+            table = type(table)(table.ts[:rows], table.columns, table.values[:rows], {})
+        art: dict[str, Any] = {}
+        opts = TrainOptions(
+            progress=False, teacher_steps=cfg.teacher_steps, max_steps=cfg.student_steps, seed=seed
+        )
+        bundle = train_bundle(
+            table, SIGNALS, d / f"bundle-{size}", opts, name=f"seed{seed}", artifacts=art
+        )
+        for stream, (path, onset) in streams.items():
+            for variant, q in _evaluate_stream(bundle, art, path, onset).items():
+                results.append(
+                    {"seed": seed, "data": size, "stream": stream, "variant": variant, **q}
+                )
+    return results
+
+
+def _worker_init() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # one process per core instead of threads fighting over both
+
+
+def run_quality(cfg: QualityConfig, workdir: Path, log: Any = print) -> dict[str, Any]:
+    import multiprocessing as mp
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    results: list[dict[str, Any]] = []
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(cfg.jobs, initializer=_worker_init) as pool:
+        pending = [pool.apply_async(_run_seed, (cfg, workdir, seed)) for seed in range(cfg.seeds)]
+        for seed, res in enumerate(pending):
+            results.extend(res.get())
+            log(f"seed {seed} done after {time.monotonic() - t0:.0f} s")
+            # Partial results survive an interrupted run (a full run takes tens of minutes).
+            (workdir / "partial.json").write_text(json.dumps(results, default=float))
     return {"config": cfg.__dict__, "results": results, "summary": summarize(results)}
 
 
