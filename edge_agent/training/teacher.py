@@ -31,6 +31,7 @@ def _patch_length(window: int) -> int:
 class PatchTeacher(nn.Module):
     def __init__(self, n_signals: int, window: int, d_model: int = 64, layers: int = 3) -> None:
         super().__init__()
+        self.losses: list[float] = []
         self.n_signals = n_signals
         self.window = window
         self.patch = _patch_length(window)
@@ -101,6 +102,7 @@ def train_teacher(
         loss = (err * mask).sum() / mask.sum().clamp(min=1)
         optim.zero_grad()
         loss.backward()
+        teacher.losses.append(float(loss.detach()))
         optim.step()
         sched.step()
     teacher.eval()

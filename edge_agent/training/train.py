@@ -309,11 +309,13 @@ def train_bundle(
     teacher_info: dict[str, float | int | str] = {"teacher": "none"}
     targets: F32 | None = None
     teacher_cal: F32 | None = None
+    teacher_losses: list[float] = []
     if opts.teacher_steps > 0:
         from edge_agent.training.teacher import teacher_scores, train_teacher
 
         t0 = time.monotonic()
         teacher = train_teacher(train_n, opts.teacher_steps, opts.seed, progress=opts.progress)
+        teacher_losses = teacher.losses
         ones = np.ones(len(signals), np.float32)
         no_band = (np.full_like(band_low, -1e6), np.full_like(band_high, 1e6))
         _, targets = teacher_scores(teacher, fit_n, ones, no_band)
@@ -355,6 +357,7 @@ def train_bundle(
         quantize_int8(fp32, int8, calib)
         s32 = run_scores(session(fp32), cal_n)
         s8 = run_scores(session(int8), cal_n)
+        s8_fit = run_scores(session(int8), fit_n)
         raise_t = float(np.quantile(s8, opts.quantile)) * (1 + opts.margin)
         clear_t = min(raise_t, float(np.quantile(s8, 0.99)) * (1 + opts.margin))
         with torch.no_grad():
@@ -430,5 +433,14 @@ def train_bundle(
         },
     }
     write_manifest(out_dir, manifest)
+    try:
+        from edge_agent.training.report import write_report
+
+        write_report(
+            out_dir / "report.png", manifest["model_version"], losses, teacher_losses, s8_fit, s8,
+            teacher_cal, raise_t, clear_t, agreement,
+        )  # fmt: skip
+    except ImportError:
+        log.warning("no training report: matplotlib is not installed")
     log.info("bundle written to %s (%s)", out_dir / MANIFEST, manifest["model_version"])
     return Bundle.load(out_dir)
