@@ -15,7 +15,6 @@ from edge_agent import __version__
 from edge_agent.alerts.messages import alert_payload
 from edge_agent.config import LoadedConfig
 from edge_agent.inference.bundle import Bundle
-from edge_agent.logs import RateLimitedLog
 from edge_agent.observability.http import HttpEndpoint
 from edge_agent.observability.metrics import AgentMetrics
 from edge_agent.observability.sdnotify import Notifier
@@ -129,7 +128,6 @@ class Agent:
         self.sources_started = asyncio.Event()
         self._entered = 0
         self.reload_requested = asyncio.Event()
-        self.errors = RateLimitedLog(log)
         self.metrics = AgentMetrics(self)
         self.monitor = ServiceMonitor(self, Notifier.from_environment())
         m = s.observability.metrics

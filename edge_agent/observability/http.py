@@ -15,7 +15,7 @@ from dataclasses import dataclass
 log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT_S = 5.0
-MAX_HEADER_BYTES = 8192
+MAX_HEADER_BYTES = 8192  # a longer request head is dropped unanswered
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +44,9 @@ class HttpEndpoint:
 
     async def start(self) -> None:
         """Bind; raises OSError (e.g. address in use) for the caller to report."""
-        self._server = await asyncio.start_server(self._serve, self.host, self.port)
+        self._server = await asyncio.start_server(
+            self._serve, self.host, self.port, limit=MAX_HEADER_BYTES
+        )
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def serve_forever(self) -> None:
@@ -74,8 +76,6 @@ class HttpEndpoint:
                 await writer.wait_closed()
 
     def _dispatch(self, head: bytes) -> Response:
-        if len(head) > MAX_HEADER_BYTES:
-            return Response(400, b"request too large\n", "text/plain")
         try:
             method, target, _version = head.split(b"\r\n", 1)[0].decode("ascii").split(" ")
         except ValueError:
@@ -83,9 +83,6 @@ class HttpEndpoint:
         handler = self._routes.get(target.split("?", 1)[0])
         if handler is None:
             return Response(404, b"not found\n", "text/plain")
-        if method not in ("GET", "HEAD"):
+        if method != "GET":
             return Response(405, b"method not allowed\n", "text/plain")
-        response = handler()
-        return (
-            Response(response.status, b"", response.content_type) if method == "HEAD" else response
-        )
+        return handler()
