@@ -2,6 +2,7 @@
 # Install edge-agent as a systemd service on a gateway box (run as root):
 #   /opt/edge-agent/venv        virtualenv with edge-agent and its runtime dependencies
 #   /etc/edge-agent/agent.yaml  config (the example, only if none is there yet)
+#   /etc/edge-agent/firmware_configs/  device profiles (shipped ones added, edited ones kept)
 #   /etc/edge-agent/credentials/mqtt-password   LoadCredential= source (empty until you set it)
 #   /var/lib/edge-agent         state: outbox.db, bundles/
 #   /etc/systemd/system/edge-agent.service      enabled, not started (configure it first)
@@ -95,6 +96,9 @@ if [ "$SKIP_PYTHON" = 0 ]; then
   run "$OPT/venv/bin/python" -m pip install --quiet --upgrade "$SRC"
 fi
 run install -m 0644 "$SRC/README.md" "$OPT/README.md"
+# Device profiles are not part of the Python package; the agent finds them in firmware_configs/
+# beside its config. Shipped profiles are added, ones already there (maybe edited) are kept.
+run cp -R --no-clobber "$SRC/firmware_configs" "$ETC/"
 if [ -e "$ETC/agent.yaml" ]; then
   echo "keeping existing $ETC/agent.yaml"
 else

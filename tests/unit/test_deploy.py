@@ -101,6 +101,8 @@ def test_install_into_a_root_is_idempotent_and_uninstalls(tmp_path: Path) -> Non
     assert unit.read_text() == UNIT.read_text()
     assert config.exists() and (tmp_path / "var/lib/edge-agent/bundles").is_dir()
     assert credential.stat().st_mode & 0o777 == 0o600
+    profile = tmp_path / "etc/edge-agent/firmware_configs/acme_pump_plc_fw1.yaml"
+    assert profile.read_text() == (ROOT / "firmware_configs/acme_pump_plc_fw1.yaml").read_text()
     if shutil.which("systemctl"):
         assert (
             tmp_path / "etc/systemd/system/multi-user.target.wants/edge-agent.service"
@@ -109,10 +111,12 @@ def test_install_into_a_root_is_idempotent_and_uninstalls(tmp_path: Path) -> Non
     # Again, after the operator edited the config and set the password: both are kept.
     config.write_text("# edited\n")
     credential.write_text("secret\n")
+    profile.write_text("# local edit\n")
     r = _install("--root", str(tmp_path), "--skip-python")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "keeping existing" in r.stdout
     assert config.read_text() == "# edited\n" and credential.read_text() == "secret\n"
+    assert profile.read_text() == "# local edit\n"
 
     r = _install("--root", str(tmp_path), "--uninstall")
     assert r.returncode == 0, r.stdout + r.stderr
