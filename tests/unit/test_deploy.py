@@ -131,3 +131,32 @@ def test_install_into_a_root_is_idempotent_and_uninstalls(tmp_path: Path) -> Non
 def test_install_rejects_unknown_options() -> None:
     r = _install("--frobnicate")
     assert r.returncode == 2 and "unknown option" in r.stderr
+
+
+def test_container_files_are_consistent(tmp_path: Path) -> None:
+    """No container engine here: check what can be checked without one. The compose file's
+    agent config validates against the shipped profiles, and every file they name exists."""
+    import yaml
+
+    from edge_agent.config import load_config
+
+    compose = yaml.safe_load((ROOT / "deploy/compose.yaml").read_text())
+    assert set(compose["services"]) == {"mosquitto", "pump-sim", "agent"}
+    build = compose["services"]["pump-sim"]["build"]
+    assert (ROOT / "deploy" / build["context"] / build["dockerfile"]).is_file()
+    for service in compose["services"].values():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("./") and not source.endswith("bundles"):
+                assert (ROOT / "deploy" / source).is_file(), source
+    containerfile = (ROOT / "deploy/Containerfile").read_text()
+    for copied in ("pyproject.toml", "README.md", "edge_agent", "simulators", "firmware_configs"):
+        copy_lines = [ln.split() for ln in containerfile.splitlines() if ln.startswith("COPY ")]
+        assert any(copied in words for words in copy_lines), copied
+        assert (ROOT / copied).exists(), copied
+
+    shutil.copy(ROOT / "deploy/container/agent.yaml", tmp_path / "agent.yaml")
+    shutil.copytree(ROOT / "firmware_configs", tmp_path / "firmware_configs")
+    cfg = load_config(tmp_path / "agent.yaml")
+    assert cfg.settings.observability.metrics.port == 9810
+    assert cfg.settings.upstream.mqtt.host == "mosquitto"
