@@ -161,11 +161,13 @@ class AgentMetrics:
     def __init__(self, agent: Agent) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_AgentCollector(agent))
-        # Measured around the detector call batch by batch (see Agent.handle): wall time of one
-        # window's scaling + ONNX inference + policy.
+        # Measured in Agent.handle around the pipeline's push of a batch that completed windows
+        # (divided among them): assembling and windowing the batch is included, but inference
+        # (scaler, ONNX Runtime, policy) dominates; timing inside the pipeline would cost a
+        # clock read per window in replay too.
         self.inference_seconds = Histogram(
             "edge_agent_inference_seconds",
-            "Time to score one window (scaler + ONNX Runtime + policy)",
+            "Time to process a batch per scored window (assembler, scaler, ONNX Runtime, policy)",
             ["asset"],
             registry=self.registry,
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
