@@ -12,14 +12,16 @@ VENV=.venv
 
 ensure_mosquitto() {
   # mosquitto-clients gives the stock-client test (mosquitto_sub) its tool; it is skipped without.
-  # mbpoll likewise for the Modbus stock-client test.
+  # mbpoll likewise for the Modbus stock-client test; systemd for `systemd-analyze verify` and
+  # `security` on deploy/edge-agent.service (offline: systemd need not be running).
   if { command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; } &&
-     command -v mosquitto_sub >/dev/null 2>&1 && command -v mbpoll >/dev/null 2>&1; then return; fi
-  echo "dev.sh: installing mosquitto, mosquitto-clients and mbpoll from the OS packages" >&2
+     command -v mosquitto_sub >/dev/null 2>&1 && command -v mbpoll >/dev/null 2>&1 &&
+     command -v systemd-analyze >/dev/null 2>&1; then return; fi
+  echo "dev.sh: installing mosquitto, mosquitto-clients, mbpoll and systemd from the OS packages" >&2
   local sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-clients mbpoll >/dev/null
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-clients mbpoll systemd >/dev/null
 }
 
 ensure_venv() {

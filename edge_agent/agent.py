@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +15,10 @@ from edge_agent import __version__
 from edge_agent.alerts.messages import alert_payload
 from edge_agent.config import LoadedConfig
 from edge_agent.inference.bundle import Bundle
+from edge_agent.observability.http import HttpEndpoint
+from edge_agent.observability.metrics import AgentMetrics
+from edge_agent.observability.sdnotify import Notifier
+from edge_agent.observability.service import ServiceMonitor
 from edge_agent.pipeline import AssetPipeline
 from edge_agent.profiles import DeviceProfile, MqttProfile, OpcUaProfile
 from edge_agent.sources.base import Source
@@ -25,6 +30,10 @@ log = logging.getLogger(__name__)
 
 class _Stop(Exception):
     """Raised inside the TaskGroup to bring all tasks down on a stop request."""
+
+
+class MetricsStartupError(Exception):
+    """The metrics/health endpoint could not be bound (e.g. port in use): a configuration error."""
 
 
 def build_pipelines(cfg: LoadedConfig) -> list[AssetPipeline]:
@@ -86,11 +95,13 @@ class Agent:
         self.cfg = cfg
         self.pipelines = pipelines
         self.sources = build_sources(cfg)
+        # Shared with the publisher (birth/status message), updated in place on a reload.
+        self.models = {p.name: p.model_version for p in pipelines}
         self.publisher = MqttPublisher(
             s.upstream.mqtt,
             s.identity,
             __version__,
-            {p.name: p.model_version for p in pipelines},
+            self.models,
             password=password,
             outbox=s.upstream.outbox,
             telemetry=s.upstream.telemetry,
@@ -108,10 +119,35 @@ class Agent:
         self.on_data_quality = on_data_quality
         self.stop = asyncio.Event()
         self.ready = asyncio.Event()
+        # Observability: per-source counters the metrics read, the service monitor (sd_notify,
+        # watchdog, health) and the HTTP endpoint, all owned by this agent.
+        self.source_readings: dict[str, dict[str, int]] = {}
+        self.source_last_batch: dict[str, float] = {}
+        self.reload_counts: dict[str, int] = {}
+        self.last_progress = time.monotonic()
+        self.sources_started = asyncio.Event()
+        self._entered = 0
+        self.reload_requested = asyncio.Event()
+        self.metrics = AgentMetrics(self)
+        self.monitor = ServiceMonitor(self, Notifier.from_environment())
+        m = s.observability.metrics
+        self.http = HttpEndpoint(m.host, m.port, self.monitor.routes()) if m.enabled else None
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
 
     async def _pump(self, source: Source) -> None:
         async with source:
+            self._entered += 1
+            if self._entered == len(self.sources):
+                self.sources_started.set()
+            counts = self.source_readings.setdefault(source.name, {})
             async for batch in source.batches():
+                self.source_last_batch[source.name] = time.monotonic()
+                for r in batch.readings:
+                    q = r.quality.name.lower()
+                    counts[q] = counts.get(q, 0) + 1
                 self._watch_connection(source.name, source.stats.connected)
                 if source.stats.connected:
                     self._watch_quality(batch)
@@ -169,7 +205,16 @@ class Agent:
         s = self.cfg.settings
         for pipeline in self._routes.get(batch.source, ()):
             before = pipeline.last_score
-            for event in pipeline.push(batch):
+            windows = pipeline.stats.windows
+            started = time.perf_counter()
+            events = pipeline.push(batch)
+            if (n := pipeline.stats.windows - windows) > 0:
+                # A batch usually completes at most one window; spread the time if it did more.
+                per_window = (time.perf_counter() - started) / n
+                hist = self.metrics.inference_seconds.labels(pipeline.name)
+                for _ in range(n):
+                    hist.observe(per_window)
+            for event in events:
                 log.warning("alert %s %s: %s", event.event.value, event.alert_id, event.message)
                 body = alert_payload(event, s.identity.site, s.identity.gateway)
                 self.publisher.submit_alert(event.asset, body)
@@ -203,15 +248,52 @@ class Agent:
 
     async def _process(self) -> None:
         while True:
-            self.handle(await self._queue.get())
+            batch = await self._queue.get()
+            self.handle(batch)
+            self.last_progress = time.monotonic()
+
+    def progressing(self) -> bool:
+        """The pipeline is keeping up: nothing waits in its queue (idle but healthy: devices
+        quiet or offline) or it handled a batch within `observability.stall_s`."""
+        stall = self.cfg.settings.observability.stall_s
+        return self._queue.empty() or time.monotonic() - self.last_progress < stall
+
+    def replace_pipeline(self, old: AssetPipeline, new: AssetPipeline) -> None:
+        """Swap an asset's pipeline between two batches (the event loop runs one at a time)."""
+        self.pipelines[self.pipelines.index(old)] = new
+        for routed in self._routes.values():
+            for i, p in enumerate(routed):
+                if p is old:
+                    routed[i] = new
+        self.models[new.name] = new.model_version
+
+    async def _reload_on_request(self) -> None:
+        from edge_agent.reload import reload_agent
+
+        while True:
+            await self.reload_requested.wait()
+            self.reload_requested.clear()
+            outcome = reload_agent(self)
+            self.reload_counts[outcome] = self.reload_counts.get(outcome, 0) + 1
 
     async def _wait_stop(self) -> None:
         await self.stop.wait()
         log.info("stopping: publishing offline status")
+        self.monitor.stopping()
         await self.publisher.close()
         raise _Stop
 
     async def run(self) -> None:
+        if self.http is not None:
+            try:
+                await self.http.start()
+            except OSError as exc:
+                m = self.cfg.settings.observability.metrics
+                raise MetricsStartupError(
+                    f"observability.metrics: cannot listen on {m.host}:{m.port}: "
+                    f"{exc.strerror or exc}"
+                ) from None
+            log.info("metrics and health on http://%s:%d/metrics", self.http.host, self.http.port)
         try:
             async with asyncio.TaskGroup() as tg:
                 for src in self.sources:
@@ -219,6 +301,12 @@ class Agent:
                 tg.create_task(self._process(), name="pipeline")
                 tg.create_task(self.publisher.run(), name="upstream:mqtt")
                 tg.create_task(self._wait_stop(), name="stop")
+                tg.create_task(self.monitor.run(), name="service-monitor")
+                tg.create_task(self._reload_on_request(), name="reload")
+                if self.http is not None:
+                    tg.create_task(self.http.serve_forever(), name="http")
+                if not self.sources:
+                    self.sources_started.set()
                 for p in self.pipelines:
                     self.report_event(
                         "model_loaded", f"asset {p.name}: model {p.model_version}", "info", p.name
@@ -239,4 +327,6 @@ async def run_until_signal(agent: Agent) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, agent.stop.set)
+    with contextlib.suppress(NotImplementedError):
+        loop.add_signal_handler(signal.SIGHUP, agent.reload_requested.set)
     await agent.run()

@@ -1,7 +1,9 @@
-"""`edge-agent` command line: run, validate, train, demo, bench.
+"""`edge-agent` command line: run, validate, status, train, demo, bench.
 
-Exit codes: 0 ok, 1 runtime failure, 2 bad configuration / bundle / input data (so a service
-manager can refuse to restart in a tight loop on a configuration error).
+Exit codes: 0 ok, 1 runtime failure (`status`: unhealthy), 2 bad configuration / bundle / input
+data, unreadable config, state directory not writable, metrics port in use (the unit lists 2 in
+`RestartPreventExitStatus=`, so systemd does not restart a misconfigured agent in a loop; 2 rather
+than EX_CONFIG 78 because `validate` has always used it).
 """
 
 from __future__ import annotations
@@ -90,7 +92,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from edge_agent.agent import Agent, build_pipelines, run_until_signal
+    from edge_agent.agent import Agent, MetricsStartupError, build_pipelines, run_until_signal
     from edge_agent.logs import setup_logging
     from edge_agent.sources.base import SourceStartupError
 
@@ -112,6 +114,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         asyncio.run(run_until_signal(agent))
     except* SourceStartupError as group:
         # A strict source found signals the device does not have (exit 2 like a config error).
+        startup_errors.extend(group.exceptions)
+    except* MetricsStartupError as group:
         startup_errors.extend(group.exceptions)
     for err in startup_errors:
         log.error("%s", err)
@@ -236,6 +240,22 @@ def cmd_bench_upstream(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    """Ask a running agent (its /healthz and /readyz on the configured metrics port)."""
+    from edge_agent.observability.client import print_status
+
+    cfg = _load(args.config)
+    m = cfg.settings.observability.metrics
+    if not m.enabled or m.port == 0:
+        print(
+            "edge-agent: observability.metrics: status needs the endpoint enabled on a fixed port",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    host = "127.0.0.1" if m.host in ("0.0.0.0", "") else "::1" if m.host == "::" else m.host
+    return print_status(host, m.port, timeout=args.timeout)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="edge-agent", description="Edge gateway anomaly agent")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -245,6 +265,10 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("validate", help="check a config and its bundles; exit 2 on errors")
     p.add_argument("--config")
     p.set_defaults(func=cmd_validate)
+    p = sub.add_parser("status", help="health of the running agent: exit 0 healthy, 1 not")
+    p.add_argument("--config")
+    p.add_argument("--timeout", type=float, default=5.0)
+    p.set_defaults(func=cmd_status)
     p = sub.add_parser("train", help="train a model bundle from normal data (extra: train)")
     p.add_argument("--data", required=True, help="CSV of normal operation")
     p.add_argument("--out", required=True, help="bundle directory to write")

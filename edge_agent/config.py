@@ -269,6 +269,22 @@ class Logging(_Strict):
     format: Literal["text", "json"] = "text"
 
 
+class Metrics(_Strict):
+    """The HTTP endpoint for Prometheus (/metrics) and for health checks (/healthz, /readyz).
+    Loopback by default: it is unauthenticated, so exposing it is a deliberate choice."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=9810, ge=0, le=65535)  # 0: pick a free port (tests), logged
+
+
+class Observability(_Strict):
+    metrics: Metrics = Metrics()
+    # The pipeline counts as stuck (no watchdog ping, /healthz 503) when batches wait in its
+    # queue and none has been processed for this long.
+    stall_s: float = Field(default=30.0, gt=0)
+
+
 class AgentSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="EDGE_AGENT_", env_nested_delimiter="__", extra="forbid"
@@ -279,6 +295,7 @@ class AgentSettings(BaseSettings):
     assets: list[Asset] = Field(min_length=1)
     upstream: Upstream = Upstream()
     logging: Logging = Logging()
+    observability: Observability = Observability()
     profile_dirs: list[Path] = []
 
     @classmethod

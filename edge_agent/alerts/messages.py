@@ -24,6 +24,7 @@ EVENT_TYPES = (
     "data_quality",
     "model_loaded",
     "model_rejected",
+    "config_rejected",
     "outbox_dropped",
     "outbox_error",
     "outbox_recovered",

@@ -280,6 +280,17 @@ class Outbox:
 
     # -- reading and acknowledging -------------------------------------------------------------
 
+    def oldest_created(self) -> float | None:
+        """Creation time (epoch s) of the oldest message in the database, None when it is empty
+        or unreadable (messages spilled to memory carry no creation time)."""
+        if self._db is None:
+            return None
+        try:
+            row = self._db.execute("SELECT created FROM outbox ORDER BY id LIMIT 1").fetchone()
+        except sqlite3.Error:
+            return None
+        return None if row is None else float(row[0])
+
     def peek(self, limit: int) -> list[Stored]:
         """The oldest `limit` messages in queue order (database first, then memory spill)."""
         rows: list[Stored] = []

@@ -1,0 +1,1 @@
+"""Service-manager and monitoring interfaces: sd_notify, Prometheus metrics, health endpoints."""

@@ -1,0 +1,152 @@
+"""SIGHUP: re-read the config file and the model bundles without stopping the agent.
+
+What a reload applies: a new or re-trained bundle per asset (verified first; the old one keeps
+running if the new one fails), the asset's alert update interval and the log level. What needs a
+restart (a warning names it, nothing is half-applied): sources, upstream, identity,
+observability, adding or removing assets, or changing an asset's signals or sample period.
+
+A new bundle replaces the asset's detector, scaler and alert thresholds between two batches. The
+assembler, the data-quality monitor and the alert state (an alert raised under the old model is
+cleared under the new one with the same alert_id) are kept; so is the window buffer when the new
+model has the same window and hop, so no data is dropped and scoring continues with the next hop.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from edge_agent.config import AgentSettings, Asset, ConfigError, load_config
+from edge_agent.inference.bundle import Bundle, BundleError
+from edge_agent.pipeline import AssetPipeline
+
+if TYPE_CHECKING:
+    from edge_agent.agent import Agent
+
+log = logging.getLogger(__name__)
+
+# Outcomes, also the `outcome` label of the edge_agent_reloads metric.
+APPLIED = "applied"
+UNCHANGED = "unchanged"
+CONFIG_REJECTED = "config_rejected"
+MODEL_REJECTED = "model_rejected"
+
+
+def _needs_restart(old: AgentSettings, new: AgentSettings) -> list[str]:
+    changed = [
+        section
+        for section in ("identity", "sources", "upstream", "observability", "profile_dirs")
+        if getattr(old, section) != getattr(new, section)
+    ]
+    old_assets = {a.name: a for a in old.assets}
+    new_assets = {a.name: a for a in new.assets}
+    if old_assets.keys() != new_assets.keys():
+        changed.append("assets (added or removed)")
+    for name in sorted(old_assets.keys() & new_assets.keys()):
+        o, n = old_assets[name], new_assets[name]
+        if (o.signals, o.sample_period_s, o.max_age_s) != (
+            n.signals,
+            n.sample_period_s,
+            n.max_age_s,
+        ):
+            changed.append(f"assets[{name}] signals or timing")
+    return changed
+
+
+def _same_model(old: AssetPipeline, asset: Asset, bundle: Bundle) -> bool:
+    return (
+        old.asset == asset
+        and old.bundle.directory == bundle.directory
+        and old.bundle.manifest == bundle.manifest
+    )
+
+
+def _carry_over(old: AssetPipeline, new: AssetPipeline) -> bool:
+    """Move the live state of `old` into `new`; True when the window buffer was kept."""
+    new.assembler = old.assembler
+    new.quality = old.quality
+    new.stats = old.stats
+    new.last_score = old.last_score
+    # Keep the alert lifecycle; take the new model's thresholds, signal ranges and version.
+    old.policy.params = new.policy.params
+    old.policy.signals = new.policy.signals
+    old.policy.model_version = new.policy.model_version
+    new.policy = old.policy
+    w_old, w_new = old.windows, new.windows
+    # Same signals (a reload never changes them), so the same window and hop is the same shape.
+    same_shape = (w_old.window, w_old.hop) == (w_new.window, w_new.hop)
+    if same_shape:
+        new.windows = w_old
+    return same_shape
+
+
+def reload_agent(agent: Agent) -> str:
+    """Apply what can be applied live; returns one of the outcomes above. Never raises for a
+    bad config or bundle: those are logged and published as events, the running ones stay."""
+    path = agent.cfg.path
+    log.info("reload: reading %s", path)
+    try:
+        cfg = load_config(path)
+    except ConfigError as exc:
+        for line in exc.errors:
+            log.error("reload: %s", line)
+        agent.report_event(
+            "config_rejected",
+            f"config {path} rejected ({len(exc.errors)} problem(s)); keeping the running one",
+            "error",
+            str(path),
+            {"errors": exc.errors[:20]},
+        )
+        return CONFIG_REJECTED
+
+    restart = _needs_restart(agent.cfg.settings, cfg.settings)
+    if restart:
+        log.warning("reload: changes that take effect only after a restart: %s", ", ".join(restart))
+    level = cfg.settings.logging.level
+    if level != logging.getLevelName(logging.getLogger().level):
+        logging.getLogger().setLevel(level)
+        log.info("reload: log level %s", level)
+
+    outcome = UNCHANGED
+    new_assets = {a.name: a for a in cfg.settings.assets}
+    for old in list(agent.pipelines):
+        asset = new_assets.get(old.name)
+        if asset is None or (asset.signals, asset.sample_period_s, asset.max_age_s) != (
+            old.asset.signals,
+            old.asset.sample_period_s,
+            old.asset.max_age_s,
+        ):
+            continue  # listed above as needing a restart
+        bundle_dir = cfg.bundle_dir(asset)
+        try:
+            bundle = Bundle.load(bundle_dir)
+            if _same_model(old, asset, bundle):
+                continue
+            new = AssetPipeline(asset, bundle)
+        except (BundleError, ValueError) as exc:
+            log.error("reload: asset %s: %s", old.name, exc)
+            agent.report_event(
+                "model_rejected",
+                f"asset {old.name}: bundle {bundle_dir} rejected, keeping model "
+                f"{old.model_version}: {exc}",
+                "error",
+                old.name,
+                {"bundle": str(bundle_dir), "kept_model_version": old.model_version},
+            )
+            outcome = MODEL_REJECTED
+            continue
+        for q_event in old.take_quality_events():
+            agent.handle_data_quality(q_event)
+        kept_window = _carry_over(old, new)
+        agent.replace_pipeline(old, new)
+        agent.report_event(
+            "model_loaded",
+            f"asset {new.name}: model {new.model_version} (was {old.model_version})",
+            "info",
+            new.name,
+            {"previous_model_version": old.model_version, "window_kept": kept_window},
+        )
+        if outcome == UNCHANGED:
+            outcome = APPLIED
+    log.info("reload: %s", outcome)
+    return outcome
