@@ -101,10 +101,12 @@ def prepare(workdir: Path, retrain: bool) -> Path:
     return bundle_dir
 
 
-def run(workdir: Path, calls: int, max_seconds: float, batches: list[int]) -> dict[str, Any]:
-    bundle_dir = prepare(workdir, retrain=False)
-    bundle = Bundle.load(bundle_dir)
-    m = bundle.manifest
+def run(
+    workdir: Path, bundle: Path | None, calls: int, max_seconds: float, batches: list[int]
+) -> dict[str, Any]:
+    """`bundle`: an existing bundle (then the teacher is timed only if `workdir` has one)."""
+    bundle_dir = bundle or prepare(workdir, retrain=False)
+    m = Bundle.load(bundle_dir).manifest
     rng = np.random.default_rng(0)
     windows = rng.normal(size=(max(batches) * 4, m.window, len(m.signals))).astype(np.float32)
     int8 = Detector(bundle_dir / "model.onnx", m.model.input)
@@ -156,12 +158,17 @@ def run(workdir: Path, calls: int, max_seconds: float, batches: list[int]) -> di
 
 
 def main(
-    out: Path, workdir: Path | None, calls: int, max_seconds: float, batches: list[int]
+    out: Path,
+    workdir: Path | None,
+    bundle: Path | None,
+    calls: int,
+    max_seconds: float,
+    batches: list[int],
 ) -> int:
     with tempfile.TemporaryDirectory(prefix="edge-bench-") as tmp:
         wd = workdir or Path(tmp)
         wd.mkdir(parents=True, exist_ok=True)
-        result = run(wd, calls, max_seconds, batches)
+        result = run(wd, bundle, calls, max_seconds, batches)
     rows = [
         [name, str(c["batch"]), f"{c['us_per_window_mean']:.1f}", f"{c['us_per_window_p50']:.1f}",
          f"{c['windows_per_s']:,.0f}", str(c["calls"])]

@@ -17,12 +17,15 @@ from __future__ import annotations
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import yaml
+from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent.bench.common import (
     PUMP_PROFILE,
@@ -39,6 +42,35 @@ from edge_agent.bench.common import (
 from edge_agent.inference.bundle import Bundle
 from simulators.broker import Mosquitto, free_port
 from simulators.process import SimProcess, start_modbus_sim, start_sim
+
+
+class TelemetryWatch:
+    """Paho subscriber that records which assets published score telemetry."""
+
+    def __init__(self, port: int) -> None:
+        self.assets: set[str] = set()
+        self._lock = threading.Lock()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-footprint")
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(
+            "edge/bench/gw-footprint/telemetry/#", qos=0
+        )
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.assets.add(msg.topic.rsplit("/", 1)[-1])
+
+    def take(self) -> set[str]:
+        with self._lock:
+            seen, self.assets = self.assets, set()
+        return seen
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
 
 FW = ROOT / "firmware_configs"
 
@@ -103,6 +135,9 @@ def agent_config(
         "upstream": {
             "mqtt": {"host": "127.0.0.1", "port": broker_port, "backoff": backoff},
             "outbox": {"dir": str(path.parent / "state")},
+            # Score telemetry every 10 s per asset: the proof that every asset's windows are
+            # scored while measured (and a realistic upstream load).
+            "telemetry": {"enabled": True, "interval_s": 10.0},
         },
         "logging": {"level": "INFO"},
     }
@@ -153,20 +188,24 @@ def measure_case(
             [sys.executable, "-m", "edge_agent", "run", "--config", str(cfg)],
             stdout=agent_log.open("ab"), stderr=subprocess.STDOUT,
         )  # fmt: skip
+        watch = TelemetryWatch(broker.port)
         try:
             started = time.monotonic()
             time.sleep(warmup)
             if agent.poll() is not None:
                 raise RuntimeError(f"agent exited during warm-up: see {agent_log}")
+            watch.take()
             a = cpu_sample(agent.pid)
             time.sleep(measure)
             b = cpu_sample(agent.pid)
             mem = rss_mb(agent.pid)
+            scored = len(watch.take())
             if agent.poll() is not None:
                 raise RuntimeError(f"agent exited while measured: see {agent_log}")
             startup_cpu = a.cpu_s
             uptime = time.monotonic() - started
         finally:
+            watch.close()
             agent.terminate()
             try:
                 agent.wait(10)
@@ -190,6 +229,7 @@ def measure_case(
         "peak_rss_mb": mem.get("VmHWM"),
         "rss_anon_mb": mem.get("RssAnon"),
         "rss_file_mb": mem.get("RssFile"),
+        "assets_with_telemetry_while_measured": scored,
         "tracebacks_in_log": text.count("Traceback"),
     }
 

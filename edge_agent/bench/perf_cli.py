@@ -34,6 +34,7 @@ def add_perf_parsers(bench: Any, handler: Handler) -> None:
     p.add_argument("--batches", default="10,100", help="batched sizes (windows of N assets)")
     p.add_argument("--max-seconds", type=float, default=20.0, help="bound per case")
     p.add_argument("--workdir", help="keep the bench bundle and teacher here (reused)")
+    p.add_argument("--bundle", help="time this bundle (no teacher unless --workdir has one)")
     p.add_argument("--json", default="bench-detector.json")
     p.set_defaults(func=handler, perf="detector")
 
@@ -79,7 +80,10 @@ def run_perf(args: argparse.Namespace) -> int:
         from edge_agent.bench.detector import main as detector
 
         batches = [int(b) for b in args.batches.split(",")]
-        return detector(Path(args.json), _path(args.workdir), args.calls, args.max_seconds, batches)
+        return detector(
+            Path(args.json), _path(args.workdir), _path(args.bundle), args.calls,
+            args.max_seconds, batches,
+        )  # fmt: skip
     if name == "e2e":
         from edge_agent.bench.e2e import main as e2e
 
@@ -109,7 +113,7 @@ def run_all(workdir: Path, out: Path) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     rcs = [
         stream.main(out / "bench-stream.json", 2_000_000, 30.0, [1, 10, 100]),
-        detector.main(out / "bench-detector.json", workdir, 2000, 20.0, [10, 100]),
+        detector.main(out / "bench-detector.json", workdir, None, 2000, 20.0, [10, 100]),
         modbus.main(out / "bench-modbus.json", 2000, 10.0),
         e2e.main(out / "bench-e2e.json", workdir, None, 10, "cavitation", 300.0),
         footprint.main(
