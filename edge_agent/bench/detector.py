@@ -128,8 +128,9 @@ def run(
         cases[name] = [time_calls(score, windows, b, n, max_seconds) for b in [1, *batches]]
 
     def speedup(slow: str, fast: str, i: int) -> float:
-        """How many times fewer µs per window `fast` needs than `slow` (case i)."""
-        return round(cases[slow][i]["us_per_window_mean"] / cases[fast][i]["us_per_window_mean"], 2)
+        """How many times fewer µs per window `fast` needs than `slow` (case i). Medians: on a
+        shared machine the mean carries other processes' preemptions."""
+        return round(cases[slow][i]["us_per_window_p50"] / cases[fast][i]["us_per_window_p50"], 2)
 
     ratios = {
         "int8_speedup_vs_fp32_batch1": speedup("student_fp32", "student_int8", 0),
@@ -151,8 +152,12 @@ def run(
         "targets": {
             "int8_no_slower_than_fp32_batch1": ratios["int8_speedup_vs_fp32_batch1"] >= 1.0,
             "int8_1.5x_fp32_batched": ratios["int8_speedup_vs_fp32_batched"] >= 1.5,
-            "int8_10x_teacher": ratios.get("int8_speedup_vs_teacher_batch1", 0) >= 10,
             "bundle_3x_smaller_than_fp32": ratios["fp32_size_over_int8_size"] >= 3,
+            **(
+                {"int8_10x_teacher": ratios["int8_speedup_vs_teacher_batch1"] >= 10}
+                if "int8_speedup_vs_teacher_batch1" in ratios
+                else {}
+            ),
         },
     }
 
