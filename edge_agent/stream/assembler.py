@@ -70,25 +70,24 @@ class Assembler:
     def _row(self) -> np.ndarray:
         return np.array(self._values, dtype=np.float32)
 
-    def _sample_at(self, t: float) -> Sample:
-        # Every signal is fresh exactly when the oldest one is: float subtraction is monotonic.
-        valid = t - min(self._ts) <= self._max_age + self._tol and all(self._ok)
-        issues = () if valid else self._issues(t)
-        return Sample(ts=t, values=self._row(), valid=valid, issues=issues)
-
     def _emit_until(self, ts: float, inclusive: bool, out: list[Sample]) -> None:
-        assert self._anchor is not None
+        anchor = self._anchor
+        assert anchor is not None
+        period, k = self._period, self._k
         limit = ts + self._tol if inclusive else ts - self._tol
-        if self._instant(self._k) > limit:
-            return  # the common case: nothing due yet
+        t = anchor + k * period  # as `_instant(k)`, inlined: this runs for every batch
+        if t > limit:
+            return  # nothing due yet
+        oldest = min(self._ts)
+        fresh_within = self._max_age + self._tol
         # Instants after this are invalid for sure (some signal is older than max_age).
-        stale_after = min(self._ts) + self._max_age + self._tol
-        while (t := self._instant(self._k)) <= limit:
+        stale_after = oldest + self._max_age + self._tol
+        while t <= limit:
             if t > stale_after:
                 # After a long silence one invalid sample stands for the whole gap, instead of
                 # thousands of them; the window buffer only needs to see that there was a gap.
-                last = max(self._k, math.floor((limit - self._anchor) / self._period))
-                while last > self._k and self._instant(last) > limit:
+                last = max(k, math.floor((limit - anchor) / period))
+                while last > k and self._instant(last) > limit:
                     last -= 1
                 t_last = self._instant(last)
                 out.append(
@@ -96,8 +95,16 @@ class Assembler:
                 )
                 self._k = last + 1
                 return
-            out.append(self._sample_at(t))
-            self._k += 1
+            # Every signal is fresh exactly when the oldest one is: float subtraction is monotonic.
+            valid = t - oldest <= fresh_within and all(self._ok)
+            out.append(
+                Sample(
+                    ts=t, values=self._row(), valid=valid, issues=() if valid else self._issues(t)
+                )
+            )
+            k += 1
+            t = anchor + k * period
+        self._k = k
 
     def push(self, batch: Batch) -> list[Sample]:
         """Feed one batch; returns the grid samples that became complete, oldest first."""
