@@ -52,26 +52,42 @@ def time_calls(
     }
 
 
-def load_teacher(workdir: Path, bundle_dir: Path) -> tuple[Scorer, int] | None:
-    """The teacher saved next to the bench bundle: (scorer, size of its fp32 weights in bytes)."""
+def load_teacher(
+    workdir: Path, n_signals: int, window: int, untrained: bool
+) -> tuple[Scorer, int, str] | None:
+    """The teacher saved next to the bench bundle: (scorer, size of its saved state in bytes,
+    which weights). With `untrained` and no saved teacher: the same architecture with its
+    initial weights; a forward pass costs the same whatever the weight values."""
     path = workdir / "teacher.pt"
-    if not path.exists():
+    if not path.exists() and not untrained:
         return None
+    import io
+
+    import numpy as np
     import torch
 
     from edge_agent.training.teacher import PatchTeacher, teacher_scores
 
-    saved = torch.load(path, weights_only=False)
-    teacher = PatchTeacher(saved["n_signals"], saved["window"])
-    teacher.load_state_dict(saved["state"])
-    teacher.eval()
     torch.set_num_threads(1)
-    weights, band = saved["weights"], saved["band"]
+    if path.exists():
+        saved = torch.load(path, weights_only=False)
+        teacher = PatchTeacher(saved["n_signals"], saved["window"])
+        teacher.load_state_dict(saved["state"])
+        weights, band, which, size = saved["weights"], saved["band"], "trained", path.stat().st_size
+    else:
+        torch.manual_seed(0)
+        teacher = PatchTeacher(n_signals, window)
+        weights = np.ones(n_signals, np.float32)
+        band = (np.full(n_signals, -3, np.float32), np.full(n_signals, 3, np.float32))
+        buf = io.BytesIO()
+        torch.save(teacher.state_dict(), buf)
+        which, size = "untrained (same architecture)", len(buf.getvalue())
+    teacher.eval()
 
     def score(windows: FloatArray) -> object:
         return teacher_scores(teacher, windows, weights, band)
 
-    return score, path.stat().st_size
+    return score, size, which
 
 
 def prepare(workdir: Path, retrain: bool) -> Path:
@@ -102,7 +118,12 @@ def prepare(workdir: Path, retrain: bool) -> Path:
 
 
 def run(
-    workdir: Path, bundle: Path | None, calls: int, max_seconds: float, batches: list[int]
+    workdir: Path,
+    bundle: Path | None,
+    calls: int,
+    max_seconds: float,
+    batches: list[int],
+    untrained_teacher: bool = False,
 ) -> dict[str, Any]:
     """`bundle`: an existing bundle (then the teacher is timed only if `workdir` has one)."""
     bundle_dir = bundle or prepare(workdir, retrain=False)
@@ -117,10 +138,12 @@ def run(
         "student_fp32_bytes": (bundle_dir / "model.fp32.onnx").stat().st_size,
         "bundle_dir_bytes": sum(f.stat().st_size for f in bundle_dir.iterdir() if f.is_file()),
     }
-    teacher = load_teacher(workdir, bundle_dir)
+    teacher = load_teacher(workdir, len(m.signals), m.window, untrained_teacher)
+    teacher_weights = "none"
     if teacher is not None:
         models["teacher_torch"] = teacher[0]
-        sizes["teacher_checkpoint_bytes"] = teacher[1]
+        sizes["teacher_state_bytes"] = teacher[1]
+        teacher_weights = teacher[2]
     cases: dict[str, list[dict[str, float]]] = {}
     for name, score in models.items():
         # The teacher makes one pass per signal; fewer calls keep its share of the run bounded.
@@ -146,6 +169,7 @@ def run(
         "machine": machine(),
         "bundle": {"window": m.window, "signals": len(m.signals), "model_version": m.model_version},
         "threads": 1,
+        "teacher_weights": teacher_weights,
         "sizes": sizes,
         "cases": cases,
         "ratios": ratios,
@@ -169,11 +193,12 @@ def main(
     calls: int,
     max_seconds: float,
     batches: list[int],
+    untrained_teacher: bool = False,
 ) -> int:
     with tempfile.TemporaryDirectory(prefix="edge-bench-") as tmp:
         wd = workdir or Path(tmp)
         wd.mkdir(parents=True, exist_ok=True)
-        result = run(wd, bundle, calls, max_seconds, batches)
+        result = run(wd, bundle, calls, max_seconds, batches, untrained_teacher)
     rows = [
         [name, str(c["batch"]), f"{c['us_per_window_mean']:.1f}", f"{c['us_per_window_p50']:.1f}",
          f"{c['windows_per_s']:,.0f}", str(c["calls"])]

@@ -35,6 +35,11 @@ def add_perf_parsers(bench: Any, handler: Handler) -> None:
     p.add_argument("--max-seconds", type=float, default=20.0, help="bound per case")
     p.add_argument("--workdir", help="keep the bench bundle and teacher here (reused)")
     p.add_argument("--bundle", help="time this bundle (no teacher unless --workdir has one)")
+    p.add_argument(
+        "--untrained-teacher",
+        action="store_true",
+        help="with --bundle and no saved teacher: time the teacher architecture untrained",
+    )
     p.add_argument("--json", default="bench-detector.json")
     p.set_defaults(func=handler, perf="detector")
 
@@ -82,7 +87,7 @@ def run_perf(args: argparse.Namespace) -> int:
         batches = [int(b) for b in args.batches.split(",")]
         return detector(
             Path(args.json), _path(args.workdir), _path(args.bundle), args.calls,
-            args.max_seconds, batches,
+            args.max_seconds, batches, args.untrained_teacher,
         )  # fmt: skip
     if name == "e2e":
         from edge_agent.bench.e2e import main as e2e
