@@ -256,6 +256,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     return print_status(host, m.port, timeout=args.timeout)
 
 
+def cmd_bench_perf(args: argparse.Namespace) -> int:
+    """`bench stream|detector|e2e|footprint|modbus|all`: performance figures (issue 7)."""
+    from edge_agent.bench.perf_cli import run_perf
+
+    return run_perf(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="edge-agent", description="Edge gateway anomaly agent")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -329,6 +336,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", default="bench-quality")
     p.add_argument("--json", default="bench-quality.json")
     p.set_defaults(func=cmd_bench_quality)
+    from edge_agent.bench.perf_cli import add_perf_parsers
+
+    add_perf_parsers(bench, cmd_bench_perf)
     args = ap.parse_args(argv)
     if args.cmd == "train" and bool(args.config) != bool(args.asset):
         ap.error("--config and --asset go together")

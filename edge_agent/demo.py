@@ -60,7 +60,7 @@ def train_demo_bundle(workdir: Path, profile_path: Path) -> Path:
         read_table(csv_path),
         SIGNALS,
         workdir / "bundle",
-        TrainOptions(progress=False, teacher_steps=300),
+        TrainOptions(progress=False, teacher_steps=200),
         units=units,
         name="pump-1",
     )

@@ -12,7 +12,7 @@ import numpy as np
 from edge_agent.alerts.policy import AlertPolicy, PolicyParams, SignalInfo
 from edge_agent.config import Asset
 from edge_agent.inference.bundle import Bundle, BundleError
-from edge_agent.inference.detector import Detector, FaultClassifier
+from edge_agent.inference.detector import FaultClassifier, shared_detector
 from edge_agent.stream.assembler import Assembler
 from edge_agent.stream.normalize import Scaler
 from edge_agent.stream.quality import DataQualityMonitor
@@ -63,7 +63,7 @@ class AssetPipeline:
         )
         self.windows = WindowBuffer(m.window, asset.hop or m.hop, len(m.signals))
         self.scaler = Scaler(m.scaler.mean, m.scaler.scale)
-        self.detector = Detector(bundle.model_path, m.model.input)
+        self.detector = shared_detector(bundle.model_path, m.model.input)
         c = m.classifier
         self.classifier = (
             FaultClassifier(bundle.directory / c.file, c.labels, c.input, c.output) if c else None

@@ -30,8 +30,8 @@ class WindowBuffer:
             self._run = 0
             return None
         w = self.window
-        self._buf[self._pos] = sample.values
-        self._buf[self._pos + w] = sample.values
+        # Rows pos and pos + w in one strided assignment (the buffer has exactly 2 * w rows).
+        self._buf[self._pos :: w] = sample.values
         self._pos = (self._pos + 1) % w
         self._run += 1
         if self._run >= w and (self._run - w) % self.hop == 0:

@@ -1,0 +1,73 @@
+"""Every performance benchmark (`edge-agent bench stream|detector|e2e|footprint|modbus`) run
+through the command line with tiny sizes, so none of them can rot. These are not timed tests:
+they check that each bench runs, prints its table and writes well-formed JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edge_agent.bench.footprint import CASES
+from edge_agent.bench.perf_cli import CASE_NAMES
+from edge_agent.cli import main
+
+pytestmark = pytest.mark.integration
+
+
+def bench(tmp_path: Path, *args: str) -> dict[str, object]:
+    out = tmp_path / f"bench-{args[0]}.json"
+    assert main(["bench", *args, "--json", str(out)]) == 0
+    result: dict[str, object] = json.loads(out.read_text())
+    return result
+
+
+def test_bench_stream(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    r = bench(tmp_path, "stream", "--values", "20000", "--assets", "1,3", "--max-seconds", "5")
+    cases = r["cases"]
+    assert isinstance(cases, list) and [c["assets"] for c in cases] == [1, 3]
+    assert all(c["values_per_s"] > 0 and c["windows"] > 0 for c in cases)
+    assert "values/s" in capsys.readouterr().out
+
+
+def test_bench_detector(tmp_path: Path, trained_bundle) -> None:  # type: ignore[no-untyped-def]
+    r = bench(
+        tmp_path, "detector", "--bundle", str(trained_bundle.directory), "--workdir",
+        str(tmp_path / "wd"), "--calls", "5", "--batches", "4", "--max-seconds", "2",
+    )  # fmt: skip
+    cases = r["cases"]
+    assert isinstance(cases, dict) and set(cases) == {"student_int8", "student_fp32"}
+    assert [c["batch"] for c in cases["student_int8"]] == [1, 4]
+    sizes = r["sizes"]
+    assert isinstance(sizes, dict) and sizes["student_int8_bytes"] < sizes["student_fp32_bytes"]
+
+
+def test_bench_modbus(tmp_path: Path) -> None:
+    r = bench(tmp_path, "modbus", "--cycles", "5", "--max-seconds", "5")
+    cases = r["cases"]
+    assert isinstance(cases, list) and len(cases) == 4
+    merged = [c for c in cases if c["merge_reads"]]
+    assert all(c["requests_per_poll"] < c["points"] for c in merged)
+    assert all(c["bad_readings"] == 0 for c in cases)
+
+
+def test_bench_e2e(tmp_path: Path, trained_bundle) -> None:  # type: ignore[no-untyped-def]
+    r = bench(
+        tmp_path, "e2e", "--runs", "1", "--at", "120", "--bundle",
+        str(trained_bundle.directory), "--workdir", str(tmp_path / "wd"),
+    )  # fmt: skip
+    assert r["raised_after_onset"] == 1
+    latency = r["latency_s"]
+    assert isinstance(latency, dict) and 0 < latency["p50"] < 60
+
+
+def test_bench_footprint(tmp_path: Path, trained_bundle) -> None:  # type: ignore[no-untyped-def]
+    assert tuple(CASES) == CASE_NAMES
+    r = bench(
+        tmp_path, "footprint", "--cases", "idle,modbus-1", "--warmup", "4", "--measure", "2",
+        "--bundle", str(trained_bundle.directory), "--workdir", str(tmp_path / "wd"),
+    )  # fmt: skip
+    cases = r["cases"]
+    assert isinstance(cases, list) and [c["case"] for c in cases] == ["idle", "modbus-1"]
+    assert all(c["rss_mb"] > 10 and c["cpu_share_of_one_core"] >= 0 for c in cases)
