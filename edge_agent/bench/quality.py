@@ -241,8 +241,10 @@ def table_text(summary: list[dict[str, Any]]) -> str:
     )
     lines = [head, "|" + "---|" * 11]
     for r in summary:
+        # F1 means nothing on a stream without faults (no positives); its figures are the alarms.
+        f1 = "—" if r["stream"] == "normal_drift" else f"{r['f1']:.3f}"
         lines.append(
-            f"| {r['data']} | {r['stream']} | {r['variant']} | {r['seeds']} | {r['f1']:.3f} | "
+            f"| {r['data']} | {r['stream']} | {r['variant']} | {r['seeds']} | {f1} | "
             f"{r['false_alarm_rate']:.4f} | {r['false_alarms_per_hour']:.2f} | {r['detected']} | "
             f"{r['delay_s']:.0f} | {r.get('lead_time_s', math.nan):.0f} | "
             f"{r.get('ahead_of_limit', '')} |"
