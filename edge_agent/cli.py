@@ -173,6 +173,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             max_steps=args.steps,
             seed=args.seed,
             teacher_steps=args.teacher_steps,
+            judge_levels=args.levels == "on",
             progress=sys.stderr.isatty() and not args.quiet,
         )
         faults = [read_table(Path(f)) for f in args.faults or []]
@@ -293,6 +294,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--label-column", default="label", help="label column of --faults files")
     p.add_argument("--teacher-steps", type=int, default=600, help="0: no teacher, no distillation")
     p.add_argument("--steps", type=int, default=1500)
+    p.add_argument(
+        "--levels",
+        choices=["on", "off"],
+        default="on",
+        help="off: judge window shape only, not levels (commissioning with minutes of data)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_train)

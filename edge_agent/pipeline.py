@@ -16,6 +16,7 @@ from edge_agent.inference.detector import FaultClassifier, shared_detector
 from edge_agent.stream.assembler import Assembler
 from edge_agent.stream.normalize import Scaler
 from edge_agent.stream.quality import DataQualityMonitor
+from edge_agent.stream.stuck import StuckSignalCheck
 from edge_agent.stream.windows import WindowBuffer
 from edge_agent.types import (
     AlertEvent,
@@ -83,6 +84,7 @@ class AssetPipeline:
             ),
             m.model_version,
         )
+        self.stuck = StuckSignalCheck(m.stuck_after_samples) if m.stuck_after_samples else None
         self.stats = AssetStats()
         self.last_score: Score | None = None
         self.quality = DataQualityMonitor(asset.name, [s.name for s in asset.signals])
@@ -111,6 +113,8 @@ class AssetPipeline:
     def push(self, batch: Batch) -> list[AlertEvent]:
         events: list[AlertEvent] = []
         for sample in self.assembler.push(batch):
+            if self.stuck is not None:
+                sample = self.stuck.apply(sample)
             self.stats.samples += 1
             if not sample.valid:
                 self.stats.invalid_samples += 1

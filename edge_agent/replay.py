@@ -52,6 +52,7 @@ class BatchedReplay:
     window_ts: np.ndarray  # samples at which a window ended
     scores: np.ndarray
     alert_active: np.ndarray  # per grid sample
+    invalid: np.ndarray  # per grid sample: bad data (missing, stale, stuck), so not scored
     events: tuple[AlertEvent, ...]
 
 
@@ -68,13 +69,17 @@ def replay_batched(
     sigs = pipeline.asset.signals
     x = table.select([s.name for s in sigs])
     sample_ts: list[float] = []
+    invalid: list[bool] = []
     win_ts: list[float] = []
     windows: list[FloatArray] = []
     lasts: list[FloatArray] = []
     for ts, row in zip(table.ts, x, strict=True):
         for b in row_batches(sigs, float(ts), row):
             for sample in pipeline.assembler.push(b):
+                if pipeline.stuck is not None:
+                    sample = pipeline.stuck.apply(sample)
                 sample_ts.append(sample.ts)
+                invalid.append(not sample.valid)
                 w = pipeline.windows.push(sample)
                 if w is not None:
                     win_ts.append(sample.ts)
@@ -107,4 +112,7 @@ def replay_batched(
         st = np.array([a for _, a in active_at])
         idx = np.searchsorted(wt, grid, side="right") - 1
         alert = np.where(idx >= 0, st[np.maximum(idx, 0)], False)
-    return BatchedReplay(grid, np.asarray(win_ts), np.asarray(scores), alert, tuple(events))
+    return BatchedReplay(
+        grid, np.asarray(win_ts), np.asarray(scores), alert, np.asarray(invalid, bool),
+        tuple(events),
+    )  # fmt: skip

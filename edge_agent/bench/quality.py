@@ -2,12 +2,14 @@
 
 Per seed (one simulated pump unit: its own characteristics, noise and ambient phase):
 1. record `train_hours` of normal operation at 1 Hz and train a bundle on it (teacher, distilled
-   student, int8), exactly as `edge-agent train` does; also a bundle from `little_minutes` only;
+   student, int8), exactly as `edge-agent train` does; also bundles from its first hour and its
+   first `little_minutes` only, and one from those minutes with `--levels off` (shape only);
 2. record test streams of the same unit that *follow* the training stretch: for each fault
    scenario `normal_s` of normal operation then the fault for `fault_s`; and `drift_hours` of
    normal operation only (ambient cycle, load changes: false alarms);
 3. replay each stream through the agent's pipeline with three detectors on identical windows:
-   the int8 student (what the gateway runs), the fp32 student, and the teacher;
+   the int8 student (what the gateway runs), the fp32 student, and the teacher (for the smaller
+   bundles the int8 student only);
 4. score: sample-level precision/recall/F1 and false alarm rate, detection delay, false alarms
    per hour of normal operation, and for gradual faults the lead time over the PLC's fixed limit
    alarms (`simulators/plc_limits.py`).
@@ -92,7 +94,7 @@ def _teacher_scorer(art: dict[str, Any]) -> Any:
     from edge_agent.training.teacher import teacher_scores
 
     def score(windows: FloatArray) -> tuple[FloatArray, FloatArray]:
-        s, rec = teacher_scores(art["teacher"], windows, art["teacher_weights"], art["band"])
+        s, rec = teacher_scores(art["teacher"], windows, art["teacher_weights"], art["levels"])
         shape = windows - windows.mean(axis=1, keepdims=True)
         err = ((rec - shape) ** 2).mean(axis=1) * art["teacher_weights"]
         return s, err.astype(np.float32)
@@ -101,17 +103,16 @@ def _teacher_scorer(art: dict[str, Any]) -> Any:
 
 
 def _evaluate_stream(
-    bundle: Bundle, art: dict[str, Any], path: Path, onset: float | None
+    bundle: Bundle, art: dict[str, Any], path: Path, onset: float | None, compare: bool = True
 ) -> dict[str, dict[str, float]]:
     table = read_table(path)
     labels = table.text.get("label", ["normal"] * len(table.ts))
     out: dict[str, dict[str, float]] = {}
     m = bundle.manifest
-    variants: dict[str, Any] = {
-        "int8": None,
-        "fp32": Detector(bundle.directory / "model.fp32.onnx").score,
-    }
-    if "teacher" in art:
+    variants: dict[str, Any] = {"int8": None}
+    if compare:
+        variants["fp32"] = Detector(bundle.directory / "model.fp32.onnx").score
+    if compare and "teacher" in art:
         variants["teacher"] = _teacher_scorer(art)
     x = table.select(SIGNALS)
     trip = _limit_trip(x, table.ts, onset) if onset is not None else None
@@ -129,8 +130,12 @@ def _evaluate_stream(
         fault = is_fault(labels)
         # Labels are per CSV row; the grid has one sample per row at 1 Hz.
         fault_grid = fault[np.searchsorted(table.ts, r.ts)]
-        raised = [e.ts for e in r.events if e.event.value == "raised"]
-        q = evaluate(r.ts, r.alert_active, fault_grid, raised).as_dict()
+        # What reaches the plant is an alert or a data-quality event (a stuck transmitter is
+        # reported as bad data, not scored): both count as flagged, on normal data as well.
+        flagged = r.alert_active | r.invalid
+        starts = np.flatnonzero(r.invalid & ~np.concatenate([[False], r.invalid[:-1]]))
+        raised = sorted([e.ts for e in r.events if e.event.value == "raised"] + list(r.ts[starts]))
+        q = evaluate(r.ts, flagged, fault_grid, raised).as_dict()
         normal_hours = float(np.sum(~fault_grid)) / 3600.0
         q["false_alarms_per_hour"] = q["false_alarms"] / normal_hours if normal_hours else 0.0
         if onset is not None:
@@ -164,19 +169,25 @@ def _run_seed(cfg: QualityConfig, workdir: Path, seed: int) -> list[dict[str, An
         p = _record(d / f"{sc}.csv", seed, sc, train_s + cfg.normal_s, train_s, n)
         # CSV timestamps start at a fixed epoch; the onset in data time is offset like them.
         streams[sc] = (p, read_table(p).ts[0] + cfg.normal_s)
-    for size, rows in (("full", None), ("little", int(cfg.little_minutes * 60))):
+    little = int(cfg.little_minutes * 60)
+    sizes = [("full", None, True), ("little", little, True), ("little-shape", little, False)]
+    if train_s > 3600:
+        sizes.insert(1, ("1h", 3600, True))
+    for size, rows, levels in sizes:
         table = read_table(normal)
         if rows is not None:
             table = type(table)(table.ts[:rows], table.columns, table.values[:rows], {})
         art: dict[str, Any] = {}
         opts = TrainOptions(
-            progress=False, teacher_steps=cfg.teacher_steps, max_steps=cfg.student_steps, seed=seed
-        )
+            progress=False, teacher_steps=cfg.teacher_steps, max_steps=cfg.student_steps,
+            seed=seed, judge_levels=levels,
+        )  # fmt: skip
         bundle = train_bundle(
             table, SIGNALS, d / f"bundle-{size}", opts, name=f"seed{seed}", artifacts=art
         )
         for stream, (path, onset) in streams.items():
-            for variant, q in _evaluate_stream(bundle, art, path, onset).items():
+            q_by_variant = _evaluate_stream(bundle, art, path, onset, compare=size == "full")
+            for variant, q in q_by_variant.items():
                 results.append(
                     {"seed": seed, "data": size, "stream": stream, "variant": variant, **q}
                 )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -36,6 +36,22 @@ class NormalRange(_Frozen):
 
     low: list[float]
     high: list[float]
+
+
+class LevelModelSpec(_Frozen):
+    """How the model judges window levels (documentation of what the graph computes): each
+    signal's level against its relation to the other signals' levels, with a tolerance interval
+    that widens with leverage. Per signal: effective independent level observations in the
+    training data, share of level variance the relation explains, tolerance at zero leverage
+    (in the signal's standard deviations; null where the level is not judged because it never
+    moved beyond measurement noise in the training data)."""
+
+    method: str
+    coverage: float = Field(gt=0, lt=1)
+    confidence: float = Field(gt=0, lt=1)
+    effective_samples: list[float]
+    explained: list[float]
+    tolerance: list[float | None]
 
 
 class ThresholdSpec(_Frozen):
@@ -86,6 +102,10 @@ class Manifest(_Frozen):
     hop: int = Field(ge=1)
     scaler: ScalerSpec
     normal_range: NormalRange
+    level_model: LevelModelSpec | None = None
+    # Per signal: exact repetitions (samples) after which the value counts as stuck; null for
+    # signals that were constant in training. Absent in bundles trained before the check existed.
+    stuck_after_samples: list[Annotated[int, Field(ge=1)] | None] | None = None
     threshold: ThresholdSpec
     model: ModelSpec
     classifier: ClassifierSpec | None = None
@@ -101,6 +121,16 @@ class Manifest(_Frozen):
             ("scaler.scale", self.scaler.scale),
             ("normal_range.low", self.normal_range.low),
             ("normal_range.high", self.normal_range.high),
+            *(
+                (f"level_model.{k}", getattr(self.level_model, k))
+                for k in ("effective_samples", "explained", "tolerance")
+                if self.level_model is not None
+            ),
+            *(
+                [("stuck_after_samples", self.stuck_after_samples)]
+                if self.stuck_after_samples is not None
+                else []
+            ),
         ):
             if len(arr) != n:
                 raise ValueError(f"{name} has {len(arr)} entries for {n} signals")

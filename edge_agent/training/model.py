@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from edge_agent.training.levels import LevelRelations
+
 
 class ConvAutoencoder(nn.Module):
     def __init__(self, n_signals: int, window: int, width: int = 32, latent: int | None = None):
@@ -48,13 +50,54 @@ def demean(window: torch.Tensor) -> torch.Tensor:
     return window - window.mean(dim=1, keepdim=True)
 
 
-def level_error(window: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
-    """(batch, signals): squared distance, in standard deviations, of each signal's window mean
-    outside the band of normal operation; 0 inside it. Drift inside the normal range costs
-    nothing; a level beyond anything seen in normal operation does."""
-    level = window.mean(dim=1)
-    excess = torch.relu(level - high) + torch.relu(low - level)
-    return excess**2
+class LevelModel(nn.Module):
+    """(batch, window, signals) standardized windows → (batch, signals) level error: squared
+    distance, in residual standard deviations, of each signal's window level outside the
+    prediction interval of its relation to the other signals' levels (see training/levels.py).
+    Zero inside it, so ambient, load and slow drift that move signals together cost nothing."""
+
+    centre: torch.Tensor
+    coef_t: torch.Tensor
+    resid_mean: torch.Tensor
+    resid_scale: torch.Tensor
+    half_width: torch.Tensor
+    leverage: torch.Tensor
+
+    def __init__(self, n_signals: int) -> None:
+        super().__init__()
+        n = n_signals
+        self.n_signals = n
+        self.register_buffer("centre", torch.zeros(n))
+        self.register_buffer("coef_t", torch.zeros(n, n))
+        self.register_buffer("resid_mean", torch.zeros(n))
+        self.register_buffer("resid_scale", torch.ones(n))
+        self.register_buffer("half_width", torch.full((n,), 1e6))
+        # (i, j·n + k): the per-target quadratic forms laid out for one matmul.
+        self.register_buffer("leverage", torch.zeros(n, n * n))
+
+    @torch.no_grad()
+    def load(self, rel: LevelRelations) -> LevelModel:
+        n = self.n_signals
+        f32 = torch.float32
+        self.centre.copy_(torch.as_tensor(rel.centre, dtype=f32))
+        self.coef_t.copy_(torch.as_tensor(rel.coef.T, dtype=f32))
+        self.resid_mean.copy_(torch.as_tensor(rel.resid_mean, dtype=f32))
+        self.resid_scale.copy_(torch.as_tensor(rel.resid_scale, dtype=f32))
+        self.half_width.copy_(torch.as_tensor(rel.half_width, dtype=f32))
+        # leverage[j, i, k] → [i, j, k] → (i, j·n + k)
+        lev = torch.as_tensor(rel.leverage, dtype=f32).permute(1, 0, 2).reshape(n, n * n)
+        self.leverage.copy_(lev)
+        return self
+
+    def forward(self, window: torch.Tensor) -> torch.Tensor:
+        n = self.n_signals
+        z = window.mean(dim=1) - self.centre
+        resid = z - z @ self.coef_t
+        # h[b, j] = Σ_ik z[b, i] · L[j, i, k] · z[b, k]
+        h = ((z @ self.leverage).reshape(-1, n, n) * z.unsqueeze(1)).sum(dim=2)
+        width = self.half_width * torch.sqrt(1.0 + h)
+        excess = torch.relu(torch.abs(resid - self.resid_mean) - width) / self.resid_scale
+        return excess**2
 
 
 class Scorer(nn.Module):
@@ -63,20 +106,17 @@ class Scorer(nn.Module):
     signal_error = shape error × weight + level error. The shape error is the autoencoder's
     reconstruction error of the de-meaned window; `weights` rescale it by each signal's typical
     error on normal training windows, so every signal counts alike (≈ 1 on normal data). The
-    level error (see `level_error`) uses `low`/`high`, the normal band in standardized units.
+    level error comes from `levels` (see `LevelModel`).
     """
 
     weights: torch.Tensor
-    low: torch.Tensor
-    high: torch.Tensor
 
     def __init__(self, model: ConvAutoencoder) -> None:
         super().__init__()
         self.model = model
         n = model.n_signals
         self.register_buffer("weights", torch.ones(n))
-        self.register_buffer("low", torch.full((n,), -1e6))
-        self.register_buffer("high", torch.full((n,), 1e6))
+        self.levels = LevelModel(n)
 
     def reconstruct(self, shape: torch.Tensor) -> torch.Tensor:
         """De-meaned (batch, window, signals) → its reconstruction."""
@@ -86,5 +126,5 @@ class Scorer(nn.Module):
     def forward(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = demean(window)
         err = (self.reconstruct(x) - x) ** 2
-        signal_error = err.mean(dim=1) * self.weights + level_error(window, self.low, self.high)
+        signal_error = err.mean(dim=1) * self.weights + self.levels(window)
         return signal_error.mean(dim=1), signal_error

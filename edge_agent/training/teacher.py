@@ -17,7 +17,7 @@ from torch import nn
 from tqdm import tqdm
 from transformers import PatchTSTConfig, PatchTSTModel
 
-from edge_agent.training.model import demean, level_error
+from edge_agent.training.model import LevelModel, demean
 from edge_agent.types import FloatArray
 
 
@@ -113,19 +113,20 @@ def teacher_scores(
     teacher: PatchTeacher,
     windows: FloatArray,
     weights: FloatArray,
-    band: tuple[FloatArray, FloatArray],
+    levels: LevelModel | None,
     batch: int = 256,
 ) -> tuple[FloatArray, FloatArray]:
     """(scores, reconstructions of the de-meaned windows), scored like the student: weighted
-    shape error plus the same level error."""
+    shape error plus the same level error (none when `levels` is None)."""
     recs, scores = [], []
     w = torch.from_numpy(weights)
-    low, high = torch.from_numpy(band[0]), torch.from_numpy(band[1])
     for i in range(0, len(windows), batch):
         raw = torch.from_numpy(windows[i : i + batch])
         x = demean(raw)
         rec = teacher.reconstruct(x)
         recs.append(rec.numpy())
-        err = ((rec - x) ** 2).mean(dim=1) * w + level_error(raw, low, high)
+        err = ((rec - x) ** 2).mean(dim=1) * w
+        if levels is not None:
+            err = err + levels(raw)
         scores.append(err.mean(dim=1).numpy())
     return np.concatenate(scores).astype(np.float32), np.concatenate(recs).astype(np.float32)

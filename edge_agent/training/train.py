@@ -28,6 +28,7 @@ from edge_agent.inference.bundle import (
     sha256_file,
     write_manifest,
 )
+from edge_agent.stream.stuck import stuck_limits
 from edge_agent.training.export import (
     INPUT,
     export_onnx,
@@ -35,7 +36,8 @@ from edge_agent.training.export import (
     run_scores,
     session,
 )
-from edge_agent.training.model import ConvAutoencoder, Scorer, demean
+from edge_agent.training.levels import fit_level_relations, measurement_noise, window_levels
+from edge_agent.training.model import ConvAutoencoder, LevelModel, Scorer, demean
 
 log = logging.getLogger(__name__)
 F64 = npt.NDArray[np.float64]
@@ -63,9 +65,13 @@ class TrainOptions:
     distill_weight: float = 0.5
     # Windows the teacher reconstructs for distillation (each costs one pass per signal).
     distill_windows: int = 4096
-    # Standard deviations of slack beyond the 0.5–99.5 % range of normal data before a level
-    # counts as abnormal (slow sensor offsets just past the recorded range are tolerated).
-    band_margin: float = 0.5
+    # Level relations: their prediction interval covers this share of normal levels with this
+    # confidence (see training/levels.py).
+    level_coverage: float = 0.999
+    level_confidence: float = 0.95
+    # False: levels are not judged at all (shape only). Minutes of data cannot show where
+    # levels go at other operating points or times of day; see docs/QUALITY.md.
+    judge_levels: bool = True
     classifier_steps: int = 800
 
 
@@ -289,11 +295,33 @@ def train_bundle(
     if constant:
         log.warning("constant (or nearly) in training data: %s", ", ".join(constant))
     scale = np.maximum(std, floor)
-    # The normal band is a property of all normal data (fit and held-out part alike).
+    # The observed range is quoted in alerts. Levels are judged by their relations to each other
+    # (training/levels.py). Both use all normal data (fit and held-out part alike).
     every = x[np.all(np.isfinite(x), axis=1)]
     low, high = np.percentile(every, 0.5, axis=0), np.percentile(every, 99.5, axis=0)
-    band_low = ((low - mean) / scale - opts.band_margin).astype(np.float32)
-    band_high = ((high - mean) / scale + opts.band_margin).astype(np.float32)
+    normal_segments = segments(table.ts, x, period)
+    std_segments = [(s - mean) / scale for s in normal_segments]
+    levels = window_levels(std_segments, w, opts.hop)
+    stuck_after = stuck_limits(normal_segments, w, [s in constant for s in signals])
+    # Measurement noise alone gives a window level variance of σ² / window.
+    noise = measurement_noise(std_segments) / w
+    relations = fit_level_relations(levels, opts.level_coverage, opts.level_confidence, noise)
+    if not opts.judge_levels:
+        relations = relations.without_judgement()
+    unjudged = [s for s, ok in zip(signals, relations.judged, strict=True) if not ok]
+    if unjudged and opts.judge_levels:
+        log.warning(
+            "levels not judged (they did not move beyond measurement noise in the training data, "
+            "so nothing says where they may go; more data fixes this): %s",
+            ", ".join(unjudged),
+        )
+    level_model = LevelModel(len(signals)).load(relations)
+    log.info(
+        "levels: effective samples %s",
+        ", ".join(
+            f"{s} {n:.0f}" for s, n in zip(signals, relations.level_effective_samples, strict=True)
+        ),
+    )
 
     def norm(a: F32) -> F32:
         out: F32 = ((a - mean.astype(np.float32)) / scale.astype(np.float32)).astype(np.float32)
@@ -317,18 +345,17 @@ def train_bundle(
         teacher = train_teacher(train_n, opts.teacher_steps, opts.seed, progress=opts.progress)
         teacher_losses = teacher.losses
         ones = np.ones(len(signals), np.float32)
-        no_band = (np.full_like(band_low, -1e6), np.full_like(band_high, 1e6))
-        _, targets = teacher_scores(teacher, fit_n, ones, no_band)
+        _, targets = teacher_scores(teacher, fit_n, ones, None)
         shape_fit = fit_n - fit_n.mean(axis=1, keepdims=True)
         t_err = ((targets - shape_fit) ** 2).mean(axis=(0, 1)).astype(np.float64)
         t_weights = _signal_weights(t_err)
-        teacher_cal, _ = teacher_scores(teacher, cal_n, t_weights, (band_low, band_high))
+        teacher_cal, _ = teacher_scores(teacher, cal_n, t_weights, level_model)
         if artifacts is not None:
             t_raise = float(np.quantile(teacher_cal, opts.quantile)) * (1 + opts.margin)
             artifacts.update(
                 teacher=teacher,
                 teacher_weights=t_weights,
-                band=(band_low, band_high),
+                levels=level_model,
                 teacher_raise=t_raise,
                 teacher_clear=min(
                     t_raise, float(np.quantile(teacher_cal, 0.99)) * (1 + opts.margin)
@@ -345,8 +372,7 @@ def train_bundle(
     losses = _fit(scorer, fit_n, opts, targets)
     with torch.no_grad():
         scorer.weights.copy_(torch.from_numpy(_signal_weights(_mean_signal_error(scorer, fit_n))))
-        scorer.low.copy_(torch.from_numpy(band_low))
-        scorer.high.copy_(torch.from_numpy(band_high))
+    scorer.levels.load(relations)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp_s:
@@ -395,6 +421,18 @@ def train_bundle(
         "hop": opts.hop,
         "scaler": {"mean": mean.tolist(), "scale": scale.tolist()},
         "normal_range": {"low": low.tolist(), "high": high.tolist()},
+        "level_model": {
+            "method": "relation residuals of window levels, leverage-aware tolerance interval",
+            "coverage": opts.level_coverage,
+            "confidence": opts.level_confidence,
+            "effective_samples": [round(float(n), 1) for n in relations.level_effective_samples],
+            "explained": [round(float(r), 4) for r in relations.explained],
+            "tolerance": [
+                round(float(h), 4) if ok else None
+                for h, ok in zip(relations.half_width, relations.judged, strict=True)
+            ],
+        },
+        "stuck_after_samples": stuck_after,
         "threshold": {
             "raise": raise_t,
             "clear": clear_t,
