@@ -209,7 +209,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from edge_agent.replay_cli import main as replay_main
 
     plot = Path(args.plot) if args.plot else None
-    return replay_main(Path(args.bundle), Path(args.data), Path(args.out), args.labels, plot)
+    bundle = Path(args.bundle) if args.bundle else None
+    config = Path(args.config) if args.config else None
+    return replay_main(
+        bundle, Path(args.data), Path(args.out), args.labels, plot, config, args.asset
+    )
 
 
 def cmd_bench_quality(args: argparse.Namespace) -> int:
@@ -297,7 +301,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("replay", help="run recorded CSV through the agent's pipeline")
-    p.add_argument("--bundle", required=True)
+    p.add_argument("--bundle", help="model bundle (default with --config: the asset's)")
+    p.add_argument("--config", help="agent config: replay as the agent runs --asset")
+    p.add_argument("--asset")
     p.add_argument("--data", required=True, help="CSV: a timestamp column, one column per signal")
     p.add_argument("--out", required=True, help="per-sample scores and alert state (CSV)")
     p.add_argument("--labels", help="label column: prints precision/recall/F1/delays")
@@ -340,8 +346,10 @@ def main(argv: list[str] | None = None) -> int:
 
     add_perf_parsers(bench, cmd_bench_perf)
     args = ap.parse_args(argv)
-    if args.cmd == "train" and bool(args.config) != bool(args.asset):
+    if args.cmd in ("train", "replay") and bool(args.config) != bool(args.asset):
         ap.error("--config and --asset go together")
+    if args.cmd == "replay" and not (args.bundle or args.config):
+        ap.error("replay needs --bundle, or --config and --asset")
     rc: int = args.func(args)
     return rc
 
