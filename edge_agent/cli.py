@@ -103,7 +103,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except (BundleError, ValueError) as exc:
         log.error("%s", exc)
         return EXIT_CONFIG
-    agent = Agent(cfg, pipelines, password=_read_password(cfg))
+    record_dir = Path(args.record_dir) if args.record_dir else None
+    agent = Agent(cfg, pipelines, password=_read_password(cfg), record_dir=record_dir)
     try:
         agent.publisher.open()
     except OSError as exc:
@@ -272,6 +273,10 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("run", help="run the agent")
     p.add_argument("--config", help="YAML config (default: $EDGE_AGENT_CONFIG)")
+    p.add_argument(
+        "--record-dir",
+        help="record each asset's input to DIR/<asset>.csv, for `replay --config --asset`",
+    )
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("validate", help="check a config and its bundles; exit 2 on errors")
     p.add_argument("--config")
