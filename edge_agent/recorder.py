@@ -102,6 +102,7 @@ class CsvRecorder:
                 len(self._columns),
                 ", ".join(sorted(self._columns)),
             )
+            self._warned_incomplete = True  # every row is incomplete, and that was said
 
     @staticmethod
     def _csv_line(cells: Sequence[str]) -> str:
@@ -111,18 +112,18 @@ class CsvRecorder:
 
     def add(self, batch: Batch) -> None:
         """One batch routed to the asset, before the pipeline takes it."""
-        if batch.ts < self._last_ts:
+        if not (math.isfinite(batch.ts) and batch.ts >= self._last_ts):
             # The assembler takes it (as a late update of the values); a CSV out of time order
             # is unreadable, so this batch is left out of the recording.
             self.stats.dropped_rows += 1
             self.stats.out_of_order += 1
             if self.stats.out_of_order == 1:
                 log.warning(
-                    "recording %s: a batch from %s at %s is older than the previous one; such "
-                    "batches are not recorded (replay will differ)",
+                    "recording %s: a batch from %s at %r is older than the previous one (or not "
+                    "a time); such batches are not recorded (replay will differ)",
                     self.path,
                     batch.source,
-                    format_time(batch.ts),
+                    batch.ts,
                 )
             return
         self._last_ts = batch.ts
