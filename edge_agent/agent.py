@@ -9,6 +9,7 @@ import logging
 import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from edge_agent import __version__
@@ -21,6 +22,7 @@ from edge_agent.observability.sdnotify import Notifier
 from edge_agent.observability.service import ServiceMonitor
 from edge_agent.pipeline import AssetPipeline
 from edge_agent.profiles import DeviceProfile, MqttProfile, OpcUaProfile
+from edge_agent.recorder import CsvRecorder
 from edge_agent.sources.base import Source
 from edge_agent.types import AlertEvent, Batch, DataQualityEvent, DataQualityEventKind, Quality
 from edge_agent.upstream.mqtt import MqttPublisher
@@ -90,6 +92,7 @@ class Agent:
         password: str | None = None,
         on_alert: Callable[[AlertEvent], None] | None = None,
         on_data_quality: Callable[[DataQualityEvent], None] | None = None,
+        record_dir: Path | None = None,
     ) -> None:
         s = cfg.settings
         self.cfg = cfg
@@ -114,6 +117,13 @@ class Agent:
             for src in p.sources:
                 self._routes.setdefault(src, []).append(p)
         self._queue: asyncio.Queue[Batch] = asyncio.Queue(maxsize=10_000)
+        # `run --record-dir`: each asset's input as a CSV that `replay` turns into the same alerts.
+        # By asset name, so a pipeline swapped by a reload keeps recording to the same file.
+        self.recorders = (
+            {p.name: CsvRecorder(record_dir / f"{p.name}.csv", p.asset.signals) for p in pipelines}
+            if record_dir is not None
+            else {}
+        )
         self._on_alert = on_alert
         # Hook for data-quality events (e.g. publishing them on a system-events topic).
         self.on_data_quality = on_data_quality
@@ -204,6 +214,8 @@ class Agent:
     def handle(self, batch: Batch) -> None:
         s = self.cfg.settings
         for pipeline in self._routes.get(batch.source, ()):
+            if (recorder := self.recorders.get(pipeline.name)) is not None:
+                recorder.add(batch)
             before = pipeline.last_score
             windows = pipeline.stats.windows
             started = time.perf_counter()
@@ -319,6 +331,10 @@ class Agent:
                 )
         except* _Stop:
             pass
+        finally:
+            # Whatever stopped the agent: the rows of every batch the pipelines took are written.
+            for recorder in self.recorders.values():
+                recorder.close()
         log.info("stopped")
 
 

@@ -103,7 +103,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except (BundleError, ValueError) as exc:
         log.error("%s", exc)
         return EXIT_CONFIG
-    agent = Agent(cfg, pipelines, password=_read_password(cfg))
+    record_dir = Path(args.record_dir) if args.record_dir else None
+    agent = Agent(cfg, pipelines, password=_read_password(cfg), record_dir=record_dir)
     try:
         agent.publisher.open()
     except OSError as exc:
@@ -210,7 +211,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from edge_agent.replay_cli import main as replay_main
 
     plot = Path(args.plot) if args.plot else None
-    return replay_main(Path(args.bundle), Path(args.data), Path(args.out), args.labels, plot)
+    bundle = Path(args.bundle) if args.bundle else None
+    config = Path(args.config) if args.config else None
+    return replay_main(
+        bundle, Path(args.data), Path(args.out), args.labels, plot, config, args.asset
+    )
 
 
 def cmd_bench_quality(args: argparse.Namespace) -> int:
@@ -269,6 +274,10 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("run", help="run the agent")
     p.add_argument("--config", help="YAML config (default: $EDGE_AGENT_CONFIG)")
+    p.add_argument(
+        "--record-dir",
+        help="record each asset's input to DIR/<asset>.csv, for `replay --config --asset`",
+    )
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("validate", help="check a config and its bundles; exit 2 on errors")
     p.add_argument("--config")
@@ -304,7 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("replay", help="run recorded CSV through the agent's pipeline")
-    p.add_argument("--bundle", required=True)
+    p.add_argument("--bundle", help="model bundle (default with --config: the asset's)")
+    p.add_argument("--config", help="agent config: replay as the agent runs --asset")
+    p.add_argument("--asset")
     p.add_argument("--data", required=True, help="CSV: a timestamp column, one column per signal")
     p.add_argument("--out", required=True, help="per-sample scores and alert state (CSV)")
     p.add_argument("--labels", help="label column: prints precision/recall/F1/delays")
@@ -347,8 +358,10 @@ def main(argv: list[str] | None = None) -> int:
 
     add_perf_parsers(bench, cmd_bench_perf)
     args = ap.parse_args(argv)
-    if args.cmd == "train" and bool(args.config) != bool(args.asset):
+    if args.cmd in ("train", "replay") and bool(args.config) != bool(args.asset):
         ap.error("--config and --asset go together")
+    if args.cmd == "replay" and not (args.bundle or args.config):
+        ap.error("replay needs --bundle, or --config and --asset")
     rc: int = args.func(args)
     return rc
 

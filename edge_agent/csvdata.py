@@ -2,14 +2,20 @@
 
 Timestamps may be ISO 8601 (with or without zone; naive means UTC) or Unix epoch seconds. Empty
 cells are NaN. Non-numeric columns (such as a `label` column) are kept apart as text.
+
+`format_time` writes ISO 8601 UTC that `parse_time` reads back as exactly the same float: the
+agent's recordings (`edge-agent run --record-dir`) must replay on the very grid the agent ran on.
 """
 
 from __future__ import annotations
 
 import csv
 import math
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import ROUND_FLOOR, Decimal
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -46,12 +52,11 @@ class Table:
         return round(float(np.median(d)), 6)
 
 
-def parse_time(text: str) -> float:
-    text = text.strip()
-    try:
-        return float(text)
-    except ValueError:
-        pass
+# Seconds with more fractional digits than datetime keeps (microseconds).
+_FINE_FRACTION = re.compile(r"^(.*\d\d:\d\d:\d\d)\.(\d{7,})(\D.*)?$")
+
+
+def _iso_seconds(text: str) -> float:
     try:
         dt = datetime.fromisoformat(text.replace(" ", "T", 1) if "T" not in text else text)
     except ValueError:
@@ -59,6 +64,30 @@ def parse_time(text: str) -> float:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return dt.timestamp()
+
+
+def parse_time(text: str) -> float:
+    text = text.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    if (m := _FINE_FRACTION.match(text)) is not None:
+        # datetime would cut the fraction to microseconds, a few float64 steps at today's epoch:
+        # add the exact decimal fraction to the whole seconds and round once.
+        whole = int(_iso_seconds(m[1] + (m[3] or "")))
+        return float(Fraction(whole) + Fraction(int(m[2]), 10 ** len(m[2])))
+    return _iso_seconds(text)
+
+
+def format_time(ts: float) -> str:
+    """ISO 8601 UTC with milliseconds, and as many more digits as it takes for `parse_time` to
+    give back exactly `ts` (the shortest decimal that round-trips, as `repr`)."""
+    exact = Decimal(repr(ts))
+    whole = int(exact.to_integral_value(rounding=ROUND_FLOOR))
+    frac = format(exact - whole, "f").partition(".")[2].rstrip("0").ljust(3, "0")
+    stamp = datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{frac}Z"
 
 
 def _float(cell: str) -> float:

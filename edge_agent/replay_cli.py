@@ -1,4 +1,8 @@
-"""`edge-agent replay`: recorded CSV → the agent's own pipeline → scores.csv (+ metrics, plot)."""
+"""`edge-agent replay`: recorded CSV → the agent's own pipeline → scores.csv (+ metrics, plot).
+
+With `--config` and `--asset` the pipeline is the one the agent builds for that asset (its name,
+sources, max age, hop and update interval): a recording made by `edge-agent run --record-dir`
+then yields the very alert events, ids included, that the agent published."""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_agent.config import Asset, SignalRef
+from edge_agent.config import Asset, ConfigError, LoadedConfig, SignalRef, load_config
 from edge_agent.csvdata import CsvError, Table, read_table
 from edge_agent.evaluation import Quality, evaluate, is_fault
 from edge_agent.inference.bundle import Bundle, BundleError
@@ -27,6 +31,16 @@ def pipeline_for(bundle: Bundle, name: str = "replay") -> AssetPipeline:
         signals=[SignalRef(name=s, source="csv") for s in m.signals],
     )
     return AssetPipeline(asset, bundle)
+
+
+def pipeline_for_asset(cfg: LoadedConfig, name: str, bundle: Bundle | None = None) -> AssetPipeline:
+    """The pipeline `edge-agent run` builds for asset `name`, with its bundle unless another is
+    given (to try a new model on recorded data under the same asset settings)."""
+    assets = {a.name: a for a in cfg.settings.assets}
+    if name not in assets:
+        raise ConfigError([f"assets: no asset {name!r} in {cfg.path} (have {', '.join(assets)})"])
+    asset = assets[name]
+    return AssetPipeline(asset, bundle or Bundle.load(cfg.bundle_dir(asset)))
 
 
 def run_replay(bundle: Bundle, table: Table) -> list[ReplayRow]:
@@ -99,10 +113,24 @@ def plot(
 
 
 def main(
-    bundle_dir: Path, data: Path, out: Path, labels_col: str | None, plot_path: Path | None
+    bundle_dir: Path | None,
+    data: Path,
+    out: Path,
+    labels_col: str | None,
+    plot_path: Path | None,
+    config: Path | None = None,
+    asset: str | None = None,
 ) -> int:
+    """`bundle_dir` or `config` with `asset` (then `bundle_dir`, if given, replaces its bundle)."""
     try:
-        bundle = Bundle.load(bundle_dir)
+        if config is not None and asset is not None:
+            given = Bundle.load(bundle_dir) if bundle_dir is not None else None
+            pipeline = pipeline_for_asset(load_config(config), asset, given)
+        elif bundle_dir is not None:
+            pipeline = pipeline_for(Bundle.load(bundle_dir))
+        else:
+            raise BundleError("no bundle: pass --bundle, or --config and --asset")
+        bundle = pipeline.bundle
         table = read_table(data)
         labels = None
         if labels_col:
@@ -110,7 +138,12 @@ def main(
                 have = ", ".join(table.text) or "none"
                 raise CsvError(f"{data}: no text column {labels_col!r} (have {have})")
             labels = table.text[labels_col]
-        rows = run_replay(bundle, table)
+        rows = list(replay(pipeline, table))
+    except ConfigError as exc:
+        print(f"edge-agent replay: invalid config {config}:", file=sys.stderr)
+        for line in exc.errors:
+            print(f"  {line}", file=sys.stderr)
+        return 2
     except (BundleError, CsvError) as exc:
         print(f"edge-agent replay: {exc}", file=sys.stderr)
         return 2

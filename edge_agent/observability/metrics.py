@@ -147,6 +147,16 @@ class _AgentCollector(Collector):
         yield GaugeMetricFamily(
             "edge_agent_pipeline_queue", "Batches waiting for the pipeline", value=a.queue_depth
         )
+        if a.recorders:
+            rows = CounterMetricFamily(
+                "edge_agent_record_rows",
+                "Rows of `run --record-dir` recordings, written or lost",
+                labels=["asset", "outcome"],
+            )
+            for asset, rec in sorted(a.recorders.items()):
+                rows.add_metric([asset, "written"], rec.stats.rows)
+                rows.add_metric([asset, "lost"], rec.stats.dropped_rows)
+            yield rows
         yield _reloads(a.reload_counts)
 
 

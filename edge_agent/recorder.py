@@ -1,0 +1,246 @@
+"""Record what an asset's pipeline is fed, as a historian CSV that `edge-agent replay` reads.
+
+One row per batch routed to the asset, written before the pipeline sees it: `timestamp` (the
+batch time, ISO 8601 UTC, exact to the float) and one column per signal of the asset, in its
+order; a value the assembler would not take (bad quality, not finite) is an empty cell. Replay
+turns each row back into one batch per source at that time, so the pipeline gets the same input
+and raises the same alerts, sample for sample.
+
+The input is recorded, not the assembled samples, because the samples do not survive a second
+pass through an assembler unchanged: a long silence is one invalid sample standing for many grid
+instants, and staleness is judged from each signal's arrival time, which the grid hides.
+
+Exact only when every batch carries all of the asset's signals (one Modbus device or OPC UA
+server per asset: a poll reads every point). A row cannot say "this signal did not report", only
+"it was bad": a signal missing from a batch keeps the cell it had in the previous row, so replay
+sees it refreshed where the agent saw it age (counted as `incomplete_rows`, warned about once).
+
+Recording is I/O beside the real work, so it never stops the agent: rows are buffered (written
+at `flush_rows` rows, at the first batch `flush_s` after the last write, and at close); a failed
+open or write is logged once, counted, and the buffered rows are dropped; the next flush tries
+again and logs the recovery.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from edge_agent.config import SignalRef
+from edge_agent.csvdata import format_time
+from edge_agent.types import Batch, Quality
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class RecorderStats:
+    rows: int = 0  # written to the file
+    dropped_rows: int = 0  # lost to write errors or out of time order
+    out_of_order: int = 0
+    write_errors: int = 0
+    incomplete_rows: int = 0  # batches without all of the asset's signals (replay approximate)
+
+
+def _cell(value: float, quality: Quality) -> str:
+    # repr: the shortest text that parses back to the same float64. The assembler treats a bad or
+    # non-finite reading as invalid whatever its value; replay turns an empty cell into exactly
+    # that. float(): a numpy scalar's repr is not a number.
+    return repr(float(value)) if quality is not Quality.BAD and math.isfinite(value) else ""
+
+
+def _close_quietly(fh: io.TextIOWrapper) -> None:
+    # Closing flushes what the failed write left buffered and fails again: already counted.
+    with contextlib.suppress(OSError):
+        fh.close()
+
+
+class CsvRecorder:
+    def __init__(
+        self,
+        path: Path,
+        signals: Sequence[SignalRef],
+        flush_rows: int = 256,
+        flush_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.path = path
+        self.stats = RecorderStats()
+        # source → point → columns (a point may feed more than one signal of the asset).
+        self._columns: dict[str, dict[str, list[int]]] = {}
+        for i, s in enumerate(signals):
+            self._columns.setdefault(s.source, {}).setdefault(s.point_name, []).append(i)
+        self._width = len(signals)
+        self._header = self._csv_line(["timestamp", *(s.name for s in signals)])
+        self._cells = [""] * self._width
+        self._last_ts = -math.inf
+        self._buf: list[str] = []
+        self._flush_rows = flush_rows
+        self._flush_s = flush_s
+        self._clock = clock
+        self._last_flush = clock()
+        self._fh: io.TextIOWrapper | None = None
+        self._good_size = 0  # file size after the last complete flush
+        self._started = False  # an earlier run's file is out of the way
+        self._failing = False
+        self._warned_incomplete = False
+        if len(self._columns) > 1:
+            log.warning(
+                "recording %s: the asset's signals come from %d sources (%s); replay feeds each "
+                "row to all of them at once, so it reproduces the agent only while none of them "
+                "goes quiet",
+                path,
+                len(self._columns),
+                ", ".join(sorted(self._columns)),
+            )
+            self._warned_incomplete = True  # every row is incomplete, and that was said
+
+    @staticmethod
+    def _csv_line(cells: Sequence[str]) -> str:
+        out = io.StringIO()
+        csv.writer(out, lineterminator="\n").writerow(cells)
+        return out.getvalue()
+
+    def add(self, batch: Batch) -> None:
+        """One batch routed to the asset, before the pipeline takes it."""
+        if not (math.isfinite(batch.ts) and batch.ts >= self._last_ts):
+            # The assembler takes it (as a late update of the values); a CSV out of time order
+            # is unreadable, so this batch is left out of the recording.
+            self.stats.dropped_rows += 1
+            self.stats.out_of_order += 1
+            if self.stats.out_of_order == 1:
+                log.warning(
+                    "recording %s: a batch from %s at %r is older than the previous one (or not "
+                    "a time); such batches are not recorded (replay will differ)",
+                    self.path,
+                    batch.source,
+                    batch.ts,
+                )
+            return
+        self._last_ts = batch.ts
+        points = self._columns.get(batch.source, {})
+        cells = self._cells
+        seen: set[int] = set()
+        for r in batch.readings:
+            for col in points.get(r.point, ()):
+                cells[col] = _cell(r.value, r.quality)
+                seen.add(col)
+        if len(seen) < self._width:
+            self._incomplete(batch)
+        self._buf.append(f"{format_time(batch.ts)},{','.join(cells)}\n")
+        if len(self._buf) >= self._flush_rows or self._clock() - self._last_flush >= self._flush_s:
+            self.flush()
+
+    def _incomplete(self, batch: Batch) -> None:
+        self.stats.incomplete_rows += 1
+        if not self._warned_incomplete:
+            self._warned_incomplete = True
+            log.warning(
+                "recording %s: a batch from %s does not carry all of the asset's signals; the "
+                "others keep their previous cells, so replay may differ where they went stale",
+                self.path,
+                batch.source,
+            )
+
+    def flush(self) -> None:
+        self._last_flush = self._clock()
+        if not self._buf:
+            return
+        rows = self._buf
+        self._buf = []
+        try:
+            fh = self._open()
+            fh.write("".join(rows))
+            fh.flush()
+            self._good_size = fh.tell()
+        except OSError as exc:
+            self._failed(exc, len(rows))
+            return
+        self.stats.rows += len(rows)
+        if self._failing:
+            self._failing = False
+            log.warning(
+                "recording %s: writing again; %d row(s) lost so far",
+                self.path,
+                self.stats.dropped_rows,
+            )
+
+    def _open(self) -> io.TextIOWrapper:
+        if self._fh is not None:
+            return self._fh
+        if not self._started:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._move_aside_earlier_run()
+            self._started = True
+        if self._good_size == 0:
+            fh = self.path.open("w", encoding="utf-8", newline="")
+            try:
+                fh.write(self._header)
+                fh.flush()
+            except OSError:
+                _close_quietly(fh)
+                raise
+        else:
+            # After a failed write: cut off any partial row, so the file stays readable.
+            fh = self.path.open("a", encoding="utf-8", newline="")
+            fh.truncate(self._good_size)
+        self._good_size = fh.tell()
+        self._fh = fh
+        return fh
+
+    def _move_aside_earlier_run(self) -> None:
+        """One file per run: replay starts from a fresh pipeline, as the agent did; a file that
+        continued an earlier run would carry its alert state and time grid into this one."""
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return
+        if st.st_size == 0:
+            return
+        stamp = datetime.fromtimestamp(st.st_mtime, UTC).strftime("%Y%m%dT%H%M%SZ")
+        n = 0
+        while (aside := self.path.with_name(f"{self.path.stem}.{stamp}{n or ''}.csv")).exists():
+            n += 1
+        os.rename(self.path, aside)
+        log.info("recording %s: the previous run's file is now %s", self.path, aside.name)
+
+    def _failed(self, exc: OSError, rows: int) -> None:
+        self.stats.write_errors += 1
+        self.stats.dropped_rows += rows
+        if self._fh is not None:
+            fh, self._fh = self._fh, None
+            _close_quietly(fh)
+        if not self._failing:
+            self._failing = True
+            log.error(
+                "recording %s failed (%s); dropping rows and retrying, the agent carries on",
+                self.path,
+                exc.strerror or exc,
+            )
+
+    def close(self) -> None:
+        self.flush()
+        if self._fh is not None:
+            fh, self._fh = self._fh, None
+            try:
+                fh.close()
+            except OSError as exc:
+                self._failed(exc, 0)
+        s = self.stats
+        log.info(
+            "recording %s: %d row(s) written, %d lost, %d write error(s), %d incomplete",
+            self.path,
+            s.rows,
+            s.dropped_rows,
+            s.write_errors,
+            s.incomplete_rows,
+        )
