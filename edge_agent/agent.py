@@ -28,6 +28,8 @@ from edge_agent.types import AlertEvent, Batch, DataQualityEvent, DataQualityEve
 from edge_agent.upstream.mqtt import MqttPublisher
 
 log = logging.getLogger(__name__)
+# How long a stop waits for queued alerts to be acknowledged (the unit allows 20 s to stop).
+SHUTDOWN_FLUSH_S = 5.0
 
 
 class _Stop(Exception):
@@ -290,8 +292,9 @@ class Agent:
 
     async def _wait_stop(self) -> None:
         await self.stop.wait()
-        log.info("stopping: publishing offline status")
         self.monitor.stopping()
+        log.info("stopping: delivering queued messages, publishing offline status")
+        await self.publisher.flush(SHUTDOWN_FLUSH_S)
         await self.publisher.close()
         raise _Stop
 

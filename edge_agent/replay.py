@@ -12,7 +12,15 @@ from edge_agent.alerts.policy import AlertPolicy
 from edge_agent.config import SignalRef
 from edge_agent.csvdata import Table
 from edge_agent.pipeline import AssetPipeline
-from edge_agent.types import AlertEvent, Batch, FloatArray, Quality, Reading, Score
+from edge_agent.types import (
+    AlertEvent,
+    Batch,
+    DataQualityEventKind,
+    FloatArray,
+    Quality,
+    Reading,
+    Score,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +29,10 @@ class ReplayRow:
     score: float  # NaN where no window ended at this row
     alert_active: bool
     events: tuple[AlertEvent, ...]
+    # While the asset's data is bad (missing, stale, stuck): what the data-quality event said,
+    # e.g. "discharge_pressure stuck"; "" otherwise. Such samples are not scored.
+    bad_data: str = ""
+    bad_data_raised: bool = False  # a data-quality episode started at this row
 
 
 def row_batches(sigs: Sequence[SignalRef], ts: float, row: FloatArray) -> list[Batch]:
@@ -36,14 +48,23 @@ def replay(pipeline: AssetPipeline, table: Table) -> Iterator[ReplayRow]:
     """Rows are fed as batches of the signals' sources; NaN cells become bad-quality readings."""
     sigs = pipeline.asset.signals
     x = table.select([s.name for s in sigs])
+    bad = ""
     for ts, row in zip(table.ts, x, strict=True):
         before = pipeline.stats.windows
         events: list[AlertEvent] = []
         for b in row_batches(sigs, float(ts), row):
             events.extend(pipeline.push(b))
+        raised = False
+        for q in pipeline.take_quality_events():
+            if q.event is DataQualityEventKind.RAISED:
+                raised = True
+                bad = ", ".join(f"{n} {why}" for n, why in q.issues) or "bad data"
+            else:
+                bad = ""
         scored = pipeline.stats.windows > before and pipeline.last_score is not None
         score = pipeline.last_score.score if scored and pipeline.last_score else float("nan")
-        yield ReplayRow(float(ts), score, pipeline.policy.active_alert is not None, tuple(events))
+        active = pipeline.policy.active_alert is not None
+        yield ReplayRow(float(ts), score, active, tuple(events), bad, raised)
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,15 +49,20 @@ def run_replay(bundle: Bundle, table: Table) -> list[ReplayRow]:
 
 def quality_of(rows: list[ReplayRow], labels: list[str]) -> Quality:
     ts = np.array([r.ts for r in rows])
-    alert = np.array([r.alert_active for r in rows], dtype=bool)
+    # Flagged: under an alert or reported as bad data (a stuck transmitter is a data-quality
+    # event, not an alert), as in `bench quality`.
+    flagged = np.array([r.alert_active or bool(r.bad_data) for r in rows], dtype=bool)
     raised = [e.ts for r in rows for e in r.events if e.event.value == "raised"]
-    return evaluate(ts, alert, is_fault(labels), raised)
+    raised += [r.ts for r in rows if r.bad_data_raised]
+    return evaluate(ts, flagged, is_fault(labels), sorted(raised))
 
 
 def write_scores(path: Path, rows: list[ReplayRow], threshold: float) -> None:
     with path.open("w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["timestamp", "score", "threshold", "alert_active", "event", "alert_id"])
+        w.writerow(
+            ["timestamp", "score", "threshold", "alert_active", "event", "alert_id", "bad_data"]
+        )
         for r in rows:
             ev = r.events[-1] if r.events else None
             w.writerow(
@@ -68,6 +73,7 @@ def write_scores(path: Path, rows: list[ReplayRow], threshold: float) -> None:
                     int(r.alert_active),
                     ev.event.value if ev else "",
                     ev.alert_id if ev else "",
+                    r.bad_data,
                 ]
             )
 

@@ -85,6 +85,8 @@ def agent_config(
             "outbox": {"dir": str(path.parent / "state")},
         },
         "logging": {"level": "INFO"},
+        # Port 0: the agent picks a free one (tests never use fixed ports).
+        "observability": {"metrics": {"port": 0}},
     }  # fmt: skip
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path

@@ -41,7 +41,9 @@ class Assembler:
         self._max_age = max_age
         # Tolerance for "on the grid": sources that schedule polls on the same grid land exactly on
         # it; float noise must not move a sample to the next slot.
-        self._tol = period * 1e-6
+        # At least 1 µs: float64 epoch seconds are spaced 0.24 µs apart, so a relative tolerance
+        # alone (50 ns at 0.05 s) would let a batch exactly on the grid count as late.
+        self._tol = max(period * 1e-6, 1e-6)
         self._values: list[float] = [math.nan] * n
         self._ts: list[float] = [-math.inf] * n
         self._ok: list[bool] = [False] * n

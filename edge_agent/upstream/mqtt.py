@@ -133,6 +133,8 @@ class MqttPublisher:
         self._telemetry = telemetry or Telemetry()
         self._telemetry_last: dict[str, float] = {}
         self._wakeup = asyncio.Event()
+        # Set while the drain loop has found the outbox empty; cleared by every submit.
+        self._drained = asyncio.Event()
         self._client: _AckingClient | None = None
         self._errors = RateLimitedLog(log)
         self._housekept = time.monotonic()
@@ -155,6 +157,7 @@ class MqttPublisher:
         """Queue a message durably; returns at once (one small SQLite insert)."""
         self.open()
         self.outbox.put(Message(topic, payload, self.cfg.qos if qos is None else qos, kind))
+        self._drained.clear()
         self._wakeup.set()
 
     def submit_alert(self, asset: str, body: dict[str, Any]) -> None:
@@ -387,6 +390,7 @@ class MqttPublisher:
                 if batch:
                     await self._publish_batch(client, batch, watcher)
                     continue
+                self._drained.set()
                 wake = asyncio.create_task(self._wakeup.wait())
                 try:
                     done, _ = await asyncio.wait(
@@ -455,6 +459,19 @@ class MqttPublisher:
         self.stats.published += len(acked)
         if lost or watcher.done():
             raise _ConnectionLost("connection lost while publishing")
+
+    async def flush(self, wait_s: float) -> bool:
+        """Wait (at most `wait_s`) until everything queued so far is acknowledged, so alerts
+        raised just before a stop reach subscribers now rather than after the next start.
+        Without a connection it returns at once: the outbox keeps them either way."""
+        if not self.connected.is_set():
+            return False
+        try:
+            await asyncio.wait_for(self._drained.wait(), wait_s)
+        except TimeoutError:
+            log.warning("stopping with %d message(s) still in the outbox", self.outbox.stats.queued)
+            return False
+        return True
 
     async def close(self, wait_s: float = 2.0) -> None:
         """Publish the retained offline status (a clean disconnect does not fire the will)."""

@@ -19,7 +19,7 @@ class SpecAssembler:
         self.columns = columns
         self.sources = {src for src, _ in columns}
         n = 1 + max(columns.values())
-        self.period, self.max_age, self.tol = period, max_age, period * 1e-6
+        self.period, self.max_age, self.tol = period, max_age, max(period * 1e-6, 1e-6)
         self.values = np.full(n, np.nan, dtype=np.float32)
         self.ts = np.full(n, -np.inf)
         self.ok = np.zeros(n, dtype=bool)

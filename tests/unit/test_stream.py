@@ -98,3 +98,21 @@ def test_scaler():
     assert s.apply(np.array([[3.0, 6.0]], np.float32)).tolist() == [[1.0, 1.0]]
     with pytest.raises(ValueError):
         Scaler([0.0], [0.0])
+
+
+def test_batch_exactly_on_a_fine_grid_at_epoch_times_is_not_late():
+    """At 0.05 s and current epoch times, float64 spacing (0.24 µs) exceeds period × 1e-6: the
+    batch that lands on a grid instant must still count as on time, not one period late."""
+    from edge_agent.stream.assembler import Assembler
+    from edge_agent.types import Batch, Quality, Reading
+
+    period = 0.05
+    asm = Assembler({("s", "a"): 0}, period=period, max_age=1.0)
+    t0 = 1_767_225_600.0
+    out = []
+    for k in range(200):
+        ts = t0 + k * period  # as a poller scheduling on the grid computes it
+        out += asm.push(Batch("s", ts, (Reading("a", float(k), Quality.GOOD),)))
+    # Every sample carries the value polled at its own instant, not the previous one.
+    assert [s.values[0] for s in out] == [float(k) for k in range(len(out))]
+    assert len(out) >= 199
