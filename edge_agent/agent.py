@@ -16,6 +16,7 @@ from edge_agent import __version__
 from edge_agent.alerts.messages import alert_payload
 from edge_agent.config import LoadedConfig
 from edge_agent.inference.bundle import Bundle
+from edge_agent.inference.detector import DetectorPool
 from edge_agent.observability.http import HttpEndpoint
 from edge_agent.observability.metrics import AgentMetrics
 from edge_agent.observability.sdnotify import Notifier
@@ -40,10 +41,14 @@ class MetricsStartupError(Exception):
     """The metrics/health endpoint could not be bound (e.g. port in use): a configuration error."""
 
 
-def build_pipelines(cfg: LoadedConfig) -> list[AssetPipeline]:
-    """Load and verify every asset's bundle (raises BundleError naming the problem)."""
+def build_pipelines(
+    cfg: LoadedConfig, detectors: DetectorPool | None = None
+) -> list[AssetPipeline]:
+    """Load and verify every asset's bundle (raises BundleError naming the problem). Give the
+    agent's `detectors` so assets with identical models share one ONNX Runtime session."""
     return [
-        AssetPipeline(asset, Bundle.load(cfg.bundle_dir(asset))) for asset in cfg.settings.assets
+        AssetPipeline(asset, Bundle.load(cfg.bundle_dir(asset)), detectors)
+        for asset in cfg.settings.assets
     ]
 
 
@@ -95,9 +100,13 @@ class Agent:
         on_alert: Callable[[AlertEvent], None] | None = None,
         on_data_quality: Callable[[DataQualityEvent], None] | None = None,
         record_dir: Path | None = None,
+        detectors: DetectorPool | None = None,
     ) -> None:
         s = cfg.settings
         self.cfg = cfg
+        # Shared ONNX Runtime sessions for the pipelines it builds on reload (pass the pool the
+        # initial pipelines were built with).
+        self.detectors = detectors if detectors is not None else DetectorPool()
         self.pipelines = pipelines
         self.sources = build_sources(cfg)
         # Shared with the publisher (birth/status message), updated in place on a reload.

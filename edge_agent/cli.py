@@ -93,18 +93,22 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from edge_agent.agent import Agent, MetricsStartupError, build_pipelines, run_until_signal
+    from edge_agent.inference.detector import DetectorPool
     from edge_agent.logs import setup_logging
     from edge_agent.sources.base import SourceStartupError
 
     cfg = _load(args.config)
     setup_logging(cfg.settings.logging.level, cfg.settings.logging.format)
+    detectors = DetectorPool()
     try:
-        pipelines = build_pipelines(cfg)
+        pipelines = build_pipelines(cfg, detectors)
     except (BundleError, ValueError) as exc:
         log.error("%s", exc)
         return EXIT_CONFIG
     record_dir = Path(args.record_dir) if args.record_dir else None
-    agent = Agent(cfg, pipelines, password=_read_password(cfg), record_dir=record_dir)
+    agent = Agent(
+        cfg, pipelines, password=_read_password(cfg), record_dir=record_dir, detectors=detectors
+    )
     try:
         agent.publisher.open()
     except OSError as exc:

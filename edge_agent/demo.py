@@ -19,6 +19,7 @@ import yaml
 
 from edge_agent.agent import Agent, build_pipelines
 from edge_agent.config import load_config
+from edge_agent.inference.detector import DetectorPool
 from edge_agent.profiles import load_profile, packaged_profile_dirs
 
 PROFILE = "acme_pump_plc_fw1"
@@ -115,7 +116,8 @@ async def _watch(port: int, alert_seen: asyncio.Event) -> None:
 
 async def _run(config: Path, broker_port: int, onset_wall: float, deadline_s: float) -> bool:
     cfg = load_config(config)
-    agent = Agent(cfg, build_pipelines(cfg))
+    detectors = DetectorPool()
+    agent = Agent(cfg, build_pipelines(cfg, detectors), detectors=detectors)
     alert_seen = asyncio.Event()
 
     async def supervise() -> None:

@@ -12,7 +12,7 @@ import numpy as np
 from edge_agent.alerts.policy import AlertPolicy, PolicyParams, SignalInfo
 from edge_agent.config import Asset
 from edge_agent.inference.bundle import Bundle, BundleError
-from edge_agent.inference.detector import FaultClassifier, shared_detector
+from edge_agent.inference.detector import Detector, DetectorPool, FaultClassifier
 from edge_agent.stream.assembler import Assembler
 from edge_agent.stream.normalize import Scaler
 from edge_agent.stream.quality import DataQualityMonitor
@@ -40,7 +40,7 @@ class AssetStats:
 
 
 class AssetPipeline:
-    def __init__(self, asset: Asset, bundle: Bundle) -> None:
+    def __init__(self, asset: Asset, bundle: Bundle, detectors: DetectorPool | None = None) -> None:
         m = bundle.manifest
         bundle.check_signals([s.name for s in asset.signals])
         if not np.isclose(asset.sample_period_s, m.sample_period_s, rtol=1e-6):
@@ -64,7 +64,12 @@ class AssetPipeline:
         )
         self.windows = WindowBuffer(m.window, asset.hop or m.hop, len(m.signals))
         self.scaler = Scaler(m.scaler.mean, m.scaler.scale)
-        self.detector = shared_detector(bundle.model_path, m.model.input)
+        # The agent passes its pool so assets with identical models share a session.
+        self.detector = (
+            detectors.get(bundle.model_path, m.model.input)
+            if detectors is not None
+            else Detector(bundle.model_path, m.model.input)
+        )
         c = m.classifier
         self.classifier = (
             FaultClassifier(bundle.directory / c.file, c.labels, c.input, c.output) if c else None

@@ -122,7 +122,7 @@ def reload_agent(agent: Agent) -> str:
             bundle = Bundle.load(bundle_dir)
             if _same_model(old, asset, bundle):
                 continue
-            new = AssetPipeline(asset, bundle)
+            new = AssetPipeline(asset, bundle, agent.detectors)
         except (BundleError, ValueError) as exc:
             log.error("reload: asset %s: %s", old.name, exc)
             agent.report_event(

@@ -66,18 +66,26 @@ class FaultClassifier:
         return tuple((self.labels[i], round(float(p[i]), 4)) for i in order)
 
 
-# Detectors by (model file content, input name, threads): assets whose bundles carry the same
-# model bytes share one ONNX Runtime session (about 0.6 MB each) instead of loading it per asset.
-# Weak values: a session goes when the last pipeline using it does (e.g. after a reload).
-_shared: weakref.WeakValueDictionary[tuple[str, str, int], Detector] = weakref.WeakValueDictionary()
+class DetectorPool:
+    """Detectors by (model file content, input name, threads): assets whose bundles carry the
+    same model bytes share one ONNX Runtime session (about 0.6 MB each) instead of loading it per
+    asset. Sessions are stateless between calls, so sharing cannot change any score. Weak values:
+    a session goes when the last pipeline using it does (e.g. after a reload). One pool per agent,
+    owned by it (no module-level registry: tests and replays get their own)."""
 
+    def __init__(self) -> None:
+        self._detectors: weakref.WeakValueDictionary[tuple[str, str, int], Detector] = (
+            weakref.WeakValueDictionary()
+        )
 
-def shared_detector(model_path: Path, input_name: str = "window", threads: int = 1) -> Detector:
-    """A Detector for the model, reused when an identical model file is already loaded. Sessions
-    are stateless between calls, so sharing cannot change any score."""
-    key = (hashlib.sha256(model_path.read_bytes()).hexdigest(), input_name, threads)
-    detector = _shared.get(key)
-    if detector is None:
-        detector = Detector(model_path, input_name, threads)
-        _shared[key] = detector
-    return detector
+    def __len__(self) -> int:
+        return len(self._detectors)
+
+    def get(self, model_path: Path, input_name: str = "window", threads: int = 1) -> Detector:
+        """A Detector for the model, reused when an identical model file is already loaded."""
+        key = (hashlib.sha256(model_path.read_bytes()).hexdigest(), input_name, threads)
+        detector = self._detectors.get(key)
+        if detector is None:
+            detector = Detector(model_path, input_name, threads)
+            self._detectors[key] = detector
+        return detector

@@ -9,18 +9,18 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_agent.inference import detector as det
-from edge_agent.inference.detector import Detector, shared_detector
+from edge_agent.inference.detector import Detector, DetectorPool
 
 
 def test_identical_models_share_a_session_and_score_identically(trained_bundle, tmp_path: Path):  # type: ignore[no-untyped-def]
     src = trained_bundle.model_path
     copy = tmp_path / "copy.onnx"
     shutil.copyfile(src, copy)
-    a = shared_detector(src, trained_bundle.manifest.model.input)
-    b = shared_detector(copy, trained_bundle.manifest.model.input)
+    pool = DetectorPool()
+    a = pool.get(src, trained_bundle.manifest.model.input)
+    b = pool.get(copy, trained_bundle.manifest.model.input)
     assert a is b  # same bytes, another path: one session
-    fp32 = shared_detector(trained_bundle.directory / "model.fp32.onnx")
+    fp32 = pool.get(trained_bundle.directory / "model.fp32.onnx")
     assert fp32 is not a
     x = np.random.default_rng(0).normal(size=(5, 32, 8)).astype(np.float32)
     own = Detector(src, trained_bundle.manifest.model.input)
@@ -29,8 +29,30 @@ def test_identical_models_share_a_session_and_score_identically(trained_bundle, 
 
 
 def test_a_session_goes_with_its_last_user(trained_bundle):  # type: ignore[no-untyped-def]
-    d = shared_detector(trained_bundle.model_path)
-    before = len(det._shared)
+    pool = DetectorPool()
+    d = pool.get(trained_bundle.model_path)
+    assert len(pool) == 1
     del d
     gc.collect()
-    assert len(det._shared) == before - 1
+    assert len(pool) == 0
+    assert DetectorPool().get(trained_bundle.model_path) is not pool.get(trained_bundle.model_path)
+
+
+def test_pipelines_share_through_the_pool_they_are_given(trained_bundle):  # type: ignore[no-untyped-def]
+    from edge_agent.config import Asset, SignalRef
+    from edge_agent.pipeline import AssetPipeline
+
+    m = trained_bundle.manifest
+
+    def asset(name: str) -> Asset:
+        return Asset(
+            name=name, sample_period_s=m.sample_period_s, bundle=trained_bundle.directory,
+            signals=[SignalRef(name=s, source="plc") for s in m.signals],
+        )  # fmt: skip
+
+    pool = DetectorPool()
+    a = AssetPipeline(asset("pump-1"), trained_bundle, pool)
+    b = AssetPipeline(asset("pump-2"), trained_bundle, pool)
+    c = AssetPipeline(asset("pump-3"), trained_bundle)
+    assert a.detector is b.detector
+    assert c.detector is not a.detector
