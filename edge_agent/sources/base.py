@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 from types import TracebackType
 from typing import Protocol, Self
 
@@ -16,6 +17,31 @@ async def stop_task(task: asyncio.Task[None]) -> None:
     while not task.done():
         task.cancel()
         await asyncio.wait([task], timeout=1.0)
+
+
+def read_password_file(path: Path | None) -> str | None:
+    """The password kept in `path` (a 0600 file or a systemd credential), surrounding whitespace
+    removed; None without a file. Read at every (re)connect, so a rotated password is picked up."""
+    if path is None:
+        return None
+    return path.read_text(encoding="utf-8").strip()
+
+
+class TaskOwner:
+    """Base for sources whose work runs in one background task started by `__aenter__`:
+    leaving the context stops it (cancelled and awaited, see `stop_task`)."""
+
+    _task: asyncio.Task[None] | None = None
+
+    async def __aexit__(
+        self,
+        et: type[BaseException] | None,
+        e: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._task is not None:
+            await stop_task(self._task)
+            self._task = None
 
 
 class SourceStartupError(Exception):

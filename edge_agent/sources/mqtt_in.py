@@ -14,7 +14,6 @@ import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Self
 
 import aiomqtt
@@ -23,7 +22,7 @@ from edge_agent.backoff import Backoff
 from edge_agent.config import MqttInSource as MqttInConfig
 from edge_agent.logs import RateLimitedLog
 from edge_agent.profiles import MqttProfile
-from edge_agent.sources.base import stop_task
+from edge_agent.sources.base import TaskOwner, read_password_file
 from edge_agent.sources.mqtt_parse import PayloadError, find_spec, parse_message
 from edge_agent.types import Batch
 
@@ -43,7 +42,7 @@ class MqttInStats:
     connected: bool = False
 
 
-class MqttInSource:
+class MqttInSource(TaskOwner):
     def __init__(self, cfg: MqttInConfig, profile: MqttProfile, points: Sequence[str]) -> None:
         self.cfg = cfg
         self.name = cfg.name
@@ -67,21 +66,6 @@ class MqttInSource:
         self._task = asyncio.create_task(self._run(), name=f"mqtt-in:{self.name}")
         return self
 
-    async def __aexit__(
-        self,
-        et: type[BaseException] | None,
-        e: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._task is not None:
-            await stop_task(self._task)
-            self._task = None
-
-    def _password(self) -> str | None:
-        if self.cfg.password_file is None:
-            return None
-        return self.cfg.password_file.read_text(encoding="utf-8").strip()
-
     async def _run(self) -> None:
         while True:
             try:
@@ -90,7 +74,7 @@ class MqttInSource:
                     self.cfg.port,
                     identifier=self.cfg.client_id,
                     username=self.cfg.username,
-                    password=self._password(),
+                    password=read_password_file(self.cfg.password_file),
                     keepalive=self.cfg.keepalive_s,
                     timeout=10,
                 ) as client:

@@ -22,7 +22,6 @@ import math
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Self
 
 from asyncua import ua
@@ -36,7 +35,7 @@ from edge_agent.backoff import Backoff
 from edge_agent.config import OpcUaSource as OpcUaConfig
 from edge_agent.logs import RateLimitedLog
 from edge_agent.profiles import OpcUaProfile
-from edge_agent.sources.base import SourceStartupError, stop_task
+from edge_agent.sources.base import SourceStartupError, TaskOwner, read_password_file
 from edge_agent.sources.opcua_values import to_reading
 from edge_agent.types import Batch, Quality, Reading
 
@@ -57,7 +56,7 @@ class _SessionLost(Exception):
     """The server went away or ended our subscription; reconnect."""
 
 
-class OpcUaSource:
+class OpcUaSource(TaskOwner):
     def __init__(self, cfg: OpcUaConfig, profile: OpcUaProfile, points: Sequence[str]) -> None:
         self.cfg = cfg
         self.name = cfg.name
@@ -98,22 +97,7 @@ class OpcUaSource:
         self._task = asyncio.create_task(self._session_loop(), name=f"opcua-session:{self.name}")
         return self
 
-    async def __aexit__(
-        self,
-        et: type[BaseException] | None,
-        e: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._task is not None:
-            await stop_task(self._task)
-            self._task = None
-
     # -- session -----------------------------------------------------------------------------
-
-    def _password(self) -> str | None:
-        if self.cfg.password_file is None:
-            return None
-        return self.cfg.password_file.read_text(encoding="utf-8").strip()
 
     async def _connect(self) -> Client:
         client = Client(self.cfg.endpoint, timeout=self.cfg.timeout_s, watchdog_intervall=1.0)
@@ -129,7 +113,7 @@ class OpcUaSource:
             )
         if self.cfg.username is not None:
             client.set_user(self.cfg.username)
-            password = self._password()
+            password = read_password_file(self.cfg.password_file)
             if password is not None:
                 client.set_password(password)
 
