@@ -24,6 +24,7 @@ from edge_agent.types import (
     Batch,
     DataQualityEvent,
     FloatArray,
+    Sample,
     Score,
 )
 
@@ -115,11 +116,17 @@ class AssetPipeline:
         message = event.message.replace(": anomaly", f": {label} suspected (p={p:.2f}), anomaly", 1)
         return dataclasses.replace(event, kind=label, message=message, probabilities=probs)
 
+    def samples(self, batch: Batch) -> list[Sample]:
+        """The grid samples this batch completes, after the stuck-sensor check (the part of
+        `push` before the windows; `replay_batched` uses it too)."""
+        out = self.assembler.push(batch)
+        if self.stuck is not None:
+            out = [self.stuck.apply(s) for s in out]
+        return out
+
     def push(self, batch: Batch) -> list[AlertEvent]:
         events: list[AlertEvent] = []
-        for sample in self.assembler.push(batch):
-            if self.stuck is not None:
-                sample = self.stuck.apply(sample)
+        for sample in self.samples(batch):
             self.stats.samples += 1
             if not sample.valid:
                 self.stats.invalid_samples += 1
