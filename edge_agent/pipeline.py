@@ -16,7 +16,6 @@ from edge_agent.inference.detector import Detector, DetectorPool, FaultClassifie
 from edge_agent.stream.assembler import Assembler
 from edge_agent.stream.normalize import Scaler
 from edge_agent.stream.quality import DataQualityMonitor
-from edge_agent.stream.stuck import StuckSignalCheck
 from edge_agent.stream.windows import WindowBuffer
 from edge_agent.types import (
     AlertEvent,
@@ -24,7 +23,6 @@ from edge_agent.types import (
     Batch,
     DataQualityEvent,
     FloatArray,
-    Sample,
     Score,
 )
 
@@ -62,6 +60,7 @@ class AssetPipeline:
             {(s.source, s.point_name): i for i, s in enumerate(asset.signals)},
             period=asset.sample_period_s,
             max_age=asset.effective_max_age_s,
+            stuck_after=m.stuck_after_samples,
         )
         self.windows = WindowBuffer(m.window, asset.hop or m.hop, len(m.signals))
         self.scaler = Scaler(m.scaler.mean, m.scaler.scale)
@@ -90,7 +89,6 @@ class AssetPipeline:
             ),
             m.model_version,
         )
-        self.stuck = StuckSignalCheck(m.stuck_after_samples) if m.stuck_after_samples else None
         self.stats = AssetStats()
         self.last_score: Score | None = None
         self.quality = DataQualityMonitor(asset.name, [s.name for s in asset.signals])
@@ -116,17 +114,9 @@ class AssetPipeline:
         message = event.message.replace(": anomaly", f": {label} suspected (p={p:.2f}), anomaly", 1)
         return dataclasses.replace(event, kind=label, message=message, probabilities=probs)
 
-    def samples(self, batch: Batch) -> list[Sample]:
-        """The grid samples this batch completes, after the stuck-sensor check (the part of
-        `push` before the windows; `replay_batched` uses it too)."""
-        out = self.assembler.push(batch)
-        if self.stuck is not None:
-            out = [self.stuck.apply(s) for s in out]
-        return out
-
     def push(self, batch: Batch) -> list[AlertEvent]:
         events: list[AlertEvent] = []
-        for sample in self.samples(batch):
+        for sample in self.assembler.push(batch):
             self.stats.samples += 1
             if not sample.valid:
                 self.stats.invalid_samples += 1

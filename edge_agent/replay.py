@@ -96,7 +96,7 @@ def replay_batched(
     lasts: list[FloatArray] = []
     for ts, row in zip(table.ts, x, strict=True):
         for b in row_batches(sigs, float(ts), row):
-            for sample in pipeline.samples(b):
+            for sample in pipeline.assembler.push(b):
                 sample_ts.append(sample.ts)
                 invalid.append(not sample.valid)
                 w = pipeline.windows.push(sample)

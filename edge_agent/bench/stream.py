@@ -1,11 +1,12 @@
 """`edge-agent bench stream`: signal values per second through the pure stream stages
-(assembler → windows → scaler) when sources deliver batches, for 1, 10 and 100 assets.
+(assembler → stuck-sensor check → windows → scaler) when sources deliver batches, for 1, 10
+and 100 assets.
 
 Each asset has 8 signals from its own source; every source delivers one batch of 8 readings per
 grid instant, as a Modbus poll cycle does. The batches are built before the clock starts (they are
 the sources' work, not the stages'); the timed loop is exactly what `AssetPipeline.push` does with
-them up to the detector: assembler samples, the window ring buffer, and the scaler on each window
-that is due. One process, one thread: the figure is for one core.
+them up to the detector: assembler samples (with the stuck-sensor check), the window ring buffer,
+and the scaler on each window that is due. One process, one thread: the figure is for one core.
 """
 
 from __future__ import annotations
@@ -59,7 +60,12 @@ def make_batches(assets: int, instants: int, seed: int = 0) -> list[list[Batch]]
 def run_stages(assets: int, batches: list[list[Batch]], max_seconds: float) -> StreamResult:
     stages = [
         (
-            Assembler({(f"src{a}", f"p{j}"): j for j in range(SIGNALS)}, PERIOD, 3 * PERIOD),
+            Assembler(
+                {(f"src{a}", f"p{j}"): j for j in range(SIGNALS)},
+                PERIOD,
+                3 * PERIOD,
+                stuck_after=[WINDOW] * SIGNALS,
+            ),
             WindowBuffer(WINDOW, HOP, SIGNALS),
         )
         for a in range(assets)

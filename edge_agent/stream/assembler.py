@@ -2,7 +2,9 @@
 
 The grid is `anchor + k * period` (k integer, never accumulated, so it does not drift), anchored at
 the first batch. Each grid instant takes the last value of every signal (sample-and-hold). The
-sample is invalid when a signal is missing, older than `max_age`, not finite or of bad quality.
+sample is invalid when a signal is missing, older than `max_age`, not finite or of bad quality,
+or stuck: its value has not changed for more grid instants than its `stuck_after` limit (see
+`stream/stuck.py` for where the limits come from).
 
 This runs once per batch for every asset, so the per-signal state lives in plain Python lists:
 for a handful of signals, list stores and `min`/`all` cost a fraction of the equivalent numpy
@@ -13,10 +15,11 @@ scalar operations. The float32 sample row is built once per grid instant; the co
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from edge_agent.stream.stuck import STUCK
 from edge_agent.types import Batch, Quality, Sample
 
 
@@ -26,8 +29,10 @@ class Assembler:
         columns: Mapping[tuple[str, str], int],
         period: float,
         max_age: float,
+        stuck_after: Sequence[int | None] | None = None,
     ) -> None:
-        """`columns` maps (source, point) to the column of the signal in the asset's sample."""
+        """`columns` maps (source, point) to the column of the signal in the asset's sample;
+        `stuck_after`, per column, the grid instants a value may last unchanged (None: no limit)."""
         if period <= 0 or max_age <= 0:
             raise ValueError("period and max_age must be positive")
         self._columns = dict(columns)
@@ -49,6 +54,15 @@ class Assembler:
         self._ok: list[bool] = [False] * n
         self._anchor: float | None = None
         self._k = 0  # index of the next grid instant to emit
+        # Stuck values: the first grid instant carrying each column's current value. Tracked at
+        # the readings (one comparison each) rather than by comparing sample rows, which cost a
+        # sixth of this stage's time.
+        self._changed: list[int] = [0] * n
+        limits = list(stuck_after) if stuck_after is not None else [None] * n
+        if len(limits) != n:
+            raise ValueError(f"stuck_after has {len(limits)} entries for {n} columns")
+        self._stuck_limits = [lim if lim is not None else math.inf for lim in limits]
+        self._min_stuck = min(self._stuck_limits)
 
     @property
     def sources(self) -> set[str]:
@@ -68,6 +82,14 @@ class Assembler:
             elif not self._ok[col]:
                 out.append((col, "bad"))
         return tuple(out)
+
+    def _stuck(self, k: int) -> tuple[tuple[int, str], ...]:
+        # Instant k carries a value unchanged since instant c: a run of k - c + 1 samples.
+        return tuple(
+            (col, STUCK)
+            for col, (c, limit) in enumerate(zip(self._changed, self._stuck_limits, strict=True))
+            if k - c >= limit
+        )
 
     def _row(self) -> np.ndarray:
         return np.array(self._values, dtype=np.float32)
@@ -99,11 +121,18 @@ class Assembler:
                 return
             # Every signal is fresh exactly when the oldest one is: float subtraction is monotonic.
             valid = t - oldest <= fresh_within and all(self._ok)
-            out.append(
-                Sample(
-                    ts=t, values=self._row(), valid=valid, issues=() if valid else self._issues(t)
+            stuck = self._stuck(k) if valid and k - min(self._changed) >= self._min_stuck else ()
+            if stuck:
+                out.append(Sample(ts=t, values=self._row(), valid=False, issues=stuck))
+            else:
+                out.append(
+                    Sample(
+                        ts=t,
+                        values=self._row(),
+                        valid=valid,
+                        issues=() if valid else self._issues(t),
+                    )
                 )
-            )
             k += 1
             t = anchor + k * period
         self._k = k
@@ -122,13 +151,15 @@ class Assembler:
             # Grid instants before this batch are complete (checked inline: the usual batch lands
             # on the next instant, and a call per batch is a measurable share of the cost).
             self._emit_until(ts, inclusive=False, out=out)
-        values, stamps, ok = self._values, self._ts, self._ok
-        bad, isfinite = Quality.BAD, math.isfinite
+        values, stamps, ok, changed = self._values, self._ts, self._ok, self._changed
+        bad, isfinite, first = Quality.BAD, math.isfinite, self._k
         for r in batch.readings:
             col = points.get(r.point)
             if col is None:
                 continue
             v = r.value
+            if v != values[col]:  # NaN never equals: a missing value ends a run
+                changed[col] = first
             values[col] = v
             stamps[col] = ts
             ok[col] = r.quality != bad and isfinite(v)

@@ -6,7 +6,8 @@ the easiest thing to reconstruct), so the model cannot be relied on to notice. H
 signal may repeat itself depends on its resolution and on how the device is polled (a 0.1 °C
 register on a quiet afternoon repeats for minutes; sample-and-hold repeats a slow poll on every
 grid instant), so the limit comes from the asset's own normal data: twice the longest run seen
-there, and never shorter than one window.
+there, and never shorter than one window. The check itself runs in the assembler (`stuck_after`),
+which sees every reading and can track when each value last changed at the cost of one comparison.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
-
-from edge_agent.types import Sample
 
 STUCK = "stuck"
 
@@ -46,37 +45,3 @@ def stuck_limits(
     were constant in the normal data (a set point or a status cannot be told from a frozen one)."""
     runs = longest_runs(segments)
     return [None if c else max(2 * r, window) for r, c in zip(runs, constant, strict=True)]
-
-
-class StuckSignalCheck:
-    """Pure per-asset state: marks a grid sample invalid, with issue (column, "stuck"), while any
-    signal has repeated its value for more than its limit. Invalid samples are already handled
-    downstream (windows restart, the data-quality monitor raises one event and clears it)."""
-
-    def __init__(self, limits: Sequence[int | None]) -> None:
-        self._limits = list(limits)
-        n = len(self._limits)
-        self._last = np.full(n, np.nan, np.float32)
-        self._runs = np.zeros(n, np.int64)
-        self._checked = np.array([lim is not None for lim in self._limits])
-        self._limit = np.array([lim or 0 for lim in self._limits], np.int64)
-        self._running = False  # some run is longer than 1
-
-    def apply(self, sample: Sample) -> Sample:
-        values = sample.values
-        # NaN != NaN, so a missing value breaks a run, as it should.
-        same = values == self._last
-        self._last = values.copy()
-        if not same.any():
-            # The usual case with live noise: nothing repeated, one cheap test per sample.
-            if self._running:
-                self._runs.fill(1)
-                self._running = False
-            return sample
-        self._runs = np.where(same, self._runs + 1, 1)
-        self._running = True
-        stuck = self._checked & (self._runs > self._limit)
-        if not stuck.any():
-            return sample
-        issues = tuple(sample.issues) + tuple((int(c), STUCK) for c in np.flatnonzero(stuck))
-        return Sample(ts=sample.ts, values=values, valid=False, issues=issues)

@@ -2,12 +2,9 @@
 
 import numpy as np
 
-from edge_agent.stream.stuck import StuckSignalCheck, longest_runs, stuck_limits
-from edge_agent.types import Sample
-
-
-def sample(t: float, *values: float) -> Sample:
-    return Sample(ts=t, values=np.array(values, np.float32), valid=True)
+from edge_agent.stream.assembler import Assembler
+from edge_agent.stream.stuck import longest_runs, stuck_limits
+from edge_agent.types import Batch, Quality, Reading, Sample
 
 
 def test_longest_runs_per_column_within_segments():
@@ -25,27 +22,36 @@ def test_limits_are_twice_the_longest_run_at_least_a_window_and_none_for_constan
     assert stuck_limits([seg], 32, [False, False, True]) == [32, 50, None]
 
 
+def feed(asm: Assembler, t: float, a: float, b: float = 1.0) -> list[Sample]:
+    return asm.push(Batch("plc", t, (Reading("a", a, Quality.GOOD), Reading("b", b, Quality.GOOD))))
+
+
 def test_a_frozen_signal_is_flagged_after_its_limit_and_recovers():
-    check = StuckSignalCheck([5, None])
+    asm = Assembler({("plc", "a"): 0, ("plc", "b"): 1}, 1.0, 2.5, stuck_after=[5, None])
     rng = np.random.default_rng(1)
-    out = [check.apply(sample(t, float(rng.standard_normal()), 1.0)) for t in range(20)]
+    out = [s for t in range(20) for s in feed(asm, t, float(rng.standard_normal()))]
     assert all(s.valid for s in out)  # the constant second column is never judged
-    frozen = [check.apply(sample(20 + t, 0.5, 1.0)) for t in range(8)]
+    # Each batch lands on its grid instant and completes it.
+    frozen = [s for t in range(8) for s in feed(asm, 20 + t, 0.5)]
     assert [s.valid for s in frozen] == [True] * 5 + [False] * 3
     assert frozen[-1].issues == ((0, "stuck"),)
-    assert check.apply(sample(30, 0.6, 1.0)).valid
+    assert feed(asm, 28, 0.6)[0].valid
 
 
-def test_missing_values_break_a_run_and_existing_issues_are_kept():
-    check = StuckSignalCheck([2])
-    assert check.apply(sample(0, 1.0)).valid
-    assert check.apply(sample(1, 1.0)).valid
-    assert check.apply(sample(2, float("nan"))).valid
-    assert check.apply(sample(3, 1.0)).valid
-    bad = Sample(ts=4, values=np.array([1.0], np.float32), valid=False, issues=((0, "stale"),))
-    check.apply(bad)
-    out = check.apply(sample(5, 1.0))
-    assert not out.valid and out.issues == ((0, "stuck"),)
+def test_missing_values_break_a_run_and_a_slow_poll_counts_grid_instants():
+    asm = Assembler({("plc", "a"): 0, ("plc", "b"): 1}, 1.0, 10.0, stuck_after=[2, None])
+    values = [1.0, 1.0, float("nan"), 1.0, 1.0, 1.0, 2.0]
+    out = [s for t, v in enumerate(values) for s in feed(asm, t, v)]
+    assert [s.valid for s in out] == [True, True, False, True, True, False, True]
+    assert out[5].issues == ((0, "stuck"),)
+    # Polled every 3 s on a 1 s grid: sample-and-hold repeats a value 3 times, within a limit
+    # of 4 learnt from such data; a frozen device exceeds it.
+    asm = Assembler({("plc", "a"): 0, ("plc", "b"): 1}, 1.0, 5.0, stuck_after=[4, None])
+    out = [s for t in range(0, 12, 3) for s in feed(asm, t, float(t))]
+    out += asm.push(Batch("plc", 12.0, ()))
+    assert all(s.valid for s in out)
+    out = [s for t in range(12, 24, 3) for s in feed(asm, t, 99.0)]
+    assert [s.valid for s in out[:4]] == [True] * 4 and not out[-1].valid
 
 
 def test_pipeline_reports_a_frozen_transmitter_as_bad_data_naming_it(trained_bundle, tmp_path):
