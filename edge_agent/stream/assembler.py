@@ -62,7 +62,9 @@ class Assembler:
         if len(limits) != n:
             raise ValueError(f"stuck_after has {len(limits)} entries for {n} columns")
         self._stuck_limits = [lim if lim is not None else math.inf for lim in limits]
-        self._min_stuck = min(self._stuck_limits)
+        # No column can be stuck before this instant. `_changed` only grows, so a bound computed
+        # earlier stays valid: between checks an instant costs one comparison.
+        self._stuck_due: float = min(self._stuck_limits)
 
     @property
     def sources(self) -> set[str]:
@@ -121,7 +123,13 @@ class Assembler:
                 return
             # Every signal is fresh exactly when the oldest one is: float subtraction is monotonic.
             valid = t - oldest <= fresh_within and all(self._ok)
-            stuck = self._stuck(k) if valid and k - min(self._changed) >= self._min_stuck else ()
+            stuck: tuple[tuple[int, str], ...] = ()
+            if valid and k >= self._stuck_due:
+                self._stuck_due = min(
+                    c + limit for c, limit in zip(self._changed, self._stuck_limits, strict=True)
+                )
+                if k >= self._stuck_due:
+                    stuck = self._stuck(k)
             if stuck:
                 out.append(Sample(ts=t, values=self._row(), valid=False, issues=stuck))
             else:

@@ -135,7 +135,6 @@ class LevelRelations:
     half_width: F64  # (S,) k · σ at zero leverage; UNJUDGED for levels not judged
     leverage: F64  # (S, S, S) per target j: quadratic form over centred levels
     level_effective_samples: F64  # (S,)
-    resid_effective_samples: F64  # (S,)
     explained: F64  # (S,) share of the level variance the relation explains (R²)
     judged: npt.NDArray[np.bool_]  # (S,) whether the level moved beyond noise in the data
 
@@ -178,7 +177,7 @@ def fit_level_relations(
         judged = var > noise_variance * factor
     coef = np.zeros((s, s))
     leverage = np.zeros((s, s, s))
-    resid_mean, resid_scale, r_eff, explained = (np.zeros(s) for _ in range(4))
+    resid_mean, resid_scale, explained = (np.zeros(s) for _ in range(3))
     half = np.full(s, UNJUDGED)
     for j in range(s):
         others = [i for i in range(s) if i != j and judged[i]]
@@ -190,16 +189,15 @@ def fit_level_relations(
         resid_mean[j] = r.mean()
         # Floor: a signal the others determine exactly must not get a zero-width interval.
         resid_scale[j] = max(float(r.std()), 1e-3)
-        r_eff[j] = effective_samples(r)
         explained[j] = 1.0 - float(r.var()) / var[j] if var[j] > 0 else 0.0
         if not judged[j]:
             continue
-        half[j] = tolerance_factor(r_eff[j], coverage, confidence) * resid_scale[j]
+        half[j] = tolerance_factor(effective_samples(r), coverage, confidence) * resid_scale[j]
         # Coefficient uncertainty grows as 1/n_eff, not 1/n, for autocorrelated predictors:
         # scale the inverse covariance by each pair's effective counts.
         if others:
             scale = 1.0 / np.sqrt(np.outer(n_eff[others], n_eff[others]))
             leverage[j][np.ix_(others, others)] = np.linalg.inv(gram) * scale
     return LevelRelations(
-        centre, coef, resid_mean, resid_scale, half, leverage, n_eff, r_eff, explained, judged
+        centre, coef, resid_mean, resid_scale, half, leverage, n_eff, explained, judged
     )
