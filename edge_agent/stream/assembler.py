@@ -1,10 +1,25 @@
 """Align one asset's signals, which arrive in batches from one or more sources, onto its grid.
 
 The grid is `anchor + k * period` (k integer, never accumulated, so it does not drift), anchored at
-the first batch. Each grid instant takes the last value of every signal (sample-and-hold). The
-sample is invalid when a signal is missing, older than `max_age`, not finite or of bad quality,
-or stuck: its value has not changed for more grid instants than its `stuck_after` limit (see
-`stream/stuck.py` for where the limits come from).
+the first batch. Instant k owns the *slot* (t_k - period/2, t_k + period/2]: a reading belongs to
+its nearest grid instant, so timestamps that jitter around the grid (historian exports, MQTT
+payload times) land where they were meant to, instead of every late one sliding to the next
+instant. An instant is emitted as soon as every signal has a reading in its slot (a poll on the
+grid completes its instant at once, no added latency), or else when a later batch shows that its
+slot has passed; a signal without a reading of its own then holds its last value
+(sample-and-hold) while that is no older than `max_age`.
+
+The sample is invalid when a signal is missing, older than `max_age`, not finite or of bad
+quality, or stuck: its value has not changed for more grid instants than its `stuck_after` limit
+(see `stream/stuck.py` for where the limits come from).
+
+A reading stamped no later than the value already held for its signal (a duplicated or
+out-of-order historian row, a device clock stepping back) is dropped and counted, never applied:
+time only moves forward per signal. A reading that lands in a slot already emitted (two readings
+in one slot) updates the held value and is counted as late.
+
+Training, replay and the live agent all put their batches through this class (see
+`stream/assembly.py` for the training side), so what a model learns from is what it will see.
 
 This runs once per batch for every asset, so the per-signal state lives in plain Python lists:
 for a handful of signals, list stores and `min`/`all` cost a fraction of the equivalent numpy
@@ -16,11 +31,25 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from edge_agent.stream.stuck import STUCK
 from edge_agent.types import Batch, Quality, Sample
+
+
+@dataclass(slots=True)
+class AssemblyCounts:
+    """What the assembler did with its input, for training reports and metrics."""
+
+    batches: int = 0
+    late_readings: int = 0  # landed in a slot already emitted: held for the next instant
+    # Per column: instants that held an earlier value because no reading landed in their slot,
+    # and readings dropped because they were stamped the same as, or before, the value held.
+    held: list[int] = field(default_factory=list)
+    duplicate: list[int] = field(default_factory=list)
+    out_of_order: list[int] = field(default_factory=list)
 
 
 class Assembler:
@@ -44,16 +73,18 @@ class Assembler:
         n = 1 + max(self._columns.values())
         self._period = period
         self._max_age = max_age
-        # Tolerance for "on the grid": sources that schedule polls on the same grid land exactly on
-        # it; float noise must not move a sample to the next slot.
-        # At least 1 µs: float64 epoch seconds are spaced 0.24 µs apart, so a relative tolerance
-        # alone (50 ns at 0.05 s) would let a batch exactly on the grid count as late.
+        # Tolerance for comparing times: float noise must not make a value on the edge of its
+        # max age stale. At least 1 µs: float64 epoch seconds are spaced 0.24 µs apart, so a
+        # relative tolerance alone (50 ns at 0.05 s) would be below their resolution.
         self._tol = max(period * 1e-6, 1e-6)
         self._values: list[float] = [math.nan] * n
         self._ts: list[float] = [-math.inf] * n
         self._ok: list[bool] = [False] * n
+        # Slot of each column's latest reading; an instant is complete when all reached it.
+        self._slot_of: list[int] = [-1] * n
         self._anchor: float | None = None
         self._k = 0  # index of the next grid instant to emit
+        self.counts = AssemblyCounts(held=[0] * n, duplicate=[0] * n, out_of_order=[0] * n)
         # Stuck values: the first grid instant carrying each column's current value. Tracked at
         # the readings (one comparison each) rather than by comparing sample rows, which cost a
         # sixth of this stage's time.
@@ -93,56 +124,48 @@ class Assembler:
             if k - c >= limit
         )
 
+    def _sample(self, k: int, t: float, valid: bool) -> Sample:
+        """Instant k at time t from the current state; `valid`: every signal fresh and good."""
+        if valid and k >= self._stuck_due:
+            self._stuck_due = min(
+                c + limit for c, limit in zip(self._changed, self._stuck_limits, strict=True)
+            )
+            if k >= self._stuck_due and (stuck := self._stuck(k)):
+                return Sample(ts=t, values=self._row(), valid=False, issues=stuck)
+        return Sample(
+            ts=t, values=self._row(), valid=valid, issues=() if valid else self._issues(t)
+        )
+
     def _row(self) -> np.ndarray:
         return np.array(self._values, dtype=np.float32)
 
-    def _emit_until(self, ts: float, inclusive: bool, out: list[Sample]) -> None:
+    def _emit_through(self, last: int, out: list[Sample]) -> None:
+        """Emit instants up to `last`, whose slots have passed, from the values held now."""
         anchor = self._anchor
         assert anchor is not None
         period, k = self._period, self._k
-        limit = ts + self._tol if inclusive else ts - self._tol
-        t = anchor + k * period  # as `_instant(k)`, inlined: this runs for every batch
-        if t > limit:
-            return  # nothing due yet
         oldest = min(self._ts)
         fresh_within = self._max_age + self._tol
         # Instants after this are invalid for sure (some signal is older than max_age).
-        stale_after = oldest + self._max_age + self._tol
-        while t <= limit:
+        stale_after = oldest + fresh_within
+        held = self.counts.held
+        while k <= last:
+            t = anchor + k * period
             if t > stale_after:
                 # After a long silence one invalid sample stands for the whole gap, instead of
                 # thousands of them; the window buffer only needs to see that there was a gap.
-                last = max(k, math.floor((limit - anchor) / period))
-                while last > k and self._instant(last) > limit:
-                    last -= 1
-                t_last = self._instant(last)
+                t_last = anchor + last * period
                 out.append(
                     Sample(ts=t_last, values=self._row(), valid=False, issues=self._issues(t_last))
                 )
                 self._k = last + 1
                 return
+            for col, slot in enumerate(self._slot_of):
+                if slot < k:
+                    held[col] += 1
             # Every signal is fresh exactly when the oldest one is: float subtraction is monotonic.
-            valid = t - oldest <= fresh_within and all(self._ok)
-            stuck: tuple[tuple[int, str], ...] = ()
-            if valid and k >= self._stuck_due:
-                self._stuck_due = min(
-                    c + limit for c, limit in zip(self._changed, self._stuck_limits, strict=True)
-                )
-                if k >= self._stuck_due:
-                    stuck = self._stuck(k)
-            if stuck:
-                out.append(Sample(ts=t, values=self._row(), valid=False, issues=stuck))
-            else:
-                out.append(
-                    Sample(
-                        ts=t,
-                        values=self._row(),
-                        valid=valid,
-                        issues=() if valid else self._issues(t),
-                    )
-                )
+            out.append(self._sample(k, t, t - oldest <= fresh_within and all(self._ok)))
             k += 1
-            t = anchor + k * period
         self._k = k
 
     def push(self, batch: Batch) -> list[Sample]:
@@ -152,18 +175,28 @@ class Assembler:
         if points is None:
             return out
         ts = batch.ts
+        counts = self.counts
+        counts.batches += 1
         anchor = self._anchor
         if anchor is None:
-            self._anchor = ts
-        elif anchor + self._k * self._period <= ts - self._tol:
-            # Grid instants before this batch are complete (checked inline: the usual batch lands
-            # on the next instant, and a call per batch is a measurable share of the cost).
-            self._emit_until(ts, inclusive=False, out=out)
-        values, stamps, ok, changed = self._values, self._ts, self._ok, self._changed
+            self._anchor = anchor = ts
+        # The nearest instant; a reading exactly half-way belongs to the earlier one.
+        slot = math.ceil((ts - anchor) / self._period - 0.5 - self._tol / self._period)
+        if slot > self._k:
+            self._emit_through(slot - 1, out)  # their slots have passed
+        values, stamps, ok, changed, slot_of = (
+            self._values, self._ts, self._ok, self._changed, self._slot_of
+        )  # fmt: skip
         bad, isfinite, first = Quality.BAD, math.isfinite, self._k
         for r in batch.readings:
             col = points.get(r.point)
             if col is None:
+                continue
+            if not ts > stamps[col]:  # a NaN stamp fails this too
+                if ts == stamps[col]:
+                    counts.duplicate[col] += 1
+                else:
+                    counts.out_of_order[col] += 1
                 continue
             v = r.value
             if v != values[col]:  # NaN never equals: a missing value ends a run
@@ -171,5 +204,11 @@ class Assembler:
             values[col] = v
             stamps[col] = ts
             ok[col] = r.quality != bad and isfinite(v)
-        self._emit_until(ts, inclusive=True, out=out)
+            slot_of[col] = slot
+        if slot < self._k:
+            counts.late_readings += sum(1 for r in batch.readings if r.point in points)
+        elif min(slot_of) == slot:  # every signal has its reading for this instant
+            t = anchor + slot * self._period
+            out.append(self._sample(slot, t, all(ok)))
+            self._k = slot + 1
         return out

@@ -1,7 +1,8 @@
 """The assembler keeps its per-signal state in Python lists for speed (issue 7). This checks it
 against the straightforward numpy formulation it replaced, kept here as the executable
-specification, on random streams with jitter, gaps, long silences, bad quality, NaN, unknown
-points and several sources: every sample must be identical, bit for bit."""
+specification, on random streams with jitter, gaps, long silences, duplicated and out-of-order
+stamps, bad quality, NaN, unknown points and several sources: every sample must be identical,
+bit for bit."""
 
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ from edge_agent.types import Batch, Quality, Reading, Sample
 
 
 class SpecAssembler:
+    """Each reading belongs to its nearest grid instant; an instant is emitted when every signal
+    has a reading in its slot, or when a later batch shows the slot has passed (then holding the
+    last values); readings not newer than the value held are dropped."""
+
     def __init__(self, columns: dict[tuple[str, str], int], period: float, max_age: float):
         self.columns = columns
         self.sources = {src for src, _ in columns}
@@ -23,6 +28,7 @@ class SpecAssembler:
         self.values = np.full(n, np.nan, dtype=np.float32)
         self.ts = np.full(n, -np.inf)
         self.ok = np.zeros(n, dtype=bool)
+        self.slot_of = np.full(n, -1)
         self.anchor: float | None = None
         self.k = 0
 
@@ -41,15 +47,11 @@ class SpecAssembler:
                 out.append((col, "bad"))
         return tuple(out)
 
-    def emit_until(self, ts: float, inclusive: bool, out: list[Sample]) -> None:
-        assert self.anchor is not None
-        limit = ts + self.tol if inclusive else ts - self.tol
+    def emit_through(self, last: int, out: list[Sample]) -> None:
         stale_after = float(np.min(self.ts)) + self.max_age + self.tol
-        while (t := self.instant(self.k)) <= limit:
+        while self.k <= last:
+            t = self.instant(self.k)
             if t > stale_after:
-                last = max(self.k, math.floor((limit - self.anchor) / self.period))
-                while last > self.k and self.instant(last) > limit:
-                    last -= 1
                 t_last = self.instant(last)
                 out.append(Sample(t_last, self.values.copy(), False, self.issues(t_last)))
                 self.k = last + 1
@@ -65,16 +67,22 @@ class SpecAssembler:
             return out
         if self.anchor is None:
             self.anchor = batch.ts
-        else:
-            self.emit_until(batch.ts, inclusive=False, out=out)
+        slot = math.ceil((batch.ts - self.anchor) / self.period - 0.5 - self.tol / self.period)
+        if slot > self.k:
+            self.emit_through(slot - 1, out)
         for r in batch.readings:
             col = self.columns.get((batch.source, r.point))
-            if col is None:
+            if col is None or not batch.ts > self.ts[col]:
                 continue
             self.values[col] = r.value
             self.ts[col] = batch.ts
             self.ok[col] = r.quality != Quality.BAD and math.isfinite(r.value)
-        self.emit_until(batch.ts, inclusive=True, out=out)
+            self.slot_of[col] = slot
+        if slot >= self.k and np.all(self.slot_of == slot):
+            valid = bool(np.all(self.ok))
+            t = self.instant(slot)
+            out.append(Sample(t, self.values.copy(), valid, () if valid else self.issues(t)))
+            self.k = slot + 1
         return out
 
 
@@ -87,6 +95,12 @@ def random_stream(rng: np.random.Generator, n: int, period: float) -> list[Batch
             t += period * rng.integers(5, 5000)  # long silence
         elif r < 0.1:
             t += period * rng.uniform(0.1, 3.0)  # off-grid, early or late
+        elif r < 0.13:
+            pass  # the same stamp again (a duplicate for signals of the same source)
+        elif r < 0.16:
+            t -= period * rng.uniform(0.1, 2.0)  # back in time
+        elif r < 0.4:
+            t += period * (1 + rng.uniform(-0.45, 0.45))  # jitter around the grid
         else:
             t += period  # on the grid
         source = "a" if rng.random() < 0.6 else ("b" if rng.random() < 0.9 else "other")

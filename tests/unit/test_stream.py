@@ -21,11 +21,71 @@ def test_batches_on_the_grid_give_one_sample_each():
     assert out[3].values.tolist() == [3.0, 30.0]
 
 
-def test_sample_and_hold_between_batches_and_no_lookahead():
+def test_sample_and_hold_between_batches_within_half_a_period():
     asm = Assembler(COLS, period=1.0, max_age=2.5)
     asm.push(batch(0.0, 1, 1))
-    out = asm.push(batch(2.5, 2, 2))  # instants 1 and 2 use the value known then
-    assert [(s.ts, s.values[0]) for s in out] == [(1.0, 1.0), (2.0, 1.0)]
+    # 2.5 is half-way: it belongs to instant 2; instant 1 had no reading and holds the value.
+    out = asm.push(batch(2.5, 2, 2))
+    assert [(s.ts, s.values[0]) for s in out] == [(1.0, 1.0), (2.0, 2.0)]
+    assert asm.counts.held == [1, 1]
+    # 3.6 is nearer to 4 than to 3: instant 3 holds 2, instant 4 takes the new value.
+    out = asm.push(batch(3.6, 3, 3))
+    assert [(s.ts, s.values[0]) for s in out] == [(3.0, 2.0), (4.0, 3.0)]
+
+
+def test_jittered_stamps_land_on_their_nearest_instant():
+    """A historian export at 1 Hz whose stamps wander by up to 0.4 s: every reading becomes the
+    sample of its own instant, none is lost and none repeated."""
+    rng = np.random.default_rng(3)
+    asm = Assembler(COLS, period=1.0, max_age=2.5)
+    out = []
+    for k in range(200):
+        jitter = 0.0 if k == 0 else float(rng.uniform(-0.4, 0.4))
+        out += asm.push(batch(1000.0 + k + jitter, k, -k))
+    assert [s.values[0] for s in out] == [float(k) for k in range(200)]
+    assert [s.ts for s in out] == [1000.0 + k for k in range(200)]
+    assert asm.counts.held == [0, 0] and asm.counts.late_readings == 0
+
+
+def test_duplicated_and_out_of_order_batches_are_dropped_and_counted():
+    asm = Assembler(COLS, period=1.0, max_age=2.5)
+    out = asm.push(batch(0.0, 0, 0)) + asm.push(batch(1.0, 1, 1))
+    out += asm.push(batch(1.0, 99, 99))  # duplicated row
+    out += asm.push(batch(0.5, 98, 98))  # a row from the past
+    out += asm.push(batch(2.0, 2, 2))
+    assert [s.values[0] for s in out] == [0.0, 1.0, 2.0]
+    assert (asm.counts.duplicate, asm.counts.out_of_order) == ([1, 1], [1, 1])
+
+
+def test_messages_with_the_same_stamp_for_different_signals_are_not_duplicates():
+    """MQTT gateways often publish each signal on its own topic with the same timestamp."""
+    asm = Assembler(COLS, period=1.0, max_age=2.5)
+    out = []
+    for k in range(3):
+        out += asm.push(Batch("plc", float(k), (Reading("a", k),)))
+        out += asm.push(Batch("plc", float(k), (Reading("b", -k),)))
+    assert [s.values.tolist() for s in out] == [[0.0, 0.0], [1.0, -1.0], [2.0, -2.0]]
+    assert asm.counts.duplicate == [0, 0]
+
+
+def test_two_readings_in_one_slot_the_second_is_held_for_the_next_instant():
+    asm = Assembler(COLS, period=1.0, max_age=2.5)
+    out = asm.push(batch(0.0, 0, 0)) + asm.push(batch(0.9, 1, 1))  # instant 1, complete
+    out += asm.push(batch(1.3, 2, 2))  # also instant 1's slot, already emitted
+    assert asm.counts.late_readings == 2
+    out += asm.push(batch(3.0, 3, 3))  # instant 2 had no reading: holds the late one
+    assert [(s.ts, s.values[0]) for s in out] == [(0.0, 0.0), (1.0, 1.0), (2.0, 2.0), (3.0, 3.0)]
+
+
+def test_an_instant_waits_for_every_source_or_for_its_slot_to_pass():
+    cols = {("a", "x"): 0, ("b", "y"): 1}
+    asm = Assembler(cols, period=1.0, max_age=2.5)
+    asm.push(Batch("a", 0.0, (Reading("x", 0.0),)))
+    assert asm.push(Batch("b", 0.0, (Reading("y", 0.0),)))[0].valid  # complete: at once
+    assert asm.push(Batch("a", 1.0, (Reading("x", 1.0),))) == []  # b has not reported yet
+    out = asm.push(Batch("a", 2.0, (Reading("x", 2.0),)))  # instant 1's slot has passed
+    assert [(s.ts, s.values.tolist(), s.valid) for s in out] == [(1.0, [1.0, 0.0], True)]
+    assert asm.counts.held == [0, 1]
 
 
 def test_stale_signal_makes_samples_invalid():
@@ -33,8 +93,9 @@ def test_stale_signal_makes_samples_invalid():
     asm.push(batch(0.0, 1, 1))
     # Only signal b keeps updating; a goes stale after 1.5 s.
     out = []
-    for t in (1.0, 2.0, 3.0):
+    for t in (1.0, 2.0, 3.0, 4.0):
         out += asm.push(Batch("plc", t, (Reading("b", t),)))
+    # An instant without a reading of a is emitted once its slot has passed (the next batch).
     assert [s.valid for s in out] == [True, False, False]
 
 
