@@ -1,7 +1,11 @@
 """Read historian-style CSV files: one timestamp column, one column per signal, `,` or `;`.
 
-Timestamps may be ISO 8601 (with or without zone; naive means UTC) or Unix epoch seconds. Empty
-cells are NaN. Non-numeric columns (such as a `label` column) are kept apart as text.
+Timestamps may be ISO 8601 (with or without zone; naive means UTC) or Unix epoch seconds. Cells
+mean what they mean in historian exports: a number is a reading; an empty cell is no reading at
+that time (the signal was not logged then; the assembler holds its last value); text in a numeric
+column (`bad`, `I/O Timeout`, `#N/A`) or a non-finite number is a reading of bad quality. Both are
+NaN in `values`; `bad` tells them apart. Columns without any number (such as a `label` column)
+are kept apart as text.
 
 `format_time` writes ISO 8601 UTC that `parse_time` reads back as exactly the same float: the
 agent's recordings (`edge-agent run --record-dir`) must replay on the very grid the agent ran on.
@@ -22,6 +26,8 @@ import numpy as np
 import numpy.typing as npt
 
 TIME_NAMES = ("timestamp", "time", "ts", "datetime", "date_time", "_time")
+# What the agent's recorder writes for a reading of bad quality.
+BAD_CELL = "bad"
 
 
 class CsvError(ValueError):
@@ -32,8 +38,24 @@ class CsvError(ValueError):
 class Table:
     ts: npt.NDArray[np.float64]
     columns: list[str]
-    values: npt.NDArray[np.float64]  # rows × numeric columns, NaN where empty
+    values: npt.NDArray[np.float64]  # rows × numeric columns, NaN where empty or bad
     text: dict[str, list[str]]  # non-numeric columns
+    bad: npt.NDArray[np.bool_]  # rows × numeric columns: a reading of bad quality
+
+    @classmethod
+    def of(
+        cls,
+        ts: npt.NDArray[np.float64],
+        columns: list[str],
+        values: npt.NDArray[np.float64],
+        text: dict[str, list[str]] | None = None,
+    ) -> Table:
+        """A table of numbers made in memory: a non-finite value marks a bad reading."""
+        return cls(ts, columns, values, text or {}, ~np.isfinite(values))
+
+    def select_bad(self, names: list[str]) -> npt.NDArray[np.bool_]:
+        self.select(names)  # the same error for a missing column
+        return self.bad[:, [self.columns.index(n) for n in names]]
 
     def select(self, names: list[str]) -> npt.NDArray[np.float64]:
         missing = [n for n in names if n not in self.columns]
@@ -90,11 +112,27 @@ def format_time(ts: float) -> str:
     return f"{stamp}.{frac}Z"
 
 
-def _float(cell: str) -> float:
-    cell = cell.strip()
-    if not cell:
-        return math.nan
-    return float(cell)
+def _cells(cells: list[str]) -> tuple[list[float], list[bool]] | None:
+    """A column's values and bad-quality marks; None for a column without any number."""
+    values: list[float] = []
+    bad: list[bool] = []
+    numbers = 0
+    for cell in cells:
+        cell = cell.strip()
+        if not cell:
+            values.append(math.nan)
+            bad.append(False)
+            continue
+        try:
+            v = float(cell)
+        except ValueError:
+            values.append(math.nan)
+            bad.append(True)
+            continue
+        numbers += 1
+        values.append(v if math.isfinite(v) else math.nan)
+        bad.append(not math.isfinite(v))
+    return (values, bad) if numbers else None
 
 
 def read_table(path: Path) -> Table:
@@ -119,15 +157,20 @@ def read_table(path: Path) -> Table:
         raise CsvError(f"{path}: timestamps are not in ascending order")
     numeric: list[str] = []
     cols: list[list[float]] = []
+    marks: list[list[bool]] = []
     text: dict[str, list[str]] = {}
     for i, name in enumerate(header):
         if i == tcol:
             continue
         cells = [r[i] if i < len(r) else "" for r in body]
-        try:
-            cols.append([_float(c) for c in cells])
-            numeric.append(name)
-        except ValueError:
+        parsed = _cells(cells)
+        if parsed is None:
             text[name] = [c.strip() for c in cells]
-    values = np.array(cols, dtype=np.float64).T if cols else np.zeros((len(body), 0))
-    return Table(ts=ts, columns=numeric, values=values, text=text)
+            continue
+        cols.append(parsed[0])
+        marks.append(parsed[1])
+        numeric.append(name)
+    shape = (len(body), 0)
+    values = np.array(cols, dtype=np.float64).T if cols else np.zeros(shape)
+    bad = np.array(marks, dtype=bool).T if marks else np.zeros(shape, dtype=bool)
+    return Table(ts=ts, columns=numeric, values=values, text=text, bad=bad)

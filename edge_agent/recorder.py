@@ -2,18 +2,16 @@
 
 One row per batch routed to the asset, written before the pipeline sees it: `timestamp` (the
 batch time, ISO 8601 UTC, exact to the float) and one column per signal of the asset, in its
-order; a value the assembler would not take (bad quality, not finite) is an empty cell. Replay
-turns each row back into one batch per source at that time, so the pipeline gets the same input
-and raises the same alerts, sample for sample.
+order. A signal the batch carried has its value, or `bad` where the assembler would not take it
+(bad quality, not finite); a signal it did not carry (another source's, or a point missing from
+this poll) is an empty cell, which replay reads as "no reading" (historian exports mean the
+same). Replay turns each row back into one batch per source that has cells in it, at that time,
+so the pipeline gets the same input and raises the same alerts, sample for sample, however many
+sources feed the asset.
 
 The input is recorded, not the assembled samples, because the samples do not survive a second
 pass through an assembler unchanged: a long silence is one invalid sample standing for many grid
 instants, and staleness is judged from each signal's arrival time, which the grid hides.
-
-Exact only when every batch carries all of the asset's signals (one Modbus device or OPC UA
-server per asset: a poll reads every point). A row cannot say "this signal did not report", only
-"it was bad": a signal missing from a batch keeps the cell it had in the previous row, so replay
-sees it refreshed where the agent saw it age (counted as `incomplete_rows`, warned about once).
 
 Recording is I/O beside the real work, so it never stops the agent: rows are buffered (written
 at `flush_rows` rows, at the first batch `flush_s` after the last write, and at close); a failed
@@ -36,7 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from edge_agent.config import SignalRef
-from edge_agent.csvdata import format_time
+from edge_agent.csvdata import BAD_CELL, format_time
 from edge_agent.types import Batch, Quality
 
 log = logging.getLogger(__name__)
@@ -48,14 +46,13 @@ class RecorderStats:
     dropped_rows: int = 0  # lost to write errors or out of time order
     out_of_order: int = 0
     write_errors: int = 0
-    incomplete_rows: int = 0  # batches without all of the asset's signals (replay approximate)
 
 
 def _cell(value: float, quality: Quality) -> str:
     # repr: the shortest text that parses back to the same float64. The assembler treats a bad or
     # non-finite reading as invalid whatever its value; replay turns an empty cell into exactly
     # that. float(): a numpy scalar's repr is not a number.
-    return repr(float(value)) if quality is not Quality.BAD and math.isfinite(value) else ""
+    return repr(float(value)) if quality is not Quality.BAD and math.isfinite(value) else BAD_CELL
 
 
 def _close_quietly(fh: io.TextIOWrapper) -> None:
@@ -81,7 +78,6 @@ class CsvRecorder:
             self._columns.setdefault(s.source, {}).setdefault(s.point_name, []).append(i)
         self._width = len(signals)
         self._header = self._csv_line(["timestamp", *(s.name for s in signals)])
-        self._cells = [""] * self._width
         self._last_ts = -math.inf
         self._buf: list[str] = []
         self._flush_rows = flush_rows
@@ -92,17 +88,6 @@ class CsvRecorder:
         self._good_size = 0  # file size after the last complete flush
         self._started = False  # an earlier run's file is out of the way
         self._failing = False
-        self._warned_incomplete = False
-        if len(self._columns) > 1:
-            log.warning(
-                "recording %s: the asset's signals come from %d sources (%s); replay feeds each "
-                "row to all of them at once, so it reproduces the agent only while none of them "
-                "goes quiet",
-                path,
-                len(self._columns),
-                ", ".join(sorted(self._columns)),
-            )
-            self._warned_incomplete = True  # every row is incomplete, and that was said
 
     @staticmethod
     def _csv_line(cells: Sequence[str]) -> str:
@@ -128,28 +113,13 @@ class CsvRecorder:
             return
         self._last_ts = batch.ts
         points = self._columns.get(batch.source, {})
-        cells = self._cells
-        seen: set[int] = set()
+        cells = [""] * self._width
         for r in batch.readings:
             for col in points.get(r.point, ()):
                 cells[col] = _cell(r.value, r.quality)
-                seen.add(col)
-        if len(seen) < self._width:
-            self._incomplete(batch)
         self._buf.append(f"{format_time(batch.ts)},{','.join(cells)}\n")
         if len(self._buf) >= self._flush_rows or self._clock() - self._last_flush >= self._flush_s:
             self.flush()
-
-    def _incomplete(self, batch: Batch) -> None:
-        self.stats.incomplete_rows += 1
-        if not self._warned_incomplete:
-            self._warned_incomplete = True
-            log.warning(
-                "recording %s: a batch from %s does not carry all of the asset's signals; the "
-                "others keep their previous cells, so replay may differ where they went stale",
-                self.path,
-                batch.source,
-            )
 
     def flush(self) -> None:
         self._last_flush = self._clock()
@@ -237,10 +207,9 @@ class CsvRecorder:
                 self._failed(exc, 0)
         s = self.stats
         log.info(
-            "recording %s: %d row(s) written, %d lost, %d write error(s), %d incomplete",
+            "recording %s: %d row(s) written, %d lost, %d write error(s)",
             self.path,
             s.rows,
             s.dropped_rows,
             s.write_errors,
-            s.incomplete_rows,
         )

@@ -12,13 +12,12 @@ from edge_agent.alerts.policy import AlertPolicy
 from edge_agent.config import SignalRef
 from edge_agent.csvdata import Table
 from edge_agent.pipeline import AssetPipeline
+from edge_agent.stream.rows import table_batches
 from edge_agent.types import (
     AlertEvent,
     Batch,
     DataQualityEventKind,
     FloatArray,
-    Quality,
-    Reading,
     Score,
 )
 
@@ -35,24 +34,19 @@ class ReplayRow:
     bad_data_raised: bool = False  # a data-quality episode started at this row
 
 
-def row_batches(sigs: Sequence[SignalRef], ts: float, row: FloatArray) -> list[Batch]:
-    """One CSV row → one batch per source; empty cells become bad-quality readings."""
-    by_source: dict[str, list[Reading]] = {}
-    for sig, v in zip(sigs, row, strict=True):
-        q = Quality.GOOD if np.isfinite(v) else Quality.BAD
-        by_source.setdefault(sig.source, []).append(Reading(sig.point_name, float(v), q))
-    return [Batch(src, ts, tuple(r)) for src, r in by_source.items()]
+def batches(sigs: Sequence[SignalRef], table: Table) -> Iterator[tuple[float, list[Batch]]]:
+    """Each CSV row as the batches the asset's sources would have delivered (`stream/rows.py`)."""
+    return table_batches([(s.source, s.point_name) for s in sigs], [s.name for s in sigs], table)
 
 
 def replay(pipeline: AssetPipeline, table: Table) -> Iterator[ReplayRow]:
-    """Rows are fed as batches of the signals' sources; NaN cells become bad-quality readings."""
-    sigs = pipeline.asset.signals
-    x = table.select([s.name for s in sigs])
+    """Rows are fed as batches of the signals' sources (empty cells: no reading; bad cells:
+    bad-quality readings)."""
     bad = ""
-    for ts, row in zip(table.ts, x, strict=True):
+    for ts, row_batches in batches(pipeline.asset.signals, table):
         before = pipeline.stats.windows
         events: list[AlertEvent] = []
-        for b in row_batches(sigs, float(ts), row):
+        for b in row_batches:
             events.extend(pipeline.push(b))
         raised = False
         for q in pipeline.take_quality_events():
@@ -64,7 +58,7 @@ def replay(pipeline: AssetPipeline, table: Table) -> Iterator[ReplayRow]:
         scored = pipeline.stats.windows > before and pipeline.last_score is not None
         score = pipeline.last_score.score if scored and pipeline.last_score else float("nan")
         active = pipeline.policy.active_alert is not None
-        yield ReplayRow(float(ts), score, active, tuple(events), bad, raised)
+        yield ReplayRow(ts, score, active, tuple(events), bad, raised)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,15 +81,13 @@ def replay_batched(
     """The same computation as `replay`, reordered for speed: collect every window first, score
     them in large batches, then run the alert policy over the scores in time order. Used by the
     quality benchmark to compare detectors (int8, fp32, teacher) on identical windows."""
-    sigs = pipeline.asset.signals
-    x = table.select([s.name for s in sigs])
     sample_ts: list[float] = []
     invalid: list[bool] = []
     win_ts: list[float] = []
     windows: list[FloatArray] = []
     lasts: list[FloatArray] = []
-    for ts, row in zip(table.ts, x, strict=True):
-        for b in row_batches(sigs, float(ts), row):
+    for _ts, row_batches in batches(pipeline.asset.signals, table):
+        for b in row_batches:
             for sample in pipeline.assembler.push(b):
                 sample_ts.append(sample.ts)
                 invalid.append(not sample.valid)
