@@ -183,7 +183,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
         faults = [read_table(Path(f)) for f in args.faults or []]
         bundle = train_bundle(
-            table, signals, Path(args.out), opts, expected_period, units, name=name,
+            [table], signals, Path(args.out), opts, expected_period, units, name=name,
             faults=faults, label_column=args.label_column,
         )  # fmt: skip
     except (CsvError, TrainingError) as exc:

@@ -58,7 +58,7 @@ def train_demo_bundle(workdir: Path, profile_path: Path) -> Path:
     profile = load_profile(profile_path)
     units = [profile.point(s).unit for s in SIGNALS]
     bundle = train_bundle(
-        read_table(csv_path),
+        [read_table(csv_path)],
         SIGNALS,
         workdir / "bundle",
         TrainOptions(progress=False, teacher_steps=200),

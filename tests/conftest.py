@@ -42,7 +42,7 @@ def trained_bundle(tmp_path_factory: pytest.TempPathFactory) -> Bundle:
     csv_path = record(profile, d / "normal.csv", 12000, PERIOD, seed=SEED, speed=SPEED)
     units = [profile.point(s).unit for s in SIGNALS]
     return train_bundle(
-        read_table(csv_path),
+        [read_table(csv_path)],
         SIGNALS,
         d / "bundle",
         TrainOptions(progress=False, teacher_steps=150, distill_windows=2048),

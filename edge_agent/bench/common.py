@@ -46,7 +46,7 @@ def train_pump_bundle(
     )  # fmt: skip
     units = [profile.point(s).unit for s in PUMP_SIGNALS]
     train_bundle(
-        read_table(csv_path),
+        [read_table(csv_path)],
         PUMP_SIGNALS,
         out,
         TrainOptions(progress=False, teacher_steps=teacher_steps, distill_windows=2048),

@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_agent.alerts.policy import AlertPolicy, PolicyParams
-from edge_agent.csvdata import read_table
+from edge_agent.csvdata import Table, read_table
 from edge_agent.evaluation import evaluate, is_fault
 from edge_agent.inference.bundle import Bundle
 from edge_agent.inference.detector import Detector
@@ -176,14 +176,14 @@ def _run_seed(cfg: QualityConfig, workdir: Path, seed: int) -> list[dict[str, An
     for size, rows, levels in sizes:
         table = read_table(normal)
         if rows is not None:
-            table = type(table)(table.ts[:rows], table.columns, table.values[:rows], {})
+            table = Table.of(table.ts[:rows], table.columns, table.values[:rows])
         art: dict[str, Any] = {}
         opts = TrainOptions(
             progress=False, teacher_steps=cfg.teacher_steps, max_steps=cfg.student_steps,
             seed=seed, judge_levels=levels,
         )  # fmt: skip
         bundle = train_bundle(
-            table, SIGNALS, d / f"bundle-{size}", opts, name=f"seed{seed}", artifacts=art
+            [table], SIGNALS, d / f"bundle-{size}", opts, name=f"seed{seed}", artifacts=art
         )
         for stream, (path, onset) in streams.items():
             q_by_variant = _evaluate_stream(bundle, art, path, onset, compare=size == "full")

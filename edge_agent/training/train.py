@@ -9,7 +9,7 @@ import math
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +29,7 @@ from edge_agent.inference.bundle import (
     write_manifest,
 )
 from edge_agent.stream.stuck import stuck_limits
+from edge_agent.training.data import assemble
 from edge_agent.training.export import (
     INPUT,
     export_onnx,
@@ -238,7 +239,7 @@ def _spearman(a: F32, b: F32) -> float:
 
 
 def train_bundle(
-    table: Table,
+    tables: Sequence[Table],
     signals: list[str],
     out_dir: Path,
     opts: TrainOptions,
@@ -248,46 +249,49 @@ def train_bundle(
     artifacts: dict[str, Any] | None = None,
     faults: list[Table] | None = None,
     label_column: str = "label",
+    max_age: float | None = None,
 ) -> Bundle:
-    """Train and write a bundle. `artifacts`, when given, receives what the bundle does not carry
-    but a benchmark needs (the teacher, its weights and its calibrated thresholds)."""
+    """Train and write a bundle from the normal data in `tables` (one recording each). The rows
+    go through the agent's own assembler and window buffer (`training/data.py`); `max_age` is
+    the asset's (default 2.5 sample periods, as the agent's). `artifacts`, when given, receives
+    what the bundle does not carry but a benchmark needs (the teacher, its weights and its
+    calibrated thresholds)."""
     t_start = time.monotonic()
-    x = table.select(signals)
-    if len(x) == 0:
+    if not tables or sum(len(t.ts) for t in tables) == 0:
         raise TrainingError("the data has no rows")
-    period = table.inferred_period()
+    period = tables[0].inferred_period()
     if expected_period is not None and not math.isclose(period, expected_period, rel_tol=0.01):
         raise TrainingError(
             f"data sample period {period:g} s differs from the asset's sample_period_s "
             f"{expected_period:g} s"
         )
+    if expected_period is not None:
+        period = expected_period
+    x = np.concatenate([t.select(signals) for t in tables])
     empty = [s for s, col in zip(signals, x.T, strict=True) if not np.any(np.isfinite(col))]
     if empty:
         raise TrainingError(f"signals with no numeric values: {', '.join(empty)}")
     w = opts.window
     need = math.ceil(w / opts.holdout) + w
-    if len(x) < need:
+    data = assemble(tables, signals, period, max_age or 2.5 * period, w)
+    for line in data.report.lines():
+        log.info("%s", line)
+    if data.report.valid_samples < need:
         raise TrainingError(
-            f"too few rows: {len(x)}; need at least {need} for window {w} with "
+            f"too few usable samples: {data.report.valid_samples} valid grid samples from "
+            f"{data.report.rows} rows; need at least {need} for window {w} with "
             f"{opts.holdout:.0%} held out for calibration"
         )
-    nan_rows = int(np.sum(~np.all(np.isfinite(x), axis=1)))
-    if nan_rows:
-        log.warning("%d rows with missing values are skipped (windows never span them)", nan_rows)
-
-    cut = int(len(x) * (1 - opts.holdout))
-    fit_rows, cal_rows = x[:cut], x[cut:]
-    train_w = windows_of(segments(table.ts[:cut], fit_rows, period), w)
-    cal_raw = windows_of(segments(table.ts[cut:], cal_rows, period), w)
+    fit_segments, train_w, _, cal_raw = data.split(1 - opts.holdout)
     if len(train_w) < 16 or len(cal_raw) < 16:
         raise TrainingError(
-            f"too few complete windows after removing gaps: {len(train_w)} for training, "
-            f"{len(cal_raw)} for calibration (need 16 each)"
+            f"too few complete windows: {len(train_w)} for training, {len(cal_raw)} for "
+            f"calibration (need 16 each; the data has {data.report.valid_samples} valid samples "
+            f"in {len(data.segments)} runs without a gap)"
         )
-
-    finite = fit_rows[np.all(np.isfinite(fit_rows), axis=1)]
-    mean = finite.mean(axis=0)
-    std = finite.std(axis=0)
+    fit_rows = np.concatenate(fit_segments).astype(np.float64)
+    mean = fit_rows.mean(axis=0)
+    std = fit_rows.std(axis=0)
     # A constant signal has std 0; floor the scale so it cannot divide by zero and a tiny
     # change of it does not dominate the score.
     floor = 1e-3 * np.maximum(1.0, np.abs(mean))
@@ -297,9 +301,9 @@ def train_bundle(
     scale = np.maximum(std, floor)
     # The observed range is quoted in alerts. Levels are judged by their relations to each other
     # (training/levels.py). Both use all normal data (fit and held-out part alike).
-    every = x[np.all(np.isfinite(x), axis=1)]
+    normal_segments = [s.astype(np.float64) for s in data.segments]
+    every = np.concatenate(normal_segments)
     low, high = np.percentile(every, 0.5, axis=0), np.percentile(every, 99.5, axis=0)
-    normal_segments = segments(table.ts, x, period)
     std_segments = [(s - mean) / scale for s in normal_segments]
     levels = window_levels(std_segments, w, opts.hop)
     stuck_after = stuck_limits(normal_segments, w, [s in constant for s in signals])

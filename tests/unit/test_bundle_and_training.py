@@ -82,11 +82,10 @@ def test_agent_refuses_mismatched_bundle_with_exit_2(trained_bundle, tmp_path):
 
 def table(n, cols=2, period=1.0):
     rng = np.random.default_rng(0)
-    return Table(
+    return Table.of(
         ts=np.arange(n) * period,
         columns=[f"s{i}" for i in range(cols)],
         values=rng.normal(size=(n, cols)),
-        text={},
     )
 
 
@@ -95,14 +94,14 @@ def test_training_input_errors_are_clear(tmp_path):
     from edge_agent.training.train import TrainingError, TrainOptions, train_bundle
 
     opts = TrainOptions(max_steps=5, progress=False, teacher_steps=5)
-    with pytest.raises(TrainingError, match="too few rows: 50"):
-        train_bundle(table(50), ["s0", "s1"], tmp_path / "x", opts)
+    with pytest.raises(TrainingError, match="too few usable samples: 50 valid"):
+        train_bundle([table(50)], ["s0", "s1"], tmp_path / "x", opts)
     t = table(400)
     t.values[:, 1] = np.nan
     with pytest.raises(TrainingError, match="no numeric values: s1"):
-        train_bundle(t, ["s0", "s1"], tmp_path / "x", opts)
+        train_bundle([t], ["s0", "s1"], tmp_path / "x", opts)
     with pytest.raises(TrainingError, match="sample period 1 s differs"):
-        train_bundle(table(400), ["s0", "s1"], tmp_path / "x", opts, expected_period=PERIOD)
+        train_bundle([table(400)], ["s0", "s1"], tmp_path / "x", opts, expected_period=PERIOD)
 
 
 def test_constant_signal_and_gaps_still_train(tmp_path):
@@ -113,7 +112,7 @@ def test_constant_signal_and_gaps_still_train(tmp_path):
     t.values[:, 1] = 5.0  # constant: must not give a zero scale
     t.values[100:110, 0] = np.nan  # a gap: windows must not span it
     b = train_bundle(
-        t,
+        [t],
         ["s0", "s1"],
         tmp_path / "b",
         TrainOptions(max_steps=20, progress=False, teacher_steps=10),

@@ -38,7 +38,7 @@ def classified_bundle(tmp_path_factory: pytest.TempPathFactory) -> Bundle:
     opts = TrainOptions(
         progress=False, teacher_steps=0, max_steps=600, classifier_steps=400, distill_windows=2048
     )
-    return train_bundle(normal, SIGNALS, d / "bundle", opts, faults=faults)
+    return train_bundle([normal], SIGNALS, d / "bundle", opts, faults=faults)
 
 
 def test_manifest_lists_classes_and_the_classifier_file(classified_bundle):
@@ -72,4 +72,4 @@ def test_faults_without_labels_are_refused(tmp_path):
     normal = read_table(_record(tmp_path / "n.csv", 600))
     opts = TrainOptions(progress=False, teacher_steps=0, max_steps=5)
     with pytest.raises(TrainingError, match="no text column 'label'"):
-        train_bundle(normal, SIGNALS, tmp_path / "b", opts, faults=[normal])
+        train_bundle([normal], SIGNALS, tmp_path / "b", opts, faults=[normal])
