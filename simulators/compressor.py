@@ -62,7 +62,9 @@ class CompressorSimulator:
 
     def _severity(self, name: str) -> float:
         s = self.scenario
-        return s.severity(self.state.t) if s is not None and s.name == name else 0.0
+        if s is None or s.name != name:
+            return 0.0
+        return s.severity(self.state.t) * s.magnitude
 
     def step(self, dt: float) -> None:
         s, rng = self.state, self.rng
@@ -125,7 +127,7 @@ class CoolerFouling(Scenario):
     ramp: float = 1800.0
 
     def severity(self, t: float) -> float:
-        return 0.0 if t < self.at else min(1.0, (t - self.at) / self.ramp)
+        return min(1.0, (t - self.at) / self.ramp) if self.active(t) else 0.0
 
     def apply(
         self, t: float, clean: dict[str, float], noise: dict[str, float], rng: np.random.Generator

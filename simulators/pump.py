@@ -70,9 +70,19 @@ def _lag(x: float, target: float, tau: float, dt: float) -> float:
 
 
 class PumpSimulator:
-    def __init__(self, seed: int = 0, scenario: Scenario | None = None) -> None:
+    def __init__(
+        self,
+        seed: int = 0,
+        scenario: Scenario | None = None,
+        thermal_start: float = 1.0,
+        setpoint_interval_s: float = 1200.0,
+    ) -> None:
+        """`thermal_start`: where the temperatures start between ambient (0: a cold start, the
+        warm-up drifts on for the better part of an hour) and equilibrium (1). The operator moves
+        the load set point on average every `setpoint_interval_s` (inf: never by itself)."""
         self.rng = np.random.default_rng(seed)
         self.scenario = scenario
+        self.setpoint_interval_s = setpoint_interval_s
         self.state = PumpState()
         self.offline = False
         # Fixed per-unit characteristics (manufacturing spread), drawn once from the seed.
@@ -85,8 +95,9 @@ class PumpSimulator:
         # The skid has been running for thousands of hours: start at thermal equilibrium, not in a
         # cold-start transient that no training stretch would contain.
         s = self.state
-        s.motor_temp = self._motor_temp_target()
-        s.fluid_temp = self._fluid_temp_target()
+        ambient = self.ambient(0.0)
+        s.motor_temp = ambient + thermal_start * (self._motor_temp_target() - ambient)
+        s.fluid_temp = ambient + thermal_start * (self._fluid_temp_target() - ambient)
 
     def ambient(self, t: float) -> float:
         return self.ambient_mean + 5.0 * math.sin(2 * math.pi * t / 86_400 + self.ambient_phase)
@@ -94,7 +105,7 @@ class PumpSimulator:
     def step(self, dt: float) -> None:
         s, rng = self.state, self.rng
         # Operator changes the set point now and then (a Poisson process, ~ every 20 min).
-        if rng.random() < 1 - math.exp(-dt / 1200.0):
+        if rng.random() < 1 - math.exp(-dt / self.setpoint_interval_s):
             s.load_setpoint = float(rng.uniform(0.6, 0.95))
         s.load = min(1.0, max(0.3, _ou(s.load, s.load_setpoint, 60.0, 0.03, dt, rng)))
         s.voltage = _ou(s.voltage, 400.0, 300.0, 2.0, dt, rng)

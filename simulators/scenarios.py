@@ -10,11 +10,20 @@ import numpy as np
 
 @dataclass
 class Scenario:
+    """A fault from `at` until `until` (simulated seconds; an episode when `until` is finite, after
+    which the machine is healthy again). `magnitude` scales the fault: 1 is the loud textbook
+    case the scenario describes, 0.1 a subtle onset that a plant would still want to hear of."""
+
     name: str
     at: float  # onset, simulated seconds from start
+    until: float = math.inf
+    magnitude: float = 1.0
+
+    def active(self, t: float) -> bool:
+        return self.at <= t < self.until
 
     def severity(self, t: float) -> float:
-        return 0.0 if t < self.at else 1.0
+        return 1.0 if self.active(t) else 0.0
 
     def apply(
         self, t: float, clean: dict[str, float], noise: dict[str, float], rng: np.random.Generator
@@ -30,14 +39,14 @@ class BearingWear(Scenario):
     ramp: float = 1800.0
 
     def severity(self, t: float) -> float:
-        if t < self.at:
+        if not self.active(t):
             return 0.0
         return float(min(1.0, (t - self.at) / self.ramp) ** 1.5)
 
     def apply(
         self, t: float, clean: dict[str, float], noise: dict[str, float], rng: np.random.Generator
     ) -> None:
-        s = self.severity(t)
+        s = self.severity(t) * self.magnitude
         if s <= 0:
             return
         clean["vibration_de"] += 5.0 * s
@@ -55,20 +64,21 @@ class Cavitation(Scenario):
     def apply(
         self, t: float, clean: dict[str, float], noise: dict[str, float], rng: np.random.Generator
     ) -> None:
-        if t < self.at:
+        if not self.active(t):
             return
-        clean["flow_rate"] *= 0.82
-        clean["discharge_pressure"] *= 0.85
-        clean["motor_current"] *= 0.93
-        clean["vibration_de"] += 2.5
-        clean["vibration_nde"] += 2.0
-        noise["discharge_pressure"] *= 6
-        noise["flow_rate"] *= 5
-        noise["vibration_de"] *= 6
-        noise["vibration_nde"] *= 6
+        m = self.magnitude
+        clean["flow_rate"] *= 1 - 0.18 * m
+        clean["discharge_pressure"] *= 1 - 0.15 * m
+        clean["motor_current"] *= 1 - 0.07 * m
+        clean["vibration_de"] += 2.5 * m
+        clean["vibration_nde"] += 2.0 * m
+        noise["discharge_pressure"] *= 1 + 5 * m
+        noise["flow_rate"] *= 1 + 4 * m
+        noise["vibration_de"] *= 1 + 5 * m
+        noise["vibration_nde"] *= 1 + 5 * m
         # Vapour bubbles collapse in bursts.
         if rng.random() < 0.2:
-            clean["vibration_de"] += 2.0 * math.fabs(float(rng.standard_normal()))
+            clean["vibration_de"] += 2.0 * m * math.fabs(float(rng.standard_normal()))
 
 
 SCENARIOS: dict[str, type[Scenario]] = {"bearing_wear": BearingWear, "cavitation": Cavitation}
@@ -91,12 +101,12 @@ class ValveClosure(Scenario):
     ramp: float = 120.0
 
     def severity(self, t: float) -> float:
-        return 0.0 if t < self.at else min(1.0, (t - self.at) / self.ramp)
+        return min(1.0, (t - self.at) / self.ramp) if self.active(t) else 0.0
 
     def apply(
         self, t: float, clean: dict[str, float], noise: dict[str, float], rng: np.random.Generator
     ) -> None:
-        s = self.severity(t)
+        s = self.severity(t) * self.magnitude
         if s <= 0:
             return
         clean["flow_rate"] *= 1 - 0.85 * s
@@ -113,12 +123,13 @@ class RotorImbalance(Scenario):
     def apply(
         self, t: float, clean: dict[str, float], noise: dict[str, float], rng: np.random.Generator
     ) -> None:
-        if t < self.at:
+        if not self.active(t):
             return
-        clean["vibration_de"] += 1.5
-        clean["vibration_nde"] += 3.0
-        clean["flow_rate"] *= 0.96
-        clean["motor_current"] *= 0.97
+        m = self.magnitude
+        clean["vibration_de"] += 1.5 * m
+        clean["vibration_nde"] += 3.0 * m
+        clean["flow_rate"] *= 1 - 0.04 * m
+        clean["motor_current"] *= 1 - 0.03 * m
 
 
 @dataclass
@@ -129,13 +140,13 @@ class SensorDrift(Scenario):
     rate: float = 12.0
 
     def severity(self, t: float) -> float:
-        return 0.0 if t < self.at else min(1.0, (t - self.at) / 1800.0)
+        return min(1.0, (t - self.at) / 1800.0) if self.active(t) else 0.0
 
     def apply(
         self, t: float, clean: dict[str, float], noise: dict[str, float], rng: np.random.Generator
     ) -> None:
-        if t >= self.at:
-            clean["fluid_temperature"] += self.rate * (t - self.at) / 3600.0
+        if self.active(t):
+            clean["fluid_temperature"] += self.magnitude * self.rate * (t - self.at) / 3600.0
 
 
 @dataclass
@@ -147,7 +158,7 @@ class StuckSensor(Scenario):
     def apply(
         self, t: float, clean: dict[str, float], noise: dict[str, float], rng: np.random.Generator
     ) -> None:
-        if t < self.at:
+        if not self.active(t):
             return
         if self.held is None:
             self.held = clean["discharge_pressure"]
@@ -163,7 +174,7 @@ class Dropout(Scenario):
     def apply(
         self, t: float, clean: dict[str, float], noise: dict[str, float], rng: np.random.Generator
     ) -> None:
-        if t >= self.at and (t - self.at) % 60.0 < 5.0:
+        if self.active(t) and (t - self.at) % 60.0 < 5.0:
             clean["vibration_de"] = math.nan
 
 
@@ -183,6 +194,68 @@ class Offline(Scenario):
         return
 
 
+@dataclass
+class SuctionRestriction(Scenario):
+    """A partly closed suction valve or a clogging strainer: the pump starves. Unlike throttling
+    on the discharge side (which moves along the pump curve, as load changes do), flow and head
+    fall together, the motor unloads a little, and the first vapour bubbles make pressure, flow
+    and drive-end vibration restless: the road towards cavitation."""
+
+    def apply(
+        self, t: float, clean: dict[str, float], noise: dict[str, float], rng: np.random.Generator
+    ) -> None:
+        if not self.active(t):
+            return
+        m = self.magnitude
+        clean["flow_rate"] *= 1 - 0.15 * m
+        clean["discharge_pressure"] *= 1 - 0.12 * m
+        clean["motor_current"] *= 1 - 0.06 * m
+        clean["vibration_de"] += 0.4 * m
+        noise["discharge_pressure"] *= 1 + 2 * m
+        noise["flow_rate"] *= 1 + 1.5 * m
+        noise["vibration_de"] *= 1 + 1.5 * m
+
+
+@dataclass
+class CoolingLoss(Scenario):
+    """The heat exchanger of the loop loses capacity (fouling, a stopped fan): the fluid warms
+    towards a higher equilibrium with the loop's time constant, and the motor, cooled by the
+    fluid, follows part of the way."""
+
+    tau: float = 240.0
+
+    def severity(self, t: float) -> float:
+        return 1.0 - math.exp(-(t - self.at) / self.tau) if self.active(t) else 0.0
+
+    def apply(
+        self, t: float, clean: dict[str, float], noise: dict[str, float], rng: np.random.Generator
+    ) -> None:
+        s = self.severity(t) * self.magnitude
+        if s <= 0:
+            return
+        clean["fluid_temperature"] += 8.0 * s
+        clean["motor_temperature"] += 3.0 * s
+
+
+@dataclass
+class Misalignment(Scenario):
+    """Coupling misalignment after maintenance or a soft foot: drive-end vibration rises and
+    gets restless (twice running speed shows in the RMS), friction costs a little current and
+    heat."""
+
+    def apply(
+        self, t: float, clean: dict[str, float], noise: dict[str, float], rng: np.random.Generator
+    ) -> None:
+        if not self.active(t):
+            return
+        m = self.magnitude
+        clean["vibration_de"] += 1.2 * m
+        clean["vibration_nde"] += 0.5 * m
+        clean["motor_current"] *= 1 + 0.03 * m
+        clean["motor_temperature"] += 2.0 * m
+        noise["vibration_de"] *= 1 + 2 * m
+
+
 def is_offline(scenario: Scenario | None, t: float) -> bool:
     return isinstance(scenario, Offline) and scenario.severity(t) > 0
 
@@ -195,5 +268,8 @@ SCENARIOS.update(
         "stuck_sensor": StuckSensor,
         "dropout": Dropout,
         "offline": Offline,
+        "suction_restriction": SuctionRestriction,
+        "cooling_loss": CoolingLoss,
+        "misalignment": Misalignment,
     }
 )
