@@ -178,7 +178,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             max_steps=args.steps,
             seed=args.seed,
             teacher_steps=args.teacher_steps,
-            judge_levels=args.levels == "on",
+            judge_levels={"auto": None, "on": True, "off": False}[args.levels],
             progress=sys.stderr.isatty() and not args.quiet,
         )
         faults = [read_table(Path(f)) for f in args.faults or []]
@@ -305,13 +305,18 @@ def main(argv: list[str] | None = None) -> int:
         help="labelled CSV with fault data (repeatable); trains a fault classifier head",
     )
     p.add_argument("--label-column", default="label", help="label column of --faults files")
-    p.add_argument("--teacher-steps", type=int, default=600, help="0: no teacher, no distillation")
-    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument(
+        "--teacher-steps",
+        type=int,
+        help="teacher optimizer steps (default: scaled to the data); 0: no teacher",
+    )
+    p.add_argument("--steps", type=int, help="student optimizer steps (default: scaled)")
     p.add_argument(
         "--levels",
-        choices=["on", "off"],
-        default="on",
-        help="off: judge window shape only, not levels (commissioning with minutes of data)",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="judge absolute window levels: auto = only from an hour of data or more (minutes "
+        "cannot show where levels go); level shifts are judged either way",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")

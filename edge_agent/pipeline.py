@@ -14,6 +14,7 @@ from edge_agent.config import Asset
 from edge_agent.inference.bundle import Bundle, BundleError
 from edge_agent.inference.detector import Detector, DetectorPool, FaultClassifier
 from edge_agent.stream.assembler import Assembler
+from edge_agent.stream.level_shift import LevelShift, ShiftParams
 from edge_agent.stream.normalize import Scaler
 from edge_agent.stream.quality import DataQualityMonitor
 from edge_agent.stream.windows import WindowBuffer
@@ -64,6 +65,20 @@ class AssetPipeline:
         )
         self.windows = WindowBuffer(m.window, asset.hop or m.hop, len(m.signals))
         self.scaler = Scaler(m.scaler.mean, m.scaler.scale)
+        ls = m.level_shift
+        self.level_shift = (
+            LevelShift(
+                ShiftParams(
+                    ls.window,
+                    ls.time_constant,
+                    ls.offset,
+                    [np.inf if t is None else t for t in ls.tolerance],
+                )
+            )
+            if ls is not None
+            else None
+        )
+        self._raise = m.threshold.raise_
         # The agent passes its pool so assets with identical models share a session.
         self.detector = (
             detectors.get(bundle.model_path, m.model.input)
@@ -114,6 +129,35 @@ class AssetPipeline:
         message = event.message.replace(": anomaly", f": {label} suspected (p={p:.2f}), anomaly", 1)
         return dataclasses.replace(event, kind=label, message=message, probabilities=probs)
 
+    def shift_ratio(self, sample_values: FloatArray, valid: bool) -> FloatArray | None:
+        """Feed the level-shift stage one sample; its per-signal ratios (None without one)."""
+        if self.level_shift is None:
+            return None
+        if not valid:
+            self.level_shift.gap()
+            return None
+        ratios: FloatArray = self.level_shift.push(self.scaler.apply(sample_values)).astype(
+            np.float32
+        )
+        return ratios
+
+    def combined(
+        self,
+        score: float,
+        errors: FloatArray,
+        ratios: FloatArray | None,
+        raise_threshold: float | None = None,
+    ) -> tuple[float, FloatArray]:
+        """The window's score: the model's, or the level shift's scaled to the raise threshold
+        (ratio 1 = raise) when that is higher; the signals named are those of the larger one."""
+        if ratios is None:
+            return score, errors
+        r = np.nan_to_num(ratios, nan=0.0)
+        level = float(r.max()) * (raise_threshold or self._raise)
+        if level <= score:
+            return score, errors
+        return level, r.astype(np.float32)
+
     def push(self, batch: Batch) -> list[AlertEvent]:
         events: list[AlertEvent] = []
         for sample in self.assembler.push(batch):
@@ -122,13 +166,15 @@ class AssetPipeline:
                 self.stats.invalid_samples += 1
             if (q_event := self.quality.update(sample)) is not None:
                 self._quality_events.append(q_event)
+            ratios = self.shift_ratio(sample.values, sample.valid)
             window = self.windows.push(sample)
             if window is None:
                 continue
             self.stats.windows += 1
             normalized = self.scaler.apply(window)
             scores, errors = self.detector.score(normalized)
-            score = Score(self.name, sample.ts, float(scores[0]), errors[0], window[-1])
+            value, why = self.combined(float(scores[0]), errors[0], ratios)
+            score = Score(self.name, sample.ts, value, why, window[-1])
             self.last_score = score
             self.stats.last_score = score.score
             event = self.policy.update(score)

@@ -74,7 +74,7 @@ class BatchedReplay:
 def replay_batched(
     pipeline: AssetPipeline,
     table: Table,
-    score: Callable[[FloatArray], FloatArray] | None = None,
+    score: Callable[[FloatArray], tuple[FloatArray, FloatArray]] | None = None,
     policy: AlertPolicy | None = None,
     batch: int = 1024,
 ) -> BatchedReplay:
@@ -86,16 +86,19 @@ def replay_batched(
     win_ts: list[float] = []
     windows: list[FloatArray] = []
     lasts: list[FloatArray] = []
+    ratios: list[FloatArray | None] = []
     for _ts, row_batches in batches(pipeline.asset.signals, table):
         for b in row_batches:
             for sample in pipeline.assembler.push(b):
                 sample_ts.append(sample.ts)
                 invalid.append(not sample.valid)
+                r = pipeline.shift_ratio(sample.values, sample.valid)
                 w = pipeline.windows.push(sample)
                 if w is not None:
                     win_ts.append(sample.ts)
                     windows.append(w)
                     lasts.append(w[-1])
+                    ratios.append(r)
     n = len(pipeline.bundle.manifest.signals)
     stacked = np.stack(windows) if windows else np.zeros((0, 1, n), np.float32)
     normalized = pipeline.scaler.apply(stacked)
@@ -111,8 +114,11 @@ def replay_batched(
     policy = policy or pipeline.policy
     events: list[AlertEvent] = []
     active_at: list[tuple[float, bool]] = []
-    for t, s, e, last in zip(win_ts, scores, errors, lasts, strict=True):
-        ev = policy.update(Score(pipeline.name, t, float(s), e, last))
+    combined: list[float] = []
+    for t, s, e, last, r in zip(win_ts, scores, errors, lasts, ratios, strict=True):
+        value, why = pipeline.combined(float(s), e, r, policy.params.raise_threshold)
+        combined.append(value)
+        ev = policy.update(Score(pipeline.name, t, value, why, last))
         if ev is not None:
             events.append(ev)
         active_at.append((t, policy.active_alert is not None))
@@ -124,6 +130,6 @@ def replay_batched(
         idx = np.searchsorted(wt, grid, side="right") - 1
         alert = np.where(idx >= 0, st[np.maximum(idx, 0)], False)
     return BatchedReplay(
-        grid, np.asarray(win_ts), np.asarray(scores), alert, np.asarray(invalid, bool),
+        grid, np.asarray(win_ts), np.asarray(combined), alert, np.asarray(invalid, bool),
         tuple(events),
     )  # fmt: skip

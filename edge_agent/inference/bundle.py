@@ -54,6 +54,21 @@ class LevelModelSpec(_Frozen):
     tolerance: list[float | None]
 
 
+class LevelShiftSpec(_Frozen):
+    """Level shifts against each signal's own recent past (`stream/level_shift.py`): window
+    means against a reference with `time_constant` samples; per signal the mean shift on normal
+    data and the tolerance interval's half-width (standardized units; null: not judged, e.g. a
+    signal constant in training). A ratio of 1 counts as the raise threshold."""
+
+    window: int = Field(ge=2)
+    time_constant: float = Field(gt=0)
+    coverage: float = Field(gt=0, lt=1)
+    confidence: float = Field(gt=0, lt=1)
+    effective_samples: list[float]
+    offset: list[float]
+    tolerance: list[Annotated[float, Field(gt=0)] | None]
+
+
 class ThresholdSpec(_Frozen):
     raise_: float = Field(alias="raise", gt=0)
     clear: float = Field(gt=0)
@@ -103,6 +118,7 @@ class Manifest(_Frozen):
     scaler: ScalerSpec
     normal_range: NormalRange
     level_model: LevelModelSpec | None = None
+    level_shift: LevelShiftSpec | None = None
     # Per signal: exact repetitions (samples) after which the value counts as stuck; null for
     # signals that were constant in training. Absent in bundles trained before the check existed.
     stuck_after_samples: list[Annotated[int, Field(ge=1)] | None] | None = None
@@ -125,6 +141,11 @@ class Manifest(_Frozen):
                 (f"level_model.{k}", getattr(self.level_model, k))
                 for k in ("effective_samples", "explained", "tolerance")
                 if self.level_model is not None
+            ),
+            *(
+                (f"level_shift.{k}", getattr(self.level_shift, k))
+                for k in ("effective_samples", "offset", "tolerance")
+                if self.level_shift is not None
             ),
             *(
                 [("stuck_after_samples", self.stuck_after_samples)]

@@ -39,6 +39,7 @@ from edge_agent.training.export import (
 )
 from edge_agent.training.levels import fit_level_relations, measurement_noise, window_levels
 from edge_agent.training.model import ConvAutoencoder, LevelModel, Scorer, demean
+from edge_agent.training.shift import fit_shift
 
 log = logging.getLogger(__name__)
 F64 = npt.NDArray[np.float64]
@@ -53,7 +54,9 @@ class TrainingError(ValueError):
 class TrainOptions:
     window: int = 32
     hop: int = 4
-    max_steps: int = 1500
+    # None: scaled to the data (`steps_for`): passes enough over few windows to converge, capped
+    # so hours of data do not take hours to train.
+    max_steps: int | None = None
     batch_size: int = 128
     learning_rate: float = 2e-3
     seed: int = 0
@@ -61,8 +64,8 @@ class TrainOptions:
     margin: float = 0.25
     holdout: float = 0.2
     progress: bool = True
-    # Teacher: 0 steps trains the student alone (reconstruction loss only).
-    teacher_steps: int = 600
+    # Teacher: 0 steps trains the student alone (reconstruction loss only); None: scaled.
+    teacher_steps: int | None = None
     distill_weight: float = 0.5
     # Windows the teacher reconstructs for distillation (each costs one pass per signal).
     distill_windows: int = 4096
@@ -70,10 +73,27 @@ class TrainOptions:
     # confidence (see training/levels.py).
     level_coverage: float = 0.999
     level_confidence: float = 0.95
-    # False: levels are not judged at all (shape only). Minutes of data cannot show where
-    # levels go at other operating points or times of day; see docs/QUALITY.md.
-    judge_levels: bool = True
+    # Absolute levels judged in the graph (training/levels.py). None: only when the normal data
+    # spans at least `level_min_hours`; minutes of data cannot show where levels go at other
+    # operating points, after warm-up or at other times of day (docs/QUALITY.md measures it).
+    # Level *shifts* are judged either way (stream/level_shift.py).
+    judge_levels: bool | None = None
+    level_min_hours: float = 1.0
+    # Level shifts against each signal's recent past (stream/level_shift.py).
+    level_shift: bool = True
     classifier_steps: int = 800
+
+
+# Passes over the training windows and the step ranges (see TrainOptions.max_steps).
+STUDENT_EPOCHS, STUDENT_STEPS = 60, (200, 1500)
+TEACHER_EPOCHS, TEACHER_STEPS = 20, (100, 600)
+TEACHER_BATCH = 64
+
+
+def steps_for(windows: int, batch: int, epochs: int, bounds: tuple[int, int]) -> int:
+    """Optimizer steps for `epochs` passes over `windows`, within `bounds`."""
+    lo, hi = bounds
+    return int(min(hi, max(lo, math.ceil(epochs * windows / max(1, batch)))))
 
 
 def segments(ts: F64, x: F64, period: float) -> list[F64]:
@@ -122,13 +142,14 @@ def _fit(scorer: Scorer, train: F32, opts: TrainOptions, targets: F32 | None = N
     torch.manual_seed(opts.seed)
     rng = np.random.default_rng(opts.seed)
     optim = torch.optim.Adam(scorer.parameters(), lr=opts.learning_rate)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(optim, T_max=opts.max_steps)
+    steps = opts.max_steps or steps_for(len(train), opts.batch_size, STUDENT_EPOCHS, STUDENT_STEPS)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(optim, T_max=steps)
     data = torch.from_numpy(train)
     target = torch.from_numpy(targets) if targets is not None else None
     alpha = opts.distill_weight if target is not None else 0.0
     losses: list[float] = []
     scorer.train()
-    bar = tqdm(range(opts.max_steps), desc="student", unit="step", disable=not opts.progress)
+    bar = tqdm(range(steps), desc="student", unit="step", disable=not opts.progress)
     for step in bar:
         idx = torch.from_numpy(rng.integers(0, len(data), size=min(opts.batch_size, len(data))))
         x = demean(data[idx])
@@ -310,16 +331,36 @@ def train_bundle(
     # Measurement noise alone gives a window level variance of σ² / window.
     noise = measurement_noise(std_segments) / w
     relations = fit_level_relations(levels, opts.level_coverage, opts.level_confidence, noise)
-    if not opts.judge_levels:
+    hours = data.report.valid_samples * period / 3600.0
+    judge_levels = opts.judge_levels
+    if judge_levels is None:
+        judge_levels = hours >= opts.level_min_hours
+        log.info(
+            "absolute levels %s: the data spans %.2f h of valid samples (%s %.2f h); level "
+            "shifts are judged either way",
+            "judged" if judge_levels else "not judged",
+            hours,
+            "at least" if judge_levels else "under",
+            opts.level_min_hours,
+        )
+    if not judge_levels:
         relations = relations.without_judgement()
     unjudged = [s for s, ok in zip(signals, relations.judged, strict=True) if not ok]
-    if unjudged and opts.judge_levels:
+    if unjudged and judge_levels:
         log.warning(
             "levels not judged (they did not move beyond measurement noise in the training data, "
             "so nothing says where they may go; more data fixes this): %s",
             ", ".join(unjudged),
         )
     level_model = LevelModel(len(signals)).load(relations)
+    shift = fit_shift(
+        std_segments, w, opts.level_coverage, opts.level_confidence,
+        [s in constant for s in signals],
+    )  # fmt: skip
+    if opts.level_shift:
+        unshifted = [s for s, ok in zip(signals, shift.judged, strict=True) if not ok]
+        if unshifted:
+            log.warning("level shifts not judged (constant in training): %s", ", ".join(unshifted))
     log.info(
         "levels: effective samples %s",
         ", ".join(
@@ -342,11 +383,16 @@ def train_bundle(
     targets: F32 | None = None
     teacher_cal: F32 | None = None
     teacher_losses: list[float] = []
-    if opts.teacher_steps > 0:
+    teacher_steps = opts.teacher_steps
+    if teacher_steps is None:
+        teacher_steps = steps_for(len(train_n), TEACHER_BATCH, TEACHER_EPOCHS, TEACHER_STEPS)
+    if teacher_steps > 0:
         from edge_agent.training.teacher import teacher_scores, train_teacher
 
         t0 = time.monotonic()
-        teacher = train_teacher(train_n, opts.teacher_steps, opts.seed, progress=opts.progress)
+        teacher = train_teacher(
+            train_n, teacher_steps, opts.seed, TEACHER_BATCH, progress=opts.progress
+        )
         teacher_losses = teacher.losses
         ones = np.ones(len(signals), np.float32)
         _, targets = teacher_scores(teacher, fit_n, ones, None)
@@ -367,7 +413,7 @@ def train_bundle(
             )
         teacher_info = {
             "teacher": "patchtst-channel-attention",
-            "teacher_steps": opts.teacher_steps,
+            "teacher_steps": teacher_steps,
             "teacher_params": sum(p.numel() for p in teacher.parameters()),
             "teacher_seconds": round(time.monotonic() - t0, 1),
         }
@@ -436,6 +482,20 @@ def train_bundle(
                 for h, ok in zip(relations.half_width, relations.judged, strict=True)
             ],
         },
+        "level_shift": {
+            "window": w,
+            "time_constant": shift.params.time_constant,
+            "coverage": opts.level_coverage,
+            "confidence": opts.level_confidence,
+            "effective_samples": shift.effective_samples,
+            "offset": [round(float(v), 6) for v in shift.params.offset],
+            "tolerance": [
+                round(float(t), 6) if ok else None
+                for t, ok in zip(shift.params.tolerance, shift.judged, strict=True)
+            ],
+        }
+        if opts.level_shift
+        else None,
         "stuck_after_samples": stuck_after,
         "threshold": {
             "raise": raise_t,
@@ -466,7 +526,8 @@ def train_bundle(
             "train_windows": len(train_n),
             "student_fit_windows": len(fit_n),
             "calibration_windows": len(cal_n),
-            "steps": opts.max_steps,
+            "steps": len(losses),
+            "levels_judged": str(judge_levels).lower(),
             "final_loss": float(np.mean(losses[-50:])),
             "seconds": round(time.monotonic() - t_start, 1),
             "seed": opts.seed,

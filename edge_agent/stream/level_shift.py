@@ -1,0 +1,106 @@
+"""Has a signal's level just moved? A window's mean against the signal's own recent past.
+
+A model trained on a few minutes of data cannot know where levels go later: the machine keeps
+warming up, the operator moves the set point, ambient follows the day. Judging levels against
+the training minutes therefore alarms on all of that (and a band wide enough not to misses the
+faults). What minutes of data *can* say is how much a level wanders from one window to the next
+when nothing happens. So each signal keeps a reference: an exponentially weighted mean of its own
+window means, with a time constant of one window. A subtle fault (a partly closed valve, a slight
+imbalance, the onset of cavitation) moves some levels within a window or two, far faster than
+warm-up or drift; the reference follows slow movement and the shift stands out against it:
+
+    shift_j = window mean_j − reference_j (before this window)
+    ratio_j = |shift_j − offset_j| / tolerance_j
+
+The tolerance comes from the same statistic on the asset's normal data: a normal tolerance
+interval (Howe's factor, `training/levels.py`) over the shift's effective number of independent
+observations, so a few minutes of data give a wide interval and more data a narrower one.
+
+The reference follows a fault too, in a few window lengths: this stage says when levels move, the
+model's reconstruction error (shape and cross-signal structure) says whether the machine still
+behaves as it did. Inputs are standardized samples (the bundle's scaler); pure numpy, no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+F64 = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class ShiftParams:
+    window: int  # samples averaged into one level
+    time_constant: float  # of the reference, in samples
+    offset: Sequence[float]  # per signal: mean shift on normal data
+    tolerance: Sequence[float]  # per signal: half-width of the normal interval; inf: not judged
+
+
+class LevelShift:
+    """Per valid sample: each signal's shift ratio (NaN until a window of valid samples is in).
+    An invalid sample (a gap) restarts the window; the reference is kept across gaps."""
+
+    def __init__(self, params: ShiftParams) -> None:
+        n = len(params.tolerance)
+        self.params = params
+        self._alpha = 1.0 / max(1.0, params.time_constant)
+        self._buf = np.zeros((params.window, n))
+        self._sum = np.zeros(n)
+        self._run = 0
+        self._pos = 0
+        self._ref: F64 | None = None
+        self._offset = np.asarray(params.offset, np.float64)
+        self._tol = np.asarray(params.tolerance, np.float64)
+        self.last_shift = np.full(n, math.nan)
+
+    @property
+    def ready(self) -> bool:
+        return self._run >= self.params.window
+
+    def gap(self) -> None:
+        self._run = 0
+        self._pos = 0
+        self._sum[:] = 0.0
+
+    def push(self, z: npt.ArrayLike) -> F64:
+        """`z`: one standardized sample (signals,) → ratio per signal (NaN: no window yet)."""
+        x = np.asarray(z, np.float64)
+        w = self.params.window
+        if self._run >= w:
+            self._sum -= self._buf[self._pos]
+        self._buf[self._pos] = x
+        self._sum += x
+        self._pos = (self._pos + 1) % w
+        self._run += 1
+        if self._run < w:
+            return np.full(len(x), math.nan)
+        mean = self._sum / w
+        if self._ref is None:
+            self._ref = mean.copy()
+        shift = mean - self._ref
+        self._ref += self._alpha * shift
+        self.last_shift = shift
+        out: F64 = np.abs(shift - self._offset) / self._tol
+        return out
+
+
+def shifts(segments: Sequence[F64], window: int, time_constant: float) -> list[F64]:
+    """The shift of every window of each gap-free segment (standardized samples), as `LevelShift`
+    computes them live with one reference carried across segments."""
+    n = segments[0].shape[1] if segments else 0
+    tracker = LevelShift(ShiftParams(window, time_constant, [0.0] * n, [1.0] * n))
+    out: list[F64] = []
+    for seg in segments:
+        tracker.gap()
+        rows = []
+        for row in seg:
+            tracker.push(row)
+            if tracker.ready:
+                rows.append(tracker.last_shift.copy())
+        out.append(np.asarray(rows).reshape(-1, n))
+    return out

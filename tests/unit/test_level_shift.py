@@ -1,0 +1,90 @@
+"""The level-shift stage: window means against each signal's own recent past."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from edge_agent.stream.level_shift import LevelShift, ShiftParams, shifts
+from edge_agent.training.shift import fit_shift
+
+
+def _noise(n: int, s: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, s))
+
+
+def test_no_ratio_until_a_window_is_in_and_after_a_gap() -> None:
+    t = LevelShift(ShiftParams(4, 4.0, [0.0], [1.0]))
+    assert all(math.isnan(t.push([1.0])[0]) for _ in range(3))
+    assert t.push([1.0])[0] == 0.0  # the first full window is its own reference
+    t.gap()
+    assert math.isnan(t.push([1.0])[0])
+
+
+def test_a_step_stands_out_then_the_reference_follows_it() -> None:
+    w = 8
+    t = LevelShift(ShiftParams(w, float(w), [0.0], [0.5]))
+    for _ in range(50):
+        t.push([0.0])
+    ratios = [float(t.push([2.0])[0]) for _ in range(200)]
+    # The window fills with the new level: the shift peaks within about a window...
+    peak = int(np.argmax(ratios))
+    assert peak <= 2 * w and ratios[peak] > 2.0
+    # ...and a sustained level becomes the reference again after a few time constants.
+    assert ratios[-1] < 0.05
+
+
+def test_slow_drift_is_followed_without_alarm() -> None:
+    w = 16
+    t = LevelShift(ShiftParams(w, float(w), [0.0], [0.3]))
+    # Warm-up: 2 standard deviations over 2000 samples, far above what the tolerance allows in
+    # one window but spread over a hundred windows.
+    drift = np.linspace(0.0, 2.0, 2000)
+    worst = max(float(np.nan_to_num(t.push([v])[0])) for v in drift)
+    assert worst < 1.0
+
+
+def test_ratio_names_the_signal_that_moved() -> None:
+    w = 8
+    t = LevelShift(ShiftParams(w, float(w), [0.0, 0.0, 0.0], [0.5, 0.5, math.inf]))
+    for _ in range(40):
+        t.push([0.0, 0.0, 0.0])
+    r = np.zeros(3)
+    for _ in range(w):
+        r = t.push([0.0, 3.0, 50.0])
+    assert int(np.argmax(r)) == 1  # the unjudged signal (infinite tolerance) never counts
+    assert r[2] == 0.0
+
+
+def test_batch_shifts_equal_the_live_stage() -> None:
+    x = _noise(300, 2, seed=3)
+    w, tc = 10, 10.0
+    (batch,) = shifts([x], w, tc)
+    live = LevelShift(ShiftParams(w, tc, [0.0, 0.0], [1.0, 1.0]))
+    got = []
+    for row in x:
+        live.push(row)
+        if live.ready:
+            got.append(live.last_shift.copy())
+    np.testing.assert_allclose(batch, np.asarray(got))
+
+
+def test_fit_covers_normal_data_and_widens_with_less_of_it() -> None:
+    w = 16
+    long = fit_shift([_noise(20_000, 2, seed=1)], w, 0.999, 0.95, [False, False])
+    short = fit_shift([_noise(600, 2, seed=1)], w, 0.999, 0.95, [False, False])
+    assert all(s > lg for s, lg in zip(short.params.tolerance, long.params.tolerance, strict=True))
+    # Fresh normal data from the same process stays inside the long fit's interval.
+    t = LevelShift(long.params)
+    ratios = np.array([t.push(row) for row in _noise(20_000, 2, seed=2)])
+    ratios = ratios[~np.isnan(ratios).any(axis=1)]
+    assert float(np.mean(ratios.max(axis=1) > 1.0)) < 0.01
+
+
+def test_constant_signals_are_not_judged() -> None:
+    x = _noise(500, 2)
+    x[:, 1] = 0.0
+    fit = fit_shift([x], 8, 0.999, 0.95, [False, True])
+    assert fit.judged == [True, False]
+    assert math.isinf(fit.params.tolerance[1])
