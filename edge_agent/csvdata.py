@@ -273,18 +273,22 @@ def expand_paths(patterns: Iterable[str]) -> list[Path]:
     return out
 
 
-_UTF_BOMS = (
-    (codecs.BOM_UTF32_LE, "utf-32"),
-    (codecs.BOM_UTF32_BE, "utf-32"),
-    (codecs.BOM_UTF8, "utf-8-sig"),
-    (codecs.BOM_UTF16_LE, "utf-16"),
-    (codecs.BOM_UTF16_BE, "utf-16"),
+_UTF_BOMS = (  # longest first: the UTF-32 LE BOM starts like the UTF-16 LE one
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
 )
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def _decode(data: bytes, where: str) -> str:
-    encoding = next((enc for bom, enc in _UTF_BOMS if data.startswith(bom)), None)
+    body, encoding = data, None
+    for bom, enc in _UTF_BOMS:
+        if data.startswith(bom):
+            body, encoding = data[len(bom) :], enc
+            break
     if encoding is None and b"\x00" in data[:4096]:
         # UTF-16 without a BOM: every other byte of ASCII text is zero.
         head = data[:4096]
@@ -294,12 +298,12 @@ def _decode(data: bytes, where: str) -> str:
             encoding = "utf-16-be"
     if encoding is not None:
         try:
-            return data.decode(encoding)
+            return body.decode(encoding)
         except UnicodeDecodeError as exc:
-            row = data.count(b"\n", 0, exc.start) + 1
+            row = body[: exc.start].decode(encoding, errors="replace").count("\n") + 1
             raise CsvError(
-                f"{where}: row {row}: not valid {encoding.upper().removesuffix('-SIG')} "
-                f"(byte offset {exc.start}: {exc.reason})"
+                f"{where}: row {row}: not valid {encoding.upper()} "
+                f"(byte {exc.start + len(data) - len(body)} of the file: {exc.reason})"
             ) from None
     for enc in ("utf-8", "cp1252"):
         try:
