@@ -218,8 +218,17 @@ def _check_training_files(
 ) -> None:
     """Every file has every signal and the same sample period (else CsvError naming the file);
     columns left unused and files too short to give a window are named on stderr."""
+    import numpy as np
+
     from edge_agent.csvdata import CsvError
 
+    rows = sum(len(t.ts) for t in tables)
+    where = tables[0].where if len(tables) == 1 else f"{len(tables)} files"
+    if rows < window:
+        raise CsvError(
+            f"{where}: {rows} rows, fewer than one window: need at least {window} rows for "
+            f"window {window}, and about {window * 6} to train and calibrate"
+        )
     first = tables[0].inferred_period()
     for t in tables:
         diff = t.compare(signals, excluded)
@@ -245,6 +254,9 @@ def _check_training_files(
                 f"{window}: no window comes from this file",
                 file=sys.stderr,
             )
+    empty = [s for s in signals if not any(np.isfinite(t.select([s])).any() for t in tables)]
+    if empty:
+        raise CsvError(f"{where}: signals with no numeric values: {', '.join(empty)}")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
