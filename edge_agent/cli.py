@@ -14,9 +14,13 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge_agent.config import ConfigError, LoadedConfig, load_config
 from edge_agent.inference.bundle import BundleError
+
+if TYPE_CHECKING:
+    from edge_agent.csvdata import Table
 
 EXIT_CONFIG = 2
 log = logging.getLogger("edge_agent")
@@ -140,12 +144,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_CONFIG
-    from edge_agent.csvdata import CsvError, read_table
+    from edge_agent.csvdata import CsvError, expand_paths, read_table, signal_name, signal_names
 
     expected_period: float | None = None
     units: list[str] | None = None
     window, hop = args.window, args.hop
     name = "model"
+    signals: list[str] = []
     if args.config:
         cfg = _load(args.config)
         assets = {a.name: a for a in cfg.settings.assets}
@@ -163,15 +168,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         hop = hop or asset.hop
         name = asset.name
     try:
-        table = read_table(Path(args.data))
+        tables = [read_table(p) for p in expand_paths(args.data)]
+        excluded = set(signal_names(args.labels)) | set(signal_names(args.exclude))
         if not args.config:
-            excluded = set(args.labels.split(",")) if args.labels else set()
-            signals = (
-                args.signals.split(",")
-                if args.signals
-                else [c for c in table.columns if c not in excluded]
-            )
+            signals = signal_names(args.signals) or [
+                c for c in tables[0].columns if c not in excluded
+            ]
+            if not signals:
+                raise CsvError(f"{tables[0].where}: no numeric column to train on")
+            if any(t.units for t in tables):
+                units = [next((t.units[s] for t in tables if s in t.units), "") for s in signals]
         window = window or 32
+        _check_training_files(tables, signals, excluded, window)
         opts = TrainOptions(
             window=window,
             hop=hop or max(1, window // 8),
@@ -181,10 +189,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             judge_levels={"auto": None, "on": True, "off": False}[args.levels],
             progress=sys.stderr.isatty() and not args.quiet,
         )
-        faults = [read_table(Path(f)) for f in args.faults or []]
+        faults = [read_table(p) for p in expand_paths(args.faults or [])]
         bundle = train_bundle(
-            [table], signals, Path(args.out), opts, expected_period, units, name=name,
-            faults=faults, label_column=args.label_column,
+            tables, signals, Path(args.out), opts, expected_period, units, name=name,
+            faults=faults, label_column=signal_name(args.label_column),
         )  # fmt: skip
     except (CsvError, TrainingError) as exc:
         print(f"edge-agent train: {exc}", file=sys.stderr)
@@ -205,6 +213,52 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_training_files(
+    tables: list[Table], signals: list[str], excluded: set[str], window: int
+) -> None:
+    """Every file has every signal and the same sample period (else CsvError naming the file);
+    columns left unused and files too short to give a window are named on stderr."""
+    import numpy as np
+
+    from edge_agent.csvdata import CsvError
+
+    rows = sum(len(t.ts) for t in tables)
+    where = tables[0].where if len(tables) == 1 else f"{len(tables)} files"
+    if rows < window:
+        raise CsvError(
+            f"{where}: {rows} rows, fewer than one window: need at least {window} rows for "
+            f"window {window}, and about {window * 6} to train and calibrate"
+        )
+    first = tables[0].inferred_period()
+    for t in tables:
+        diff = t.compare(signals, excluded)
+        if diff.missing:
+            raise CsvError(
+                f"{t.where}: signals not in the data: {', '.join(diff.missing)} "
+                f"(have {', '.join(t.columns) or 'no numeric column'})"
+            )
+        if diff.extra:
+            print(
+                f"edge-agent train: {t.where}: columns not trained on: {', '.join(diff.extra)}",
+                file=sys.stderr,
+            )
+        period = t.inferred_period()
+        if abs(period - first) > 0.01 * first:
+            raise CsvError(
+                f"{t.where}: sample period {period:g} s differs from {first:g} s of "
+                f"{tables[0].where}"
+            )
+        if len(t.ts) < window:
+            print(
+                f"edge-agent train: {t.where}: {len(t.ts)} rows, fewer than one window of "
+                f"{window}: no window comes from this file",
+                file=sys.stderr,
+            )
+    empty = [s for s in signals if not any(np.isfinite(t.select([s])).any() for t in tables)]
+    if empty:
+        raise CsvError(f"{where}: signals with no numeric values: {', '.join(empty)}")
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from edge_agent.demo import run_demo
 
@@ -212,14 +266,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    from edge_agent.csvdata import CsvError, expand_paths, signal_name, signal_names
     from edge_agent.replay_cli import main as replay_main
 
     plot = Path(args.plot) if args.plot else None
     bundle = Path(args.bundle) if args.bundle else None
     config = Path(args.config) if args.config else None
+    try:
+        paths = expand_paths(args.data)
+    except CsvError as exc:
+        print(f"edge-agent replay: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    labels = signal_name(args.labels) if args.labels else None
     return replay_main(
-        bundle, Path(args.data), Path(args.out), args.labels, plot, config, args.asset
-    )
+        bundle, paths, Path(args.out), labels, plot, config, args.asset,
+        exclude=signal_names(args.exclude),
+    )  # fmt: skip
 
 
 def cmd_bench_quality(args: argparse.Namespace) -> int:
@@ -291,12 +353,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=5.0)
     p.set_defaults(func=cmd_status)
     p = sub.add_parser("train", help="train a model bundle from normal data (extra: train)")
-    p.add_argument("--data", required=True, help="CSV of normal operation")
+    p.add_argument(
+        "--data",
+        required=True,
+        action="append",
+        help="CSV of normal operation; repeatable, globs allowed; each file is its own recording",
+    )
     p.add_argument("--out", required=True, help="bundle directory to write")
     p.add_argument("--config", help="agent config: take signals and sample period from --asset")
     p.add_argument("--asset")
     p.add_argument("--signals", help="comma-separated columns (default: all numeric)")
-    p.add_argument("--labels", help="comma-separated columns to exclude (labels)")
+    p.add_argument("--labels", help="comma-separated label columns, left out of the signals")
+    p.add_argument("--exclude", help="comma-separated columns to leave out of the signals")
     p.add_argument("--window", type=int)
     p.add_argument("--hop", type=int)
     p.add_argument(
@@ -325,9 +393,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bundle", help="model bundle (default with --config: the asset's)")
     p.add_argument("--config", help="agent config: replay as the agent runs --asset")
     p.add_argument("--asset")
-    p.add_argument("--data", required=True, help="CSV: a timestamp column, one column per signal")
+    p.add_argument(
+        "--data",
+        required=True,
+        action="append",
+        help="CSV: a timestamp column, one column per signal; repeatable, globs allowed; "
+        "each file is its own recording",
+    )
     p.add_argument("--out", required=True, help="per-sample scores and alert state (CSV)")
     p.add_argument("--labels", help="label column: prints precision/recall/F1/delays")
+    p.add_argument("--exclude", help="comma-separated columns that are not signals (no warning)")
     p.add_argument("--plot", help="PNG with signals, score, threshold, alerts and labels")
     p.set_defaults(func=cmd_replay)
     p = sub.add_parser("demo", help="simulator + training + agent + broker on this machine")

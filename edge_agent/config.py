@@ -22,6 +22,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from edge_agent.csvdata import signal_name
 from edge_agent.profiles import (
     PROFILE_TAGS,
     DeviceProfile,
@@ -163,8 +164,14 @@ Source = Annotated[
 ]
 
 
+def _signal_name(value: object) -> object:
+    return signal_name(value) if isinstance(value, str) else value
+
+
 class SignalRef(_Strict):
-    name: str = Field(pattern=NAME)
+    # Any text names a signal, mapped as CSV headers are (`csvdata.signal_name`): `Flow Rate [m3/h]`
+    # and `Flow  Rate` are the signal `Flow Rate`, as in a historian export's header.
+    name: Annotated[str, BeforeValidator(_signal_name), Field(min_length=1)]
     source: str
     point: str | None = None  # defaults to the signal name
 

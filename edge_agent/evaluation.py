@@ -82,3 +82,36 @@ def evaluate(
         mean_delay_s=float(np.mean(delays)) if delays else float("nan"),
         false_alarms=false_alarms,
     )
+
+
+def evaluate_pooled(
+    parts: Sequence[
+        tuple[
+            npt.NDArray[np.float64], npt.NDArray[np.bool_], npt.NDArray[np.bool_], Sequence[float]
+        ]
+    ],
+) -> Quality:
+    """`evaluate` pooled over separate recordings (one part per file: ts, alert, fault, raised):
+    sample-level figures from all samples together; episodes counted per part, so a fault at the
+    end of one file and one at the start of the next stay two episodes."""
+    if not parts:
+        return evaluate(np.zeros(0), np.zeros(0, bool), np.zeros(0, bool), [])
+    each = [evaluate(*part) for part in parts]
+    alert = np.concatenate([p[1] for p in parts])
+    fault = np.concatenate([p[2] for p in parts])
+    whole = evaluate(np.arange(len(alert), dtype=np.float64), alert, fault, [])
+    detected = sum(q.episodes_detected for q in each)
+    delay = sum(q.mean_delay_s * q.episodes_detected for q in each if q.episodes_detected)
+    return Quality(
+        samples=whole.samples,
+        fault_samples=whole.fault_samples,
+        precision=whole.precision,
+        recall=whole.recall,
+        f1=whole.f1,
+        false_alarm_rate=whole.false_alarm_rate,
+        missed_alarm_rate=whole.missed_alarm_rate,
+        episodes=sum(q.episodes for q in each),
+        episodes_detected=detected,
+        mean_delay_s=delay / detected if detected else float("nan"),
+        false_alarms=sum(q.false_alarms for q in each),
+    )

@@ -2,20 +2,27 @@
 
 With `--config` and `--asset` the pipeline is the one the agent builds for that asset (its name,
 sources, max age, hop and update interval): a recording made by `edge-agent run --record-dir`
-then yields the very alert events, ids included, that the agent published."""
+then yields the very alert events, ids included, that the agent published.
+
+Several files (`--data` repeated, or a glob) are separate recordings: each runs through a fresh
+pipeline (no window spans two files), scores.csv names the file of each row, and the quality
+figures are pooled over the files. Every file is read and checked against the bundle before any
+is replayed: a bundle signal missing from a file, or a file shorter than one window, exits 2
+naming it; columns the bundle does not use only get a warning."""
 
 from __future__ import annotations
 
 import csv
 import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from edge_agent.config import Asset, ConfigError, LoadedConfig, SignalRef, load_config
 from edge_agent.csvdata import CsvError, Table, read_table
-from edge_agent.evaluation import Quality, evaluate, is_fault
+from edge_agent.evaluation import Quality, evaluate, evaluate_pooled, is_fault
 from edge_agent.inference.bundle import Bundle, BundleError
 from edge_agent.pipeline import AssetPipeline
 from edge_agent.replay import ReplayRow, replay
@@ -47,26 +54,39 @@ def run_replay(bundle: Bundle, table: Table) -> list[ReplayRow]:
     return list(replay(pipeline_for(bundle), table))
 
 
-def quality_of(rows: list[ReplayRow], labels: list[str]) -> Quality:
+def _quality_input(
+    rows: list[ReplayRow], labels: list[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[float]]:
     ts = np.array([r.ts for r in rows])
     # Flagged: under an alert or reported as bad data (a stuck transmitter is a data-quality
     # event, not an alert), as in `bench quality`.
     flagged = np.array([r.alert_active or bool(r.bad_data) for r in rows], dtype=bool)
     raised = [e.ts for r in rows for e in r.events if e.event.value == "raised"]
     raised += [r.ts for r in rows if r.bad_data_raised]
-    return evaluate(ts, flagged, is_fault(labels), sorted(raised))
+    return ts, flagged, is_fault(labels), sorted(raised)
 
 
-def write_scores(path: Path, rows: list[ReplayRow], threshold: float) -> None:
+def quality_of(rows: list[ReplayRow], labels: list[str]) -> Quality:
+    return evaluate(*_quality_input(rows, labels))
+
+
+def write_scores(
+    path: Path, rows: list[ReplayRow], threshold: float, files: Sequence[str] | None = None
+) -> None:
+    """One line per input row; `files`: the file each row came from (default: empty)."""
     with path.open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(
-            ["timestamp", "score", "threshold", "alert_active", "event", "alert_id", "bad_data"]
-        )
-        for r in rows:
+            [
+                "file", "timestamp", "score", "threshold", "alert_active", "event", "alert_id",
+                "bad_data",
+            ]
+        )  # fmt: skip
+        for i, r in enumerate(rows):
             ev = r.events[-1] if r.events else None
             w.writerow(
                 [
+                    files[i] if files is not None else "",
                     f"{r.ts:.3f}",
                     "" if math.isnan(r.score) else f"{r.score:.6g}",
                     f"{threshold:.6g}",
@@ -118,33 +138,80 @@ def plot(
     plt.close(fig)
 
 
+def check_columns(
+    table: Table, bundle: Bundle, ignore: Sequence[str] = (), warn: bool = True
+) -> None:
+    """Refuse data without a signal of the bundle, or shorter than one window (CsvError naming
+    the file and the difference); warn about columns the bundle does not use."""
+    m = bundle.manifest
+    diff = table.compare(m.signals, ignore)
+    if diff.missing:
+        raise CsvError(
+            f"{table.where}: columns do not match the bundle: {diff.describe()} "
+            f"(bundle signals: {', '.join(m.signals)})"
+        )
+    if diff.extra and warn:
+        print(
+            f"edge-agent replay: warning: {table.where}: columns not in the bundle, not used: "
+            f"{', '.join(diff.extra)}",
+            file=sys.stderr,
+        )
+    if len(table.ts) < m.window:
+        raise CsvError(
+            f"{table.where}: {len(table.ts)} rows, fewer than one window: the bundle needs at "
+            f"least {m.window} rows ({m.window} samples of {m.sample_period_s:g} s) to score one"
+        )
+
+
+def plot_path_for(path: Path, table: Table, files: int) -> Path:
+    """The plot file itself for one file; `plot.<file>.png` for each of several."""
+    if files == 1:
+        return path
+    return path.with_name(f"{path.stem}.{Path(table.where).stem}{path.suffix}")
+
+
 def main(
     bundle_dir: Path | None,
-    data: Path,
+    data: Path | Sequence[Path],
     out: Path,
     labels_col: str | None,
     plot_path: Path | None,
     config: Path | None = None,
     asset: str | None = None,
+    exclude: Sequence[str] = (),
 ) -> int:
-    """`bundle_dir` or `config` with `asset` (then `bundle_dir`, if given, replaces its bundle)."""
+    """`bundle_dir` or `config` with `asset` (then `bundle_dir`, if given, replaces its bundle).
+    `data`: one file or several (each its own recording); `labels_col` and `exclude` are columns
+    that are not signals (already mapped by `csvdata.signal_name`)."""
+    paths = [data] if isinstance(data, Path) else list(data)
+    ignore = [*exclude, *([labels_col] if labels_col else [])]
     try:
-        if config is not None and asset is not None:
+        cfg = load_config(config) if config is not None and asset is not None else None
+        if cfg is not None and asset is not None:
             given = Bundle.load(bundle_dir) if bundle_dir is not None else None
-            pipeline = pipeline_for_asset(load_config(config), asset, given)
+            pipeline = pipeline_for_asset(cfg, asset, given)
         elif bundle_dir is not None:
             pipeline = pipeline_for(Bundle.load(bundle_dir))
         else:
             raise BundleError("no bundle: pass --bundle, or --config and --asset")
         bundle = pipeline.bundle
-        table = read_table(data)
-        labels = None
-        if labels_col:
-            if labels_col not in table.text:
-                have = ", ".join(table.text) or "none"
-                raise CsvError(f"{data}: no text column {labels_col!r} (have {have})")
-            labels = table.text[labels_col]
-        rows = list(replay(pipeline, table))
+        if not paths:
+            raise CsvError("no data file")
+        tables = [read_table(p) for p in paths]
+        labels: list[list[str]] = []
+        for table in tables:
+            check_columns(table, bundle, ignore)
+            if labels_col:
+                labels.append(table.label_values(labels_col))
+        results: list[list[ReplayRow]] = []
+        for k, table in enumerate(tables):
+            if k > 0:  # a fresh pipeline per file: separate recordings
+                pipeline = (
+                    pipeline_for_asset(cfg, asset, bundle)
+                    if cfg is not None and asset is not None
+                    else pipeline_for(bundle)
+                )
+            results.append(list(replay(pipeline, table)))
     except ConfigError as exc:
         print(f"edge-agent replay: invalid config {config}:", file=sys.stderr)
         for line in exc.errors:
@@ -153,29 +220,41 @@ def main(
     except (BundleError, CsvError) as exc:
         print(f"edge-agent replay: {exc}", file=sys.stderr)
         return 2
-    write_scores(out, rows, bundle.manifest.threshold.raise_)
-    events = [e for r in rows for e in r.events]
-    scored = sum(not math.isnan(r.score) for r in rows)
-    print(f"{len(rows)} samples, {scored} windows scored, {len(events)} alert events → {out}")
-    for e in events:
-        print(f"  {e.event.value:8s} {e.alert_id}  {e.message}")
-    if labels is not None:
-        q = quality_of(rows, labels)
+    rows = [r for part in results for r in part]
+    files = [t.where for t, part in zip(tables, results, strict=True) for _ in part]
+    write_scores(out, rows, bundle.manifest.threshold.raise_, files)
+    for table, part in zip(tables, results, strict=True):
+        events = [e for r in part for e in r.events]
+        scored = sum(not math.isnan(r.score) for r in part)
+        print(
+            f"{table.where}: {len(part)} samples, {scored} windows scored, "
+            f"{len(events)} alert events"
+        )
+        for e in events:
+            print(f"  {e.event.value:8s} {e.alert_id}  {e.message}")
+    print(f"scores → {out}")
+    if labels:
+        q = evaluate_pooled(
+            [_quality_input(part, lab) for part, lab in zip(results, labels, strict=True)]
+        )
+        pooled = f" (pooled over {len(tables)} files)" if len(tables) > 1 else ""
         print(
             f"precision {q.precision:.3f}  recall {q.recall:.3f}  F1 {q.f1:.3f}  "
             f"false alarm rate {q.false_alarm_rate:.4f}  "
-            f"missed alarm rate {q.missed_alarm_rate:.3f}\n"
+            f"missed alarm rate {q.missed_alarm_rate:.3f}{pooled}\n"
             f"episodes detected {q.episodes_detected}/{q.episodes}  mean detection delay "
             f"{q.mean_delay_s:.1f} s  false alarms {q.false_alarms}"
         )
     if plot_path is not None:
         try:
-            plot(plot_path, table, bundle, rows, labels)
+            for k, (table, part) in enumerate(zip(tables, results, strict=True)):
+                target = plot_path_for(plot_path, table, len(tables))
+                plot(target, table, bundle, part, labels[k] if labels else None)
+                print(f"plot → {target}")
         except ImportError:
             print(
                 "edge-agent replay: --plot needs matplotlib (pip install matplotlib)",
                 file=sys.stderr,
             )
             return 2
-        print(f"plot → {plot_path}")
     return 0

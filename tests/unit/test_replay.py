@@ -57,4 +57,4 @@ def test_replay_rejects_a_missing_label_column(tmp_path, trained_bundle):
         ],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
-    assert r.returncode == 2 and "no text column 'label'" in r.stderr
+    assert r.returncode == 2 and "no column 'label'" in r.stderr
