@@ -47,6 +47,19 @@ def parse_certificates(data: bytes) -> list[x509.Certificate]:
     return [x509.load_der_x509_certificate(data)]
 
 
+def first_certificate(der: bytes) -> x509.Certificate:
+    """The first certificate of a DER chain (servers may send theirs followed by its issuers')."""
+    if len(der) < 2 or der[0] != 0x30:
+        raise ValueError("not a DER certificate")
+    n = der[1]
+    if n < 0x80:
+        end = 2 + n
+    else:
+        width = n & 0x7F
+        end = 2 + width + int.from_bytes(der[2 : 2 + width], "big")
+    return x509.load_der_x509_certificate(der[:end])
+
+
 def load_certificate(path: Path) -> x509.Certificate:
     """The (first) certificate in a DER or PEM file."""
     try:
@@ -82,7 +95,7 @@ def load_private_key(path: Path) -> rsa.RSAPrivateKey:
 
 def thumbprint(cert: x509.Certificate) -> str:
     """SHA-1 of the DER encoding in hex: the thumbprint OPC UA servers list certificates by."""
-    return cert.fingerprint(hashes.SHA1()).hex()  # noqa: S303  (an identifier, not security)
+    return cert.fingerprint(hashes.SHA1()).hex()  # an identifier, not a security check
 
 
 def application_uri(cert: x509.Certificate) -> str | None:
@@ -182,7 +195,9 @@ def make_client_certificate(
     return ClientCertificate(key, cert)
 
 
-def write_client_files(out: Path, made: ClientCertificate, force: bool = False) -> tuple[Path, Path]:
+def write_client_files(
+    out: Path, made: ClientCertificate, force: bool = False
+) -> tuple[Path, Path]:
     """Write `client_key.pem` (mode 0600, created so) and `client.der` into `out`. An existing
     key is never replaced without `force`: servers trust the certificate that goes with it."""
     out.mkdir(parents=True, exist_ok=True)
