@@ -38,11 +38,16 @@ class ServerTrust:
             )
         assert self.trust_dir is not None
         store = TrustStore([self.trust_dir], [])
-        await store.load_trust()
-        if store.is_trusted(cert):
+        try:
+            await store.load_trust()
+            trusted = store.is_trusted(cert)
+            why = f"no certificate in {self.trust_dir} is it or issued it"
+        except (ValueError, OSError) as exc:  # an empty folder, a file that is no certificate
+            trusted = False
+            why = f"the trust folder {self.trust_dir} holds no usable certificates ({exc})"
+        if trusted:
             return None
         return (
-            f"server certificate {describe(cert)} is not trusted: no certificate in "
-            f"{self.trust_dir} is it or issued it; if it is the right server, put its "
-            "certificate (DER or PEM) there (security.trust_dir)"
+            f"server certificate {describe(cert)} is not trusted: {why}; if it is the right "
+            "server, put its certificate (DER or PEM) there (security.trust_dir)"
         )

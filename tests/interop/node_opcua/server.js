@@ -9,7 +9,8 @@
 //
 // --trust explicit: only certificates in DIR/trusted/certs are accepted; --trust-client copies a
 // client certificate there before the start, as a server administrator would.
-// Listens on 127.0.0.1 only. Prints one JSON line {"ready": true, ...} on stdout when it serves;
+// Listens on 127.0.0.1 only. Prints `READY node-opcua <endpoint> certificate=<server cert PEM>` on
+// stdout when it serves;
 // stops on SIGTERM/SIGINT or when its standard input closes (the test process went away).
 "use strict";
 
@@ -22,7 +23,6 @@ const {
   MessageSecurityMode,
   DataType,
   Variant,
-  StatusCodes,
 } = require("node-opcua");
 
 function parseArgs(argv) {
@@ -114,15 +114,10 @@ async function main() {
   }
 
   await server.start();
-  const ready = {
-    ready: true,
-    port: opts.port,
-    endpoint: `opc.tcp://127.0.0.1:${opts.port}`,
-    certificate: server.certificateFile,
-    pki: opts.pki,
-    status: StatusCodes.Good.name,
-  };
-  process.stdout.write(`${JSON.stringify(ready)}\n`);
+  // The same shape as the simulators' READY lines (simulators/process.py).
+  process.stdout.write(
+    `READY node-opcua opc.tcp://127.0.0.1:${opts.port} certificate=${server.certificateFile}\n`,
+  );
 
   let stopping = false;
   const stop = async () => {
