@@ -88,21 +88,26 @@ class _Refused(Exception):
 
 class _PhasedClient(Client):
     """asyncua's client, remembering which step of the connect sequence it is in: a server that
-    just closes the connection says why only through the step it closed it in."""
+    just closes the connection says why only through the step it closed it in. The discovery
+    of endpoints (an unsecured channel of its own) stays the `endpoints` step throughout."""
 
     phase = "socket"
 
+    def _step(self, phase: str) -> None:
+        if self.phase != "endpoints":
+            self.phase = phase
+
     async def send_hello(self) -> None:
-        self.phase = "hello"
+        self._step("hello")
         await super().send_hello()
 
     async def open_secure_channel(self, renew: bool = False) -> None:
         if not renew:
-            self.phase = "secure_channel"
+            self._step("secure_channel")
         await super().open_secure_channel(renew)
 
     async def create_session(self) -> ua.CreateSessionResult:
-        self.phase = "create_session"
+        self._step("create_session")
         return await super().create_session()
 
     async def activate_session(
@@ -111,7 +116,7 @@ class _PhasedClient(Client):
         password: str | None = None,
         certificate: Any = None,
     ) -> ua.ActivateSessionResult:
-        self.phase = "activate_session"
+        self._step("activate_session")
         return await super().activate_session(username, password, certificate)
 
 
