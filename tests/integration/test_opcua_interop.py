@@ -30,6 +30,7 @@ from edge_agent.cli import main as cli_main
 from edge_agent.config import OpcUaSource as OpcUaConfig
 from edge_agent.config import load_config
 from edge_agent.profiles import OpcUaProfile, load_any_profile
+from edge_agent.sources.base import SourceStartupError
 from edge_agent.sources.opcua import OpcUaSource
 from edge_agent.sources.opcua_certs import (
     ClientIdentity,
@@ -287,11 +288,30 @@ async def test_untrusted_server_certificate_is_refused_with_its_thumbprint(
     )  # fmt: skip
     reason = await refusal_of(OpcUaSource(cfg, PROFILE, POINTS), "server_untrusted")
     assert server_thumb in reason and str(trust) in reason
+    # A strict source stops the start-up with the same words (exit 2 in the agent).
+    strict = cfg.model_copy(update={"strict": True})
+    with pytest.raises(SourceStartupError, match=f"source ua: refused: .*{server_thumb}"):
+        async with OpcUaSource(strict, PROFILE, POINTS):
+            pass
     # Once its certificate is in the folder, the agent connects (read at every connect).
     shutil.copy(node_server.certificate, trust / "server.pem")
     source = OpcUaSource(cfg, PROFILE, POINTS)
     async with source:
         await until(source, all_good, 30)
+
+
+async def test_accepting_any_server_certificate_works_and_is_logged_insecure(
+    node_server: NodeServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="edge_agent")
+    cfg = config(
+        node_server, node_server.trusted, tmp_path,
+        security__server_certificate=None, security__accept_any_server_certificate=True,
+    )  # fmt: skip
+    source = OpcUaSource(cfg, PROFILE, POINTS)
+    async with source:
+        await until(source, all_good, 30)
+    assert len(records_with(caplog, "INSECURE: accept_any_server_certificate")) == 1
 
 
 async def test_agent_publishes_the_reason_with_source_offline_and_counts_it(
