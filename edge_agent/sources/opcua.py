@@ -369,6 +369,7 @@ class OpcUaSource(TaskOwner):
                 if refusal is not None:
                     self._refused(refusal)
                 else:
+                    self.stats.offline_reason = None  # unreachable, lost: nothing more to say
                     self._errors.log(
                         logging.WARNING,
                         "session",
@@ -378,11 +379,11 @@ class OpcUaSource(TaskOwner):
                         str(exc) or type(exc).__name__,
                     )
             finally:
-                self._first_attempt.set()
                 if self.stats.connected:
                     self.stats.connection_losses += 1
                 self.stats.connected = False
                 self._mark_all_bad()
+                self._first_attempt.set()
                 if client is not None:
                     # Best effort: the server may be gone already.
                     with contextlib.suppress(Exception):
