@@ -2,13 +2,25 @@
 # Developer entry point for a fresh machine with Python 3.11.
 #   bash dev.sh demo   set up, then run `edge-agent demo` (simulator + training + agent + broker)
 #   bash dev.sh test   set up, then run ruff, mypy and the whole pytest suite
-# Set-up is idempotent: a virtualenv in .venv with the `train` and `test` extras, and Mosquitto
-# from the OS packages when it is missing (the tests and the demo start their own broker).
+# Set-up is idempotent: a virtualenv in .venv with the `train` and `test` extras, Mosquitto
+# from the OS packages when it is missing (the tests and the demo start their own broker), and for
+# the tests Node.js with the node-opcua interop server (tests/interop/node_opcua, `npm ci`).
 set -euo pipefail
 cd "$(dirname "$0")"
 
 PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
 VENV=.venv
+
+APT_UPDATED=""
+apt_install() {
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  if [ -z "$APT_UPDATED" ]; then
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    APT_UPDATED=1
+  fi
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
 
 ensure_mosquitto() {
   # mosquitto-clients gives the stock-client test (mosquitto_sub) its tool; it is skipped without.
@@ -18,10 +30,27 @@ ensure_mosquitto() {
      command -v mosquitto_sub >/dev/null 2>&1 && command -v mbpoll >/dev/null 2>&1 &&
      command -v systemd-analyze >/dev/null 2>&1; then return; fi
   echo "dev.sh: installing mosquitto, mosquitto-clients, mbpoll and systemd from the OS packages" >&2
-  local sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-clients mbpoll systemd >/dev/null
+  apt_install mosquitto mosquitto-clients mbpoll systemd
+}
+
+ensure_node_opcua() {
+  # The OPC UA interop tests run an independent server (node-opcua, pinned by the lock file in
+  # tests/interop/node_opcua). Node.js and npm from the OS packages when missing; `npm ci` again
+  # whenever the lock file changed.
+  local pkgs=()
+  command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
+  command -v npm >/dev/null 2>&1 || pkgs+=(npm)
+  if [ ${#pkgs[@]} -gt 0 ]; then
+    echo "dev.sh: installing ${pkgs[*]} from the OS packages" >&2
+    apt_install "${pkgs[@]}"
+  fi
+  local dir=tests/interop/node_opcua
+  local stamp=$dir/node_modules/.installed
+  if [ ! -f "$stamp" ] || [ "$dir/package-lock.json" -nt "$stamp" ]; then
+    echo "dev.sh: npm ci in $dir" >&2
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    touch "$stamp"
+  fi
 }
 
 ensure_venv() {
@@ -44,6 +73,7 @@ case "$cmd" in
     ;;
   test)
     ensure_mosquitto
+    ensure_node_opcua
     ensure_venv
     "$VENV/bin/ruff" check .
     "$VENV/bin/ruff" format --check .

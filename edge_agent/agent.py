@@ -82,7 +82,7 @@ def build_sources(cfg: LoadedConfig) -> list[Source]:
             from edge_agent.sources.opcua import OpcUaSource
 
             assert isinstance(profile, OpcUaProfile)
-            out.append(OpcUaSource(src, profile, wanted))
+            out.append(OpcUaSource(src, profile, wanted, base_dir=cfg.path.parent))
         else:
             from edge_agent.sources.mqtt_in import MqttInSource
 
@@ -123,6 +123,7 @@ class Agent:
         )
         self._source_up: dict[str, bool] = {}
         self._source_bad: dict[str, bool] = {}
+        self._source_reason: dict[str, str | None] = {}
         self._routes: dict[str, list[AssetPipeline]] = {}
         for p in pipelines:
             for src in p.sources:
@@ -169,7 +170,9 @@ class Agent:
                 for r in batch.readings:
                     q = r.quality.name.lower()
                     counts[q] = counts.get(q, 0) + 1
-                self._watch_connection(source.name, source.stats.connected)
+                # A source may say why it is offline (an OPC UA session refused, and why).
+                reason: str | None = getattr(source.stats, "offline_reason", None)
+                self._watch_connection(source.name, source.stats.connected, reason)
                 if source.stats.connected:
                     self._watch_quality(batch)
                 # Back-pressure instead of loss: a source waits if the pipeline falls behind.
@@ -189,16 +192,28 @@ class Agent:
         )
         self.publisher.submit_event(type_, message, severity, subject, details)
 
-    def _watch_connection(self, source: str, up: bool) -> None:
-        # Only transitions become events (the first observation counts as one).
-        if self._source_up.get(source) is up:
+    def _watch_connection(self, source: str, up: bool, reason: str | None = None) -> None:
+        # Only transitions become events (the first observation counts as one), and a new
+        # reason while offline (e.g. the server now refuses our certificate).
+        was_up = self._source_up.get(source)
+        old_reason = self._source_reason.get(source)
+        if was_up is up and (up or reason is None or reason == old_reason):
             return
         self._source_up[source] = up
+        self._source_reason[source] = None if up else reason
         if up:
             self.report_event("source_online", f"source {source} connected", "info", source)
-        else:
+        elif reason is None:
             self.report_event(
                 "source_offline", f"source {source} is not reachable", "warning", source
+            )
+        else:
+            self.report_event(
+                "source_offline",
+                f"source {source} is not reachable: {reason}",
+                "warning",
+                source,
+                {"reason": reason},
             )
 
     def _watch_quality(self, batch: Batch) -> None:

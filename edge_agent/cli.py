@@ -1,4 +1,4 @@
-"""`edge-agent` command line: run, validate, status, train, demo, bench.
+"""`edge-agent` command line: run, validate, status, train, demo, bench, opcua-cert.
 
 Exit codes: 0 ok, 1 runtime failure (`status`: unhealthy), 2 bad configuration / bundle / input
 data, unreadable config, state directory not writable, metrics port in use (the unit lists 2 in
@@ -328,6 +328,61 @@ def cmd_status(args: argparse.Namespace) -> int:
     return print_status(host, m.port, timeout=args.timeout)
 
 
+def cmd_opcua_cert(args: argparse.Namespace) -> int:
+    """Make the agent's OPC UA client key and certificate, and say where they go."""
+    import ipaddress
+    import socket
+
+    from edge_agent.sources.opcua_certs import (
+        CertificateError,
+        default_application_uri,
+        make_client_certificate,
+        thumbprint,
+        write_client_files,
+    )
+
+    host = socket.gethostname()
+    uri = args.uri or default_application_uri(host)
+    dns = args.dns if args.dns is not None else [host]
+    try:
+        for ip in args.ip:
+            ipaddress.ip_address(ip)
+        made = make_client_certificate(
+            uri, dns, args.ip, args.days, name=args.name or f"edge-agent@{host}"
+        )
+        key_path, cert_path = write_client_files(Path(args.out), made, force=args.force)
+    except (CertificateError, ValueError) as exc:
+        print(f"edge-agent opcua-cert: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except OSError as exc:
+        print(f"edge-agent opcua-cert: {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    c = made.cert
+    print(
+        f"wrote {key_path} (private key, mode 0600: stays on this gateway)\n"
+        f"wrote {cert_path} (certificate, DER)\n"
+        f"  application URI   {uri}\n"
+        f"  DNS names         {', '.join(dns) or '-'}\n"
+        f"  IP addresses      {', '.join(args.ip) or '-'}\n"
+        f"  valid             {c.not_valid_before_utc:%Y-%m-%d} to "
+        f"{c.not_valid_after_utc:%Y-%m-%d}\n"
+        f"  SHA-1 thumbprint  {thumbprint(c)}\n"
+        "\n"
+        "In the agent's config (the application URI is taken from the certificate):\n"
+        f"  security: {{policy: Basic256Sha256, mode: SignAndEncrypt, certificate: {cert_path},\n"
+        f"             private_key: {key_path}, server_certificate: server.der}}\n"
+        "  (server.der: the server's own certificate, from its administrator; or trust_dir:\n"
+        "  a folder of trusted server or CA certificates)\n"
+        "Give the server's administrator client.der (not the key) to add to the server's\n"
+        "trusted client certificates, and the thumbprint above to check it by:\n"
+        "  node-opcua: copy it into PKI/trusted/certs/\n"
+        "  KEPServerEX: OPC UA Configuration Manager, Trusted Clients, Import\n"
+        "  UA .NET based servers: pki/trusted/certs/ (or trust it among the rejected\n"
+        "  certificates after the agent's first attempt, matching the thumbprint)"
+    )
+    return 0
+
+
 def cmd_bench_perf(args: argparse.Namespace) -> int:
     """`bench stream|detector|e2e|footprint|modbus|all`: performance figures (issue 7)."""
     from edge_agent.bench.perf_cli import run_perf
@@ -352,6 +407,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config")
     p.add_argument("--timeout", type=float, default=5.0)
     p.set_defaults(func=cmd_status)
+    p = sub.add_parser(
+        "opcua-cert", help="make the OPC UA client key and certificate strict servers accept"
+    )
+    p.add_argument("--out", required=True, help="folder for client_key.pem and client.der")
+    p.add_argument("--uri", help="application URI (default: urn:<hostname>:edge-agent)")
+    p.add_argument(
+        "--dns", action="append", help="DNS name of this gateway (repeatable; default: hostname)"
+    )
+    p.add_argument("--ip", action="append", default=[], help="IP address (repeatable)")
+    p.add_argument("--days", type=int, default=1825, help="validity in days (default: 5 years)")
+    p.add_argument("--name", help="application name, the subject CN (default: edge-agent@host)")
+    p.add_argument("--force", action="store_true", help="replace an existing key and certificate")
+    p.set_defaults(func=cmd_opcua_cert)
     p = sub.add_parser("train", help="train a model bundle from normal data (extra: train)")
     p.add_argument(
         "--data",

@@ -107,18 +107,54 @@ class Deadband(_Strict):
 
 
 class OpcUaSecurity(_Strict):
+    """Message security of an OPC UA source. Paths are relative to the config file.
+
+    With a secure policy the agent needs its certificate and key (`edge-agent opcua-cert` makes
+    them) and exactly one way to trust the server: `server_certificate` (pinned), `trust_dir`
+    (trusted server or CA certificates, DER or PEM, read at every connect) or
+    `accept_any_server_certificate: true` (insecure, logged as such)."""
+
     policy: Literal["None", "Basic256Sha256"] = "None"
     mode: Literal["None", "Sign", "SignAndEncrypt"] = "None"
     certificate: Path | None = None  # client certificate (DER or PEM)
-    private_key: Path | None = None
+    private_key: Path | None = None  # unencrypted, PEM or DER
+    # Announced in CreateSession; default: the URI in the certificate's subjectAltName (must be
+    # equal, else strict servers refuse with BadCertificateUriInvalid; `validate` checks it).
+    application_uri: str | None = Field(None, min_length=1)
+    application_name: str | None = Field(None, min_length=1)  # default: certificate's CN
     server_certificate: Path | None = None
+    trust_dir: Path | None = None
+    accept_any_server_certificate: bool = False
 
     @model_validator(mode="after")
     def _consistent(self) -> OpcUaSecurity:
         if (self.policy == "None") != (self.mode == "None"):
             raise ValueError("policy None goes with mode None, Basic256Sha256 with a signing mode")
-        if self.policy != "None" and (self.certificate is None or self.private_key is None):
-            raise ValueError("a secure policy needs `certificate` and `private_key`")
+        trust = [
+            name
+            for name, given in (
+                ("server_certificate", self.server_certificate is not None),
+                ("trust_dir", self.trust_dir is not None),
+                ("accept_any_server_certificate", self.accept_any_server_certificate),
+            )
+            if given
+        ]
+        if self.policy == "None":
+            if trust:
+                raise ValueError(f"{', '.join(trust)}: only used with a secure policy")
+            return self
+        if self.certificate is None or self.private_key is None:
+            raise ValueError(
+                "a secure policy needs `certificate` and `private_key` "
+                "(make them with `edge-agent opcua-cert`)"
+            )
+        if len(trust) != 1:
+            raise ValueError(
+                "a secure policy needs exactly one way to trust the server: "
+                "server_certificate (pinned file), trust_dir (folder of trusted certificates) "
+                "or accept_any_server_certificate: true (insecure)"
+                + (f"; got {' and '.join(trust)}" if trust else "")
+            )
         return self
 
 
@@ -399,6 +435,41 @@ _PROTOCOL_OF_SOURCE = {
 }
 
 
+def resolve_path(base: Path, p: Path) -> Path:
+    """A path from the config, relative to the config file's folder unless absolute."""
+    return p if p.is_absolute() else base / p
+
+
+def check_opcua_security(where: str, sec: OpcUaSecurity, base: Path) -> list[str]:
+    """The files an OPC UA security section names: readable, the key belongs to the certificate,
+    the application URI is the certificate's (strict servers check it)."""
+    if sec.certificate is None and sec.policy == "None":
+        return []
+    # Imported here: cryptography is only loaded for configs with OPC UA certificates.
+    from edge_agent.sources.opcua_certs import CertificateError, FieldError, client_identity
+
+    errors: list[str] = []
+    try:
+        client_identity(
+            resolve_path(base, sec.certificate) if sec.certificate else None,
+            resolve_path(base, sec.private_key) if sec.private_key else None,
+            sec.application_uri,
+            sec.application_name,
+        )
+    except FieldError as exc:
+        errors.append(f"{where}.{exc.field}: {exc.message}")
+    if sec.server_certificate is not None:
+        from edge_agent.sources.opcua_certs import load_certificate
+
+        try:
+            load_certificate(resolve_path(base, sec.server_certificate))
+        except CertificateError as exc:
+            errors.append(f"{where}.server_certificate: {exc}")
+    if sec.trust_dir is not None and not resolve_path(base, sec.trust_dir).is_dir():
+        errors.append(f"{where}.trust_dir: {resolve_path(base, sec.trust_dir)} is not a folder")
+    return errors
+
+
 def load_config(path: Path) -> LoadedConfig:
     """Parse, validate and cross-check a config file. Raises ConfigError listing every problem."""
     data = _read_yaml(path)
@@ -443,6 +514,10 @@ def load_config(path: Path) -> LoadedConfig:
                     f"sources[{i}]: shares serial port {src.serial_port} with sources[{first[0]}] "
                     "but not its line settings (baudrate, parity, stopbits, bytesize)"
                 )
+
+    for i, src in enumerate(settings.sources):
+        if isinstance(src, OpcUaSource):
+            errors.extend(check_opcua_security(f"sources[{i}].security", src.security, path.parent))
 
     by_name = {s.name: s for s in settings.sources}
     for a_i, asset in enumerate(settings.assets):

@@ -32,7 +32,8 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     # Library chatter (pymodbus logs every failed connect at ERROR) is ours to report, once.
-    for noisy in ("pymodbus", "asyncua"):
+    # (asyncua's trust store logs as "asyncuagds" a traceback for every untrusted certificate.)
+    for noisy in ("pymodbus", "asyncua", "asyncuagds"):
         logging.getLogger(noisy).setLevel(logging.CRITICAL)
 
 

@@ -71,6 +71,11 @@ class _AgentCollector(Collector):
                     value = getattr(stats, name, None)
                     if isinstance(value, int) and not isinstance(value, bool):
                         errors.add_metric([src.name, name], value)
+                # Sessions a server refused or we refused (OPC UA security), by kind.
+                refusals = getattr(stats, "refusals", None)
+                if isinstance(refusals, dict):
+                    for kind, n in sorted(refusals.items()):
+                        errors.add_metric([src.name, f"refused_{kind}"], n)
             connected.add_metric([src.name], 1.0 if stats.connected else 0.0)
             last = a.source_last_batch.get(src.name)
             if last is not None:

@@ -8,6 +8,13 @@ every interval, keeping the latest reading of every point. When the connection i
 turn bad and the task reconnects with capped, jittered backoff, creating the session and the
 subscription anew, so a server restart needs nobody's help.
 
+Security (Basic256Sha256): the session announces the application URI of the client certificate
+(strict servers refuse any other); the server's certificate is checked against the pinned file or
+the trust folder before the secure channel is opened, and an untrusted one is refused. A refused
+session (untrusted server, or the server refusing our certificate, URI or user) is explained
+once per minute in the log, counted as `refused_<kind>` and becomes the source's offline reason,
+which the agent sends with `source_offline`.
+
 `batches()` emits a snapshot of the latest readings on an absolute schedule in both modes: with a
 deadband the server stays silent while a value holds, which must not look like a stale signal.
 Each reading keeps the server's source timestamp.
@@ -21,7 +28,8 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Self
 
 from asyncua import ua
@@ -30,12 +38,22 @@ from asyncua.common.subscription import DataChangeEvent, StatusChangeEvent
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.uaerrors import UaError
+from cryptography.hazmat.primitives import serialization
 
 from edge_agent.backoff import Backoff
 from edge_agent.config import OpcUaSource as OpcUaConfig
+from edge_agent.config import resolve_path
 from edge_agent.logs import RateLimitedLog
 from edge_agent.profiles import OpcUaProfile
 from edge_agent.sources.base import SourceStartupError, TaskOwner, read_password_file
+from edge_agent.sources.opcua_certs import (
+    client_identity,
+    first_certificate,
+    load_certificate,
+    thumbprint,
+)
+from edge_agent.sources.opcua_refusals import Context, Refusal, classify
+from edge_agent.sources.opcua_trust import ServerTrust
 from edge_agent.sources.opcua_values import to_reading
 from edge_agent.types import Batch, Quality, Reading
 
@@ -50,14 +68,67 @@ class OpcUaStats:
     bad_nodes: int = 0
     connection_losses: int = 0
     connected: bool = False
+    # Sessions refused, by kind (untrusted server, client certificate, URI, user...).
+    refusals: dict[str, int] = field(default_factory=dict)
+    # Why the source is offline when a refusal says so (sent with `source_offline`); else None.
+    offline_reason: str | None = None
 
 
 class _SessionLost(Exception):
     """The server went away or ended our subscription; reconnect."""
 
 
+class _Refused(Exception):
+    """The agent itself refused the server (untrusted certificate, no matching endpoint)."""
+
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(refusal.message)
+        self.refusal = refusal
+
+
+class _PhasedClient(Client):
+    """asyncua's client, remembering which step of the connect sequence it is in: a server that
+    just closes the connection says why only through the step it closed it in. The discovery
+    of endpoints (an unsecured channel of its own) stays the `endpoints` step throughout."""
+
+    phase = "socket"
+
+    def _step(self, phase: str) -> None:
+        if self.phase != "endpoints":
+            self.phase = phase
+
+    async def send_hello(self) -> None:
+        self._step("hello")
+        await super().send_hello()
+
+    async def open_secure_channel(self, renew: bool = False) -> None:
+        if not renew:
+            self._step("secure_channel")
+        await super().open_secure_channel(renew)
+
+    async def create_session(self) -> ua.CreateSessionResult:
+        self._step("create_session")
+        return await super().create_session()
+
+    async def activate_session(
+        self,
+        username: str | None = None,
+        password: str | None = None,
+        certificate: Any = None,
+    ) -> ua.ActivateSessionResult:
+        self._step("activate_session")
+        return await super().activate_session(username, password, certificate)
+
+
 class OpcUaSource(TaskOwner):
-    def __init__(self, cfg: OpcUaConfig, profile: OpcUaProfile, points: Sequence[str]) -> None:
+    def __init__(
+        self,
+        cfg: OpcUaConfig,
+        profile: OpcUaProfile,
+        points: Sequence[str],
+        base_dir: Path | None = None,
+    ) -> None:
+        """`base_dir`: the config file's folder, which relative certificate paths start from."""
         self.cfg = cfg
         self.name = cfg.name
         self.profile = profile
@@ -71,6 +142,30 @@ class OpcUaSource(TaskOwner):
         self._errors = RateLimitedLog(log)
         self._backoff = Backoff(cfg.backoff.initial_s, cfg.backoff.max_s, cfg.backoff.jitter)
         self._lost = asyncio.Event()
+        # Set once the first connect attempt has ended, so the first batch already tells
+        # whether (and why not) the source is connected.
+        self._first_attempt = asyncio.Event()
+        base = base_dir or Path.cwd()
+        sec = cfg.security
+        self._secure = sec.policy != "None"
+        self._certificate = resolve_path(base, sec.certificate) if sec.certificate else None
+        self._private_key = resolve_path(base, sec.private_key) if sec.private_key else None
+        # The URI and name announced in CreateSession: the certificate's unless configured
+        # (`validate` has checked that they agree).
+        self.identity = client_identity(
+            self._certificate, self._private_key, sec.application_uri, sec.application_name
+        )
+        self._trust = ServerTrust(sec, base)
+        self._context = Context(
+            endpoint=cfg.endpoint,
+            application_uri=self.identity.application_uri,
+            secure=self._secure,
+            certificate=str(self._certificate) if self._certificate else None,
+            thumbprint=thumbprint(load_certificate(self._certificate))
+            if self._certificate
+            else None,
+            username=cfg.username,
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -82,8 +177,33 @@ class OpcUaSource(TaskOwner):
             len(self.points),
             self.cfg.mode,
         )
+        if self._secure:
+            log.info(
+                "source %s: %s %s as %s, certificate %s (thumbprint %s)",
+                self.name,
+                self.cfg.security.policy,
+                self.cfg.security.mode,
+                self.identity.application_uri,
+                self._certificate,
+                self._context.thumbprint,
+            )
+        if self._trust.accept_any and self._secure:
+            log.warning(
+                "source %s: INSECURE: accept_any_server_certificate is set: any server "
+                "certificate is accepted, so whoever sits between the gateway and %s can read "
+                "and change the data; pin it (server_certificate) or use trust_dir",
+                self.name,
+                self.cfg.endpoint,
+            )
         if self.cfg.strict:
-            client = await self._connect()
+            client = self._client()
+            try:
+                await self._connect(client)
+            except Exception as exc:
+                refusal = self._refusal(exc, client)
+                if refusal is None:
+                    raise
+                raise SourceStartupError(f"source {self.name}: {refusal.message}") from None
             try:
                 await self._resolve(client)
             finally:
@@ -99,16 +219,16 @@ class OpcUaSource(TaskOwner):
 
     # -- session -----------------------------------------------------------------------------
 
-    async def _connect(self) -> Client:
-        client = Client(self.cfg.endpoint, timeout=self.cfg.timeout_s, watchdog_intervall=1.0)
+    async def _connect(self, client: _PhasedClient) -> None:
         sec = self.cfg.security
         if sec.policy == "Basic256Sha256":
-            assert sec.certificate is not None and sec.private_key is not None
+            assert self._certificate is not None and self._private_key is not None
+            server_cert = await self._trusted_server_certificate(client)
             await client.set_security(
                 SecurityPolicyBasic256Sha256,
-                certificate=str(sec.certificate),
-                private_key=str(sec.private_key),
-                server_certificate=str(sec.server_certificate) if sec.server_certificate else None,
+                certificate=str(self._certificate),
+                private_key=str(self._private_key),
+                server_certificate=server_cert,
                 mode=getattr(ua.MessageSecurityMode, sec.mode),
             )
         if self.cfg.username is not None:
@@ -122,8 +242,75 @@ class OpcUaSource(TaskOwner):
 
         client.connection_lost_callback = lost
         self._lost.clear()
+        client.phase = "socket"
         await asyncio.wait_for(client.connect(), self.cfg.timeout_s * 2)
+
+    def _client(self) -> _PhasedClient:
+        client = _PhasedClient(
+            self.cfg.endpoint, timeout=self.cfg.timeout_s, watchdog_intervall=1.0
+        )
+        # Never asyncua's default URI: strict servers compare it with the certificate's.
+        client.application_uri = self.identity.application_uri
+        client.name = client.description = self.identity.application_name
         return client
+
+    async def _trusted_server_certificate(self, client: _PhasedClient) -> bytes:
+        """The certificate the server's endpoint for our policy and mode offers (asked over an
+        unsecured discovery channel), if we trust it; else the session is refused."""
+        sec = self.cfg.security
+        client.phase = "endpoints"
+        endpoints = await asyncio.wait_for(
+            client.connect_and_get_server_endpoints(), self.cfg.timeout_s * 2
+        )
+        mode = getattr(ua.MessageSecurityMode, sec.mode)
+        wanted = SecurityPolicyBasic256Sha256.URI
+        ep = next(
+            (e for e in endpoints if e.SecurityMode == mode and e.SecurityPolicyUri == wanted),
+            None,
+        )
+        if ep is None:
+            offered = sorted(
+                {
+                    f"{e.SecurityPolicyUri.rsplit('#', 1)[-1]} {e.SecurityMode.name}"
+                    for e in endpoints
+                }
+            )
+            raise _Refused(
+                Refusal(
+                    "no_endpoint",
+                    f"the server offers no endpoint with {sec.policy} {sec.mode} "
+                    f"(it offers: {', '.join(offered) or 'none'}): change security.policy / "
+                    "security.mode",
+                )
+            )
+        if not ep.ServerCertificate:
+            raise _Refused(
+                Refusal("server_untrusted", "the server's endpoint offers no certificate")
+            )
+        cert = first_certificate(ep.ServerCertificate)
+        why = await self._trust.refusal(cert)
+        if why is not None:
+            raise _Refused(Refusal("server_untrusted", f"refused: {why}"))
+        der: bytes = cert.public_bytes(serialization.Encoding.DER)
+        return der
+
+    def _refusal(self, exc: BaseException, client: _PhasedClient | None) -> Refusal | None:
+        if isinstance(exc, _Refused):
+            return exc.refusal
+        return classify(exc, client.phase if client is not None else "socket", self._context)
+
+    def _refused(self, refusal: Refusal) -> None:
+        """Count a refused session, make it the offline reason, log it at most once a minute."""
+        self.stats.refusals[refusal.kind] = self.stats.refusals.get(refusal.kind, 0) + 1
+        self.stats.offline_reason = refusal.message
+        self._errors.log(
+            logging.ERROR,
+            f"refused:{refusal.kind}",
+            "source %s: %s: no session: %s",
+            self.name,
+            self.cfg.endpoint,
+            refusal.message,
+        )
 
     async def _resolve(self, client: Client) -> list[tuple[str, Any]]:
         """The (point, node) pairs that exist on the server; the others are reported bad."""
@@ -157,13 +344,18 @@ class OpcUaSource(TaskOwner):
 
     async def _session_loop(self) -> None:
         while True:
-            client: Client | None = None
+            client: _PhasedClient | None = None
             try:
-                client = await self._connect()
+                client = self._client()
+                await self._connect(client)
                 self.stats.sessions += 1
                 self.stats.connected = True
+                self.stats.offline_reason = None
+                self._first_attempt.set()
                 self._backoff.reset()
                 self._errors.reset("session")
+                for kind in self.stats.refusals:
+                    self._errors.reset(f"refused:{kind}")
                 log.info("source %s: session open on %s", self.name, self.cfg.endpoint)
                 nodes = await self._resolve(client)
                 if self.cfg.mode == "subscribe":
@@ -173,19 +365,25 @@ class OpcUaSource(TaskOwner):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # any failure of the session: report, back off, reconnect
-                self._errors.log(
-                    logging.WARNING,
-                    "session",
-                    "source %s: %s: %s (reconnecting with backoff)",
-                    self.name,
-                    self.cfg.endpoint,
-                    str(exc) or type(exc).__name__,
-                )
+                refusal = None if self.stats.connected else self._refusal(exc, client)
+                if refusal is not None:
+                    self._refused(refusal)
+                else:
+                    self.stats.offline_reason = None  # unreachable, lost: nothing more to say
+                    self._errors.log(
+                        logging.WARNING,
+                        "session",
+                        "source %s: %s: %s (reconnecting with backoff)",
+                        self.name,
+                        self.cfg.endpoint,
+                        str(exc) or type(exc).__name__,
+                    )
             finally:
                 if self.stats.connected:
                     self.stats.connection_losses += 1
                 self.stats.connected = False
                 self._mark_all_bad()
+                self._first_attempt.set()
                 if client is not None:
                     # Best effort: the server may be gone already.
                     with contextlib.suppress(Exception):
@@ -274,6 +472,9 @@ class OpcUaSource(TaskOwner):
 
     async def batches(self) -> AsyncIterator[Batch]:
         interval = self.cfg.poll_interval_s
+        # Bounded: the first attempt ends within its timeouts anyway.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._first_attempt.wait(), self.cfg.timeout_s * 5)
         t0 = time.time()
         k = 0
         while True:
