@@ -288,6 +288,20 @@ def cmd_bench_quality(args: argparse.Namespace) -> int:
     from edge_agent.bench.quality import QualityConfig
     from edge_agent.bench.quality import main as bench_quality
 
+    if args.mode == "plant":
+        from edge_agent.bench.plant import PlantConfig
+        from edge_agent.bench.plant import main as bench_plant
+
+        plant = PlantConfig(
+            pump_runs=args.pump_runs,
+            compressor_runs=args.compressor_runs,
+            jobs=args.jobs,
+            first_seed=args.first_seed,
+        )
+        workdir = Path(args.workdir if args.workdir != "bench-quality" else "bench-plant")
+        json_out = Path(args.json if args.json != "bench-quality.json" else "bench-plant.json")
+        return bench_plant(plant, workdir, json_out)
+
     cfg = QualityConfig(
         seeds=args.seeds,
         train_hours=args.train_hours,
@@ -496,6 +510,16 @@ def main(argv: list[str] | None = None) -> int:
     p = bench.add_parser(
         "quality", help="detection quality per simulator scenario over seeds (extra: train)"
     )
+    p.add_argument(
+        "--mode",
+        choices=["scenario", "plant"],
+        default="scenario",
+        help="scenario: long clean recordings per fault scenario; plant: many short runs "
+        "trained on minutes each, exported as historians do, subtle faults, baselines beside",
+    )
+    p.add_argument("--pump-runs", type=int, default=24, help="plant mode: pump runs")
+    p.add_argument("--compressor-runs", type=int, default=8, help="plant mode: compressor runs")
+    p.add_argument("--first-seed", type=int, default=0, help="plant mode: seed of the first run")
     p.add_argument("--seeds", type=int, default=10)
     p.add_argument("--train-hours", type=float, default=6.0, help="normal data to train on")
     p.add_argument("--drift-hours", type=float, default=6.0, help="normal data after training")

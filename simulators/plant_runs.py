@@ -74,6 +74,7 @@ COARSE = {"flow_rate": 1.0, "discharge_pressure": 0.05, "motor_voltage": 1.0, "a
 class PlantRun:
     name: str
     machine: str
+    seed: int
     fault: str
     magnitude: float
     ts: F64  # a clean 1 Hz grid; the historian export adds the jitter and the holes
@@ -158,6 +159,7 @@ def plant_run(seed: int, machine: str = "pump") -> PlantRun:
     return PlantRun(
         name=f"{machine}-{seed:03d}",
         machine=machine,
+        seed=seed,
         fault=fault,
         magnitude=magnitude,
         ts=ts,

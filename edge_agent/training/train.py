@@ -528,6 +528,8 @@ def train_bundle(
             "calibration_windows": len(cal_n),
             "steps": len(losses),
             "levels_judged": str(judge_levels).lower(),
+            # Named for whoever reads the bundle: scale floored, levels and shifts not judged.
+            "constant_signals": ", ".join(constant),
             "final_loss": float(np.mean(losses[-50:])),
             "seconds": round(time.monotonic() - t_start, 1),
             "seed": opts.seed,
