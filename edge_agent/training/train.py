@@ -373,7 +373,10 @@ def train_bundle(
         return out
 
     train_n, cal_n = norm(train_w), norm(cal_raw)
-    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    # One thread: these models are small (windows of a few dozen samples × a handful of signals),
+    # so intra-op threads gain little and, on a loaded machine, spin against each other. 10 min
+    # of 1 Hz data with the machine's two cores busy: 53 s wall with one thread, 209 s with two.
+    torch.set_num_threads(1)
     rng = np.random.default_rng(opts.seed)
     n_sub = min(opts.distill_windows, len(train_n))
     fit_n = train_n[np.sort(rng.choice(len(train_n), size=n_sub, replace=False))]
