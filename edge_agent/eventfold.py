@@ -1,9 +1,10 @@
-"""Rate limiting of system events, as logs are rate-limited: the first event of a kind about a
-subject goes out at once; repeats within `period` seconds are held, and at the end of the period
-the latest of them goes out once, standing for all, with `details.folded` (how many events it
-stands for) and the count in its message. A condition that flaps (data good, bad, good, ...)
-thus costs one event per period instead of one per flap, and the last event always tells the
-state it ended in. Pure: the clock is passed in."""
+"""Rate limiting of system events, as logs are rate-limited: the first `burst` events of a kind
+about a subject in a period go out at once (one episode, raised then cleared, is never delayed);
+further repeats within `period` seconds are held, and at the end of the period the latest of them
+goes out once, standing for all, with `details.folded` (how many events it stands for) and the
+count in its message. While the storm goes on, every further period sends one such event. A
+condition that flaps (data good, bad, good, ...) thus costs one event per period instead of one
+per flap, and the last event always tells the state it ended in. Pure: the clock is passed in."""
 
 from __future__ import annotations
 
@@ -24,13 +25,15 @@ class PendingEvent:
 @dataclass(slots=True)
 class _Period:
     ends: float
+    sent: int = 0
     latest: PendingEvent | None = None
     count: int = 0
 
 
 class EventFolder:
-    def __init__(self, period: float, clock: Callable[[], float]) -> None:
+    def __init__(self, period: float, clock: Callable[[], float], burst: int = 2) -> None:
         self.period = period
+        self.burst = burst
         self._clock = clock
         self._periods: dict[tuple[str, str | None], _Period] = {}
         self.folded = 0  # events held back and folded into another, in total
@@ -47,7 +50,9 @@ class EventFolder:
             out.extend(self._close(key, current, now))
             current = self._periods.get(key)
         if current is None:
-            self._periods[key] = _Period(now + self.period)
+            current = self._periods[key] = _Period(now + self.period)
+        if current.sent < self.burst:
+            current.sent += 1
             out.append(event)
             return out
         current.latest = event
@@ -70,9 +75,9 @@ class EventFolder:
         if period.latest is None:
             del self._periods[key]
             return []
-        # Something happened in the period: report it and start a new period, so a storm that
-        # goes on costs one event per period.
-        self._periods[key] = _Period(now + self.period)
+        # Something happened in the period: report it and start a new period with no burst
+        # left, so a storm that goes on costs one event per period.
+        self._periods[key] = _Period(now + self.period, sent=self.burst)
         n = period.count
         ev = period.latest
         details = dict(ev.details or {})
