@@ -527,6 +527,8 @@ class Agent:
     async def _wait_stop(self) -> None:
         await self.stop.wait()
         self.monitor.stopping()
+        for ev in self.events.drain():  # folded events still held: the last state goes out
+            self._emit(ev)
         log.info("stopping: delivering queued messages, publishing offline status")
         await self.publisher.flush(SHUTDOWN_FLUSH_S)
         await self.publisher.close()

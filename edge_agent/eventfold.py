@@ -69,6 +69,15 @@ class EventFolder:
                 out.extend(self._close(key, period, now))
         return out
 
+    def drain(self) -> list[PendingEvent]:
+        """Every held event now, whether its period has ended or not (on stop)."""
+        now = self._clock()
+        out: list[PendingEvent] = []
+        for key, period in list(self._periods.items()):
+            out.extend(self._close(key, period, now))
+        self._periods.clear()
+        return out
+
     def _close(
         self, key: tuple[str, str | None], period: _Period, now: float
     ) -> list[PendingEvent]:

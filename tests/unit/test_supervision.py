@@ -67,6 +67,11 @@ def test_an_episode_goes_out_at_once_a_storm_is_folded_with_its_count() -> None:
     assert f.due() == []
     t[0] = 41.0
     assert f.offer(raised) == [raised]
+    # On stop, whatever is held goes out.
+    assert f.offer(cleared) == [cleared]
+    assert f.offer(raised) == []
+    [last] = f.drain()
+    assert last.message.startswith("bad") and f.drain() == []
 
 
 def test_period_zero_folds_nothing() -> None:
