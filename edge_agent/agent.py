@@ -6,17 +6,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import signal
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from edge_agent import __version__
 from edge_agent.alerts.messages import alert_payload
+from edge_agent.backoff import Backoff
 from edge_agent.config import LoadedConfig
+from edge_agent.eventfold import EventFolder, PendingEvent
 from edge_agent.inference.bundle import Bundle
 from edge_agent.inference.detector import DetectorPool
+from edge_agent.logs import RateLimitedLog
 from edge_agent.observability.http import HttpEndpoint
 from edge_agent.observability.metrics import AgentMetrics
 from edge_agent.observability.sdnotify import Notifier
@@ -25,12 +30,23 @@ from edge_agent.pipeline import AssetPipeline
 from edge_agent.profiles import DeviceProfile, MqttProfile, OpcUaProfile
 from edge_agent.recorder import CsvRecorder
 from edge_agent.sources.base import Source
-from edge_agent.types import AlertEvent, Batch, DataQualityEvent, DataQualityEventKind, Quality
+from edge_agent.types import (
+    AlertEvent,
+    Batch,
+    DataQualityEvent,
+    DataQualityEventKind,
+    Quality,
+    Reading,
+)
 from edge_agent.upstream.mqtt import MqttPublisher
 
 log = logging.getLogger(__name__)
 # How long a stop waits for queued alerts to be acknowledged (the unit allows 20 s to stop).
 SHUTDOWN_FLUSH_S = 5.0
+# Event types folded when they repeat within `observability.event_period_s` (see eventfold.py).
+FOLDED_EVENTS = frozenset({"data_quality"})
+# A source or an asset counts as stalled after at least this long (see `source_stall_limits`).
+MIN_STALL_S = 30.0
 
 
 class _Stop(Exception):
@@ -50,6 +66,53 @@ def build_pipelines(
         AssetPipeline(asset, Bundle.load(cfg.bundle_dir(asset)), detectors)
         for asset in cfg.settings.assets
     ]
+
+
+def source_periods(cfg: LoadedConfig) -> dict[str, float]:
+    """Each configured source's period: its poll interval, or (MQTT: devices publish at their
+    own pace) the shortest sample period of the assets it feeds."""
+    out: dict[str, float] = {}
+    for src in cfg.settings.sources:
+        fed = [
+            a.sample_period_s
+            for a in cfg.settings.assets
+            if any(sig.source == src.name for sig in a.signals)
+        ]
+        poll = getattr(src, "poll_interval_s", None)
+        out[src.name] = float(poll) if poll is not None else min(fed, default=1.0)
+    return out
+
+
+def source_stall_limits(cfg: LoadedConfig) -> dict[str, float]:
+    """How long each source may deliver nothing before /healthz says unhealthy: its `stall_s`,
+    or max(10 × its period, 30 s)."""
+    periods = source_periods(cfg)
+    return {
+        src.name: src.stall_s
+        if src.stall_s is not None
+        else max(10 * periods[src.name], MIN_STALL_S)
+        for src in cfg.settings.sources
+    }
+
+
+def clock_limits(cfg: LoadedConfig) -> dict[str, tuple[float, float]]:
+    """Per source: how far (s) a reading's timestamp may be ahead of and behind the gateway
+    clock. Behind defaults to the largest max age of the assets the source feeds, at least 30 s
+    (gateways that buffer a few readings per message)."""
+    s = cfg.settings
+    out: dict[str, tuple[float, float]] = {}
+    for src in s.sources:
+        skew = src.clock or s.clock
+        ages = [
+            a.effective_max_age_s
+            for a in s.assets
+            if any(sig.source == src.name for sig in a.signals)
+        ]
+        behind = skew.max_behind_s
+        if behind is None:
+            behind = max(max(ages, default=0.0), MIN_STALL_S)
+        out[src.name] = (skew.max_ahead_s, behind)
+    return out
 
 
 def build_sources(cfg: LoadedConfig) -> list[Source]:
@@ -101,9 +164,12 @@ class Agent:
         on_data_quality: Callable[[DataQualityEvent], None] | None = None,
         record_dir: Path | None = None,
         detectors: DetectorPool | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         s = cfg.settings
         self.cfg = cfg
+        # The gateway clock that judges the readings' timestamps (tests pass their own).
+        self.clock = clock
         # Shared ONNX Runtime sessions for the pipelines it builds on reload (pass the pool the
         # initial pipelines were built with).
         self.detectors = detectors if detectors is not None else DetectorPool()
@@ -148,7 +214,21 @@ class Agent:
         self.reload_counts: dict[str, int] = {}
         self.last_progress = time.monotonic()
         self.sources_started = asyncio.Event()
-        self._entered = 0
+        self._entered: set[str] = set()
+        # Supervision: faults that ended a source's loop, by source and kind (exception class).
+        self.source_faults: dict[str, dict[str, int]] = {}
+        self._fault_log = RateLimitedLog(log)
+        self.source_stall_s = source_stall_limits(cfg)
+        self._clock_limits = clock_limits(cfg)
+        # Readings whose timestamps were too far from the gateway clock, by source and side.
+        self.clock_rejected: dict[str, dict[str, int]] = {}
+        self.events = EventFolder(s.observability.event_period_s, time.monotonic)
+        # Per asset (monotonic times): the last batch with a good reading routed to it, the last
+        # scored window (or the start) and the last invalid sample, for /healthz.
+        self.started_at = time.monotonic()
+        self.asset_last_input: dict[str, float] = {}
+        self.asset_last_window: dict[str, float] = {}
+        self.asset_last_invalid: dict[str, float] = {}
         self.reload_requested = asyncio.Event()
         self.metrics = AgentMetrics(self)
         self.monitor = ServiceMonitor(self, Notifier.from_environment())
@@ -159,14 +239,57 @@ class Agent:
     def queue_depth(self) -> int:
         return self._queue.qsize()
 
-    async def _pump(self, source: Source) -> None:
+    async def _supervise(self, source: Source) -> None:
+        """Run a source for as long as the agent runs: whatever ends its loop (not a stop) is
+        logged with its name (rate-limited), counted, reported as `source_offline` with the
+        reason, and the source is started again after a backoff. Only a strict source's startup
+        check (SourceStartupError) or any failure of its first start ends the agent, as a
+        configuration error."""
+        cfg = next((c for c in self.cfg.settings.sources if c.name == source.name), None)
+        b = cfg.backoff if cfg is not None else None
+        backoff = Backoff(b.initial_s, b.max_s, b.jitter) if b is not None else Backoff(0.5, 30)
+        while True:
+            delivered = [False]
+            try:
+                await self._pump(source, delivered)
+                raise RuntimeError("batches() ended")  # a source's batches never end
+            except Exception as exc:
+                if source.name not in self._entered:
+                    # Its first start failed (a strict source's startup check, a certificate
+                    # that cannot be read): a configuration error that ends the agent, as before.
+                    raise
+                self._source_failed(source.name, *_describe(exc))
+            if delivered[0]:
+                backoff.reset()
+            await asyncio.sleep(backoff.next_delay())
+
+    def _mark_entered(self, name: str) -> None:
+        self._entered.add(name)
+        if len(self._entered) >= len(self.sources):
+            self.sources_started.set()
+
+    def _source_failed(self, name: str, kind: str, reason: str) -> None:
+        faults = self.source_faults.setdefault(name, {})
+        faults[kind] = faults.get(kind, 0) + 1
+        self._fault_log.log(
+            logging.ERROR,
+            f"fault:{name}:{kind}",
+            "source %s stopped: %s (restarting with backoff)",
+            name,
+            reason,
+        )
+        self._watch_connection(name, False, reason)
+
+    async def _pump(self, source: Source, delivered: list[bool] | None = None) -> None:
         async with source:
-            self._entered += 1
-            if self._entered == len(self.sources):
-                self.sources_started.set()
+            if source.name not in self._entered:
+                self._mark_entered(source.name)
             counts = self.source_readings.setdefault(source.name, {})
             async for batch in source.batches():
                 self.source_last_batch[source.name] = time.monotonic()
+                if delivered is not None:
+                    delivered[0] = True
+                batch, skew = self.judge_time(batch)
                 for r in batch.readings:
                     q = r.quality.name.lower()
                     counts[q] = counts.get(q, 0) + 1
@@ -174,9 +297,29 @@ class Agent:
                 reason: str | None = getattr(source.stats, "offline_reason", None)
                 self._watch_connection(source.name, source.stats.connected, reason)
                 if source.stats.connected:
-                    self._watch_quality(batch)
+                    self._watch_quality(batch, skew)
                 # Back-pressure instead of loss: a source waits if the pipeline falls behind.
                 await self._queue.put(batch)
+
+    def judge_time(self, batch: Batch) -> tuple[Batch, str | None]:
+        """The gateway judges time: a batch stamped further ahead of the gateway clock, or
+        further behind it, than the source's limits is bad data. Its readings become bad, it is
+        restamped at the gateway time (so it never moves an asset's clock: one message stamped
+        in 2100 must not stop the asset), counted, and the reason returned."""
+        ahead, behind = self._clock_limits.get(batch.source, (math.inf, math.inf))
+        now = self.clock()
+        if now - behind <= batch.ts <= now + ahead:
+            return batch, None
+        side = "ahead" if batch.ts > now else "behind"
+        limit = ahead if side == "ahead" else behind
+        counts = self.clock_rejected.setdefault(batch.source, {})
+        counts[side] = counts.get(side, 0) + len(batch.readings)
+        reason = (
+            f"timestamp {_iso(batch.ts)} is {abs(batch.ts - now):.0f} s {side} of the gateway "
+            f"clock (limit {limit:g} s)"
+        )
+        bad = tuple(Reading(r.point, math.nan, Quality.BAD, r.source_ts) for r in batch.readings)
+        return Batch(batch.source, now, bad), reason
 
     def report_event(
         self,
@@ -186,11 +329,31 @@ class Agent:
         subject: str | None = None,
         details: dict[str, Any] | None = None,
     ) -> None:
-        """Publish a system event (edge-agent/event/1) upstream; never blocks."""
+        """Publish a system event (edge-agent/event/1) upstream; never blocks. Repeats of a
+        folded type about one subject within `observability.event_period_s` are held and sent
+        as one event with a count (see eventfold.py)."""
+        event = PendingEvent(type_, message, severity, subject, details)
+        out = self.events.offer(event) if type_ in FOLDED_EVENTS else [event]
+        for ev in out:
+            self._emit(ev)
+
+    def _emit(self, ev: PendingEvent) -> None:
         log.log(
-            logging.INFO if severity == "info" else logging.WARNING, "event %s: %s", type_, message
+            logging.INFO if ev.severity == "info" else logging.WARNING,
+            "event %s: %s",
+            ev.type,
+            ev.message,
         )
-        self.publisher.submit_event(type_, message, severity, subject, details)
+        self.publisher.submit_event(ev.type, ev.message, ev.severity, ev.subject, ev.details)
+
+    async def _flush_folded_events(self) -> None:
+        period = self.events.period
+        if period <= 0:
+            return
+        while True:
+            await asyncio.sleep(min(period / 4, 1.0))
+            for ev in self.events.due():
+                self._emit(ev)
 
     def _watch_connection(self, source: str, up: bool, reason: str | None = None) -> None:
         # Only transitions become events (the first observation counts as one), and a new
@@ -216,20 +379,24 @@ class Agent:
                 {"reason": reason},
             )
 
-    def _watch_quality(self, batch: Batch) -> None:
-        # Bad readings from a connected device (exception responses, undecodable values):
-        # one event when they start, one when they stop.
+    def _watch_quality(self, batch: Batch, reason: str | None = None) -> None:
+        # Bad readings from a connected device (exception responses, undecodable values,
+        # timestamps off the gateway clock): one event when they start, one when they stop.
         bad = [r.point for r in batch.readings if r.quality is not Quality.GOOD]
         if self._source_bad.get(batch.source, False) is bool(bad):
             return
         self._source_bad[batch.source] = bool(bad)
         if bad:
+            details: dict[str, Any] = {"points": bad[:20]}
+            if reason is not None:
+                details["reason"] = reason
             self.report_event(
                 "data_quality",
-                f"source {batch.source}: {len(bad)} of {len(batch.readings)} readings not good",
+                f"source {batch.source}: {len(bad)} of {len(batch.readings)} readings not good"
+                + (f": {reason}" if reason else ""),
                 "warning",
                 batch.source,
-                {"points": bad[:20]},
+                details,
             )
         else:
             self.report_event(
@@ -244,9 +411,16 @@ class Agent:
                 recorder.add(batch)
             before = pipeline.last_score
             windows = pipeline.stats.windows
+            invalid = pipeline.stats.invalid_samples
             started = time.perf_counter()
             events = pipeline.push(batch)
+            now = time.monotonic()
+            if any(r.quality is Quality.GOOD for r in batch.readings):
+                self.asset_last_input[pipeline.name] = now
+            if pipeline.stats.invalid_samples != invalid:
+                self.asset_last_invalid[pipeline.name] = now
             if (n := pipeline.stats.windows - windows) > 0:
+                self.asset_last_window[pipeline.name] = now
                 # A batch usually completes at most one window; spread the time if it did more.
                 per_window = (time.perf_counter() - started) / n
                 hist = self.metrics.inference_seconds.labels(pipeline.name)
@@ -296,6 +470,42 @@ class Agent:
         stall = self.cfg.settings.observability.stall_s
         return self._queue.empty() or time.monotonic() - self.last_progress < stall
 
+    def source_stalls(self) -> dict[str, float]:
+        """Sources that have delivered nothing for longer than their stall limit (since the
+        start when they never did): name → seconds without a batch."""
+        now = time.monotonic()
+        out: dict[str, float] = {}
+        for src in self.sources:
+            last = self.source_last_batch.get(src.name, self.started_at)
+            limit = self.source_stall_s.get(src.name, MIN_STALL_S)
+            if now - last > limit:
+                out[src.name] = round(now - last, 1)
+        return out
+
+    def asset_stall_limit(self, pipeline: AssetPipeline) -> float:
+        """How long an asset fed good data may go without a scored window: twice its window
+        plus a hop of data time, at least 30 s."""
+        w = pipeline.windows
+        return max((2 * w.window + w.hop) * pipeline.asset.sample_period_s, MIN_STALL_S)
+
+    def asset_stalls(self) -> dict[str, float]:
+        """Assets whose data is good (a good reading within the limit, no invalid sample within
+        it) but that have scored no window for longer than `asset_stall_limit`: name → seconds
+        since the last window."""
+        now = time.monotonic()
+        out: dict[str, float] = {}
+        for p in self.pipelines:
+            limit = self.asset_stall_limit(p)
+            last_input = self.asset_last_input.get(p.name)
+            if last_input is None or now - last_input > limit:
+                continue  # no good data: the data_quality and source checks speak for it
+            if now - self.asset_last_invalid.get(p.name, -math.inf) <= limit:
+                continue
+            last_window = self.asset_last_window.get(p.name, self.started_at)
+            if now - last_window > limit:
+                out[p.name] = round(now - last_window, 1)
+        return out
+
     def replace_pipeline(self, old: AssetPipeline, new: AssetPipeline) -> None:
         """Swap an asset's pipeline between two batches (the event loop runs one at a time)."""
         self.pipelines[self.pipelines.index(old)] = new
@@ -317,6 +527,8 @@ class Agent:
     async def _wait_stop(self) -> None:
         await self.stop.wait()
         self.monitor.stopping()
+        for ev in self.events.drain():  # folded events still held: the last state goes out
+            self._emit(ev)
         log.info("stopping: delivering queued messages, publishing offline status")
         await self.publisher.flush(SHUTDOWN_FLUSH_S)
         await self.publisher.close()
@@ -336,8 +548,9 @@ class Agent:
         try:
             async with asyncio.TaskGroup() as tg:
                 for src in self.sources:
-                    tg.create_task(self._pump(src), name=f"source:{src.name}")
+                    tg.create_task(self._supervise(src), name=f"source:{src.name}")
                 tg.create_task(self._process(), name="pipeline")
+                tg.create_task(self._flush_folded_events(), name="events")
                 tg.create_task(self.publisher.run(), name="upstream:mqtt")
                 tg.create_task(self._wait_stop(), name="stop")
                 tg.create_task(self.monitor.run(), name="service-monitor")
@@ -363,6 +576,21 @@ class Agent:
             for recorder in self.recorders.values():
                 recorder.close()
         log.info("stopped")
+
+
+def _describe(exc: BaseException) -> tuple[str, str]:
+    """(kind, reason) of a fault: the exception's class and its text, bounded."""
+    text = str(exc) or type(exc).__name__
+    if len(text) > 300:
+        text = text[:300] + "…"
+    return type(exc).__name__, text
+
+
+def _iso(ts: float) -> str:
+    try:
+        return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+    except (OverflowError, ValueError, OSError):
+        return f"{ts:g}"
 
 
 async def run_until_signal(agent: Agent) -> None:

@@ -59,7 +59,25 @@ class Backoff(_Strict):
         return self
 
 
-class ModbusTcpSource(_Strict):
+class ClockSkew(_Strict):
+    """How far a reading's own timestamp may be from the gateway clock. A reading stamped further
+    ahead or further behind is bad data (counted, reported, restamped at the gateway time) and
+    never moves an asset's clock: one message stamped in 2100 must not stop an asset scoring."""
+
+    max_ahead_s: float = Field(5.0, gt=0)
+    # None: the largest `max_age_s` of the assets the source feeds (older data is stale anyway).
+    max_behind_s: float | None = Field(None, gt=0)
+
+
+class _SourceCommon(_Strict):
+    # /healthz turns unhealthy when the source has delivered nothing for this long. None:
+    # max(10 × its poll interval (or the shortest sample period of the assets it feeds), 30 s).
+    stall_s: float | None = Field(None, gt=0)
+    # Per-source clock skew limits; None: the agent-wide `clock` section.
+    clock: ClockSkew | None = None
+
+
+class ModbusTcpSource(_SourceCommon):
     type: Literal["modbus_tcp"]
     name: str = Field(pattern=NAME)
     host: str
@@ -78,7 +96,7 @@ class ModbusTcpSource(_Strict):
     backoff: Backoff = Backoff()
 
 
-class ModbusRtuSource(_Strict):
+class ModbusRtuSource(_SourceCommon):
     """One device (unit id) on a serial line. Sources naming the same `serial_port` share the line
     and take turns; the line settings must then agree."""
 
@@ -158,7 +176,7 @@ class OpcUaSecurity(_Strict):
         return self
 
 
-class OpcUaSource(_Strict):
+class OpcUaSource(_SourceCommon):
     type: Literal["opcua"]
     name: str = Field(pattern=NAME)
     endpoint: str = Field(pattern=r"^opc\.tcp://")
@@ -179,7 +197,7 @@ class OpcUaSource(_Strict):
     backoff: Backoff = Backoff()
 
 
-class MqttInSource(_Strict):
+class MqttInSource(_SourceCommon):
     """Consume readings that sensors/gateways publish to an MQTT broker."""
 
     type: Literal["mqtt"]
@@ -326,6 +344,10 @@ class Observability(_Strict):
     # The pipeline counts as stuck (no watchdog ping, /healthz 503) when batches wait in its
     # queue and none has been processed for this long.
     stall_s: float = Field(default=30.0, gt=0)
+    # Repeated events of one type about one subject (data_quality raised/cleared over and over)
+    # within this period are folded: the first goes out at once, the rest in one event at the
+    # end of the period with `details.folded` (how many it stands for). 0: no folding.
+    event_period_s: float = Field(default=60.0, ge=0)
 
 
 class AgentSettings(BaseSettings):
@@ -339,6 +361,7 @@ class AgentSettings(BaseSettings):
     upstream: Upstream = Upstream()
     logging: Logging = Logging()
     observability: Observability = Observability()
+    clock: ClockSkew = ClockSkew()
     profile_dirs: list[Path] = []
 
     @classmethod

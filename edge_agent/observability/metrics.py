@@ -76,6 +76,12 @@ class _AgentCollector(Collector):
                 if isinstance(refusals, dict):
                     for kind, n in sorted(refusals.items()):
                         errors.add_metric([src.name, f"refused_{kind}"], n)
+            # Faults that ended the source's loop (restarted by the agent), by exception class,
+            # and readings stamped too far from the gateway clock.
+            for kind, n in sorted(a.source_faults.get(src.name, {}).items()):
+                errors.add_metric([src.name, f"crash_{kind}"], n)
+            for side, n in sorted(a.clock_rejected.get(src.name, {}).items()):
+                errors.add_metric([src.name, f"clock_{side}"], n)
             connected.add_metric([src.name], 1.0 if stats.connected else 0.0)
             last = a.source_last_batch.get(src.name)
             if last is not None:

@@ -44,12 +44,25 @@ class ServiceMonitor:
         )
 
     def health(self) -> tuple[bool, dict[str, object]]:
+        """Healthy while the pipeline keeps up, every configured source delivers within its
+        stall limit and every asset fed good data keeps scoring windows."""
         a = self.agent
-        ok = a.progressing()
+        progressing = a.progressing()
+        sources = a.source_stalls()
+        assets = a.asset_stalls()
+        ok = progressing and not sources and not assets
+        status = "ok"
+        if not progressing:
+            status = "stalled"
+        elif sources or assets:
+            status = "degraded"
         return ok, {
-            "status": "ok" if ok else "stalled",
+            "status": status,
             "pipeline_queue": a.queue_depth,
             "last_progress_s": round(time.monotonic() - a.last_progress, 3),
+            # name → seconds without a batch (sources) / a scored window (assets with good data)
+            "sources_stalled": sources,
+            "assets_not_scoring": assets,
         }
 
     def readiness(self) -> tuple[bool, dict[str, object]]:

@@ -6,7 +6,9 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol, Self, TypeVar
+
+T = TypeVar("T")
 
 
 async def stop_task(task: asyncio.Task[None]) -> None:
@@ -27,11 +29,49 @@ def read_password_file(path: Path | None) -> str | None:
     return path.read_text(encoding="utf-8").strip()
 
 
+class SourceLoopEnded(Exception):
+    """A source's background task ended although nothing stopped it."""
+
+
 class TaskOwner:
     """Base for sources whose work runs in one background task started by `__aenter__`:
-    leaving the context stops it (cancelled and awaited, see `stop_task`)."""
+    leaving the context stops it (cancelled and awaited, see `stop_task`). `next_item` hands a
+    failure of that task to the consumer of `batches()`, so the agent's supervisor sees it (logs,
+    reports, restarts the source) instead of waiting forever on a source that is gone."""
 
     _task: asyncio.Task[None] | None = None
+
+    def raise_if_ended(self) -> None:
+        """Raise the background task's exception if it has ended (SourceLoopEnded without one)."""
+        task = self._task
+        if task is None or not task.done():
+            return
+        if task.cancelled():
+            raise SourceLoopEnded("background task was cancelled")
+        exc = task.exception()
+        if exc is not None:
+            raise exc
+        raise SourceLoopEnded("background task ended")
+
+    async def next_item(self, queue: asyncio.Queue[T]) -> T:
+        """The next item of `queue`; raises as `raise_if_ended` does when the background task
+        ends first."""
+        if not queue.empty():
+            return queue.get_nowait()
+        self.raise_if_ended()
+        task = self._task
+        if task is None:
+            return await queue.get()
+        getter = asyncio.ensure_future(queue.get())
+        try:
+            await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not getter.done():
+                getter.cancel()
+        if getter.done() and not getter.cancelled():
+            return getter.result()
+        self.raise_if_ended()
+        return await queue.get()  # pragma: no cover - the task ended without ending (cannot be)
 
     async def __aexit__(
         self,

@@ -138,7 +138,9 @@ class MqttInSource(TaskOwner):
 
     async def batches(self) -> AsyncIterator[Batch]:
         while True:
-            yield await self._queue.get()
+            # Raises whatever ended the connection task (a missing password file, a bug), so the
+            # agent's supervisor reports it and starts the source again.
+            yield await self.next_item(self._queue)
 
 
 def _payload(raw: object) -> bytes:

@@ -122,7 +122,18 @@ Group = tuple[float, tuple[Reading, ...]]
 
 def parse_message(spec: MqttTopic, topic: str, payload: bytes, arrival: float) -> list[Group]:
     """One message → (timestamp, readings) groups; several when an array carries readings of
-    different instants. Raises PayloadError for a payload that does not fit."""
+    different instants. Raises PayloadError for a payload that does not fit, and for nothing
+    else: whatever a payload makes the decoder or the conversions raise (a JSON integer longer
+    than Python's 4,300-digit limit raises ValueError) is a malformed payload too."""
+    try:
+        return _parse(spec, topic, payload, arrival)
+    except PayloadError:
+        raise
+    except (ValueError, TypeError, OverflowError, RecursionError, MemoryError) as exc:
+        raise PayloadError(f"payload not usable: {type(exc).__name__}: {str(exc)[:200]}") from exc
+
+
+def _parse(spec: MqttTopic, topic: str, payload: bytes, arrival: float) -> list[Group]:
     if spec.parser == "number":
         assert spec.point is not None
         point = point_from_template(spec.point, topic)
@@ -137,8 +148,8 @@ def parse_message(spec: MqttTopic, topic: str, payload: bytes, arrival: float) -
         return [(arrival, (_number(point, number, None),))]
     try:
         doc = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise PayloadError(f"payload is not JSON: {exc}") from exc
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, digits
+        raise PayloadError(f"payload is not JSON: {str(exc)[:200]}") from exc
     prefix = point_from_template(spec.point, topic) + "." if spec.point else ""
     groups: dict[float, list[Reading]] = {}
     if spec.fields:

@@ -482,5 +482,6 @@ class OpcUaSource(TaskOwner):
             delay = ts - time.time()
             if delay > 0:
                 await asyncio.sleep(delay)
+            self.raise_if_ended()  # the session task died: the agent's supervisor restarts us
             yield Batch(self.name, ts, tuple(self._latest[p] for p in self.points))
             k = max(k + 1, math.ceil((time.time() - t0) / interval))

@@ -45,7 +45,12 @@ def queued_alert_ids(db: Path) -> list[str]:
     if not db.exists():
         return []
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
-        rows = con.execute("SELECT payload FROM outbox WHERE topic LIKE '%/alerts/%'").fetchall()
+        try:
+            rows = con.execute(
+                "SELECT payload FROM outbox WHERE topic LIKE '%/alerts/%'"
+            ).fetchall()
+        except sqlite3.OperationalError:  # the file exists, its table not yet: nothing queued
+            return []
     return [json.loads(p)["alert_id"] for (p,) in rows]
 
 

@@ -1,9 +1,10 @@
 import contextlib
 import json
 import math
+import re
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge_agent.profiles import MqttTopic, load_any_profile
@@ -128,3 +129,91 @@ def test_fuzz_every_parser_either_parses_or_raises_payload_error(payload: bytes)
 def test_fuzz_timestamps_parse_or_raise_payload_error(value: object) -> None:
     with contextlib.suppress(PayloadError):
         assert math.isfinite(parse_timestamp(value))
+
+
+# The widest inputs: numbers far beyond Python's 4,300-digit str→int limit, floats of any
+# magnitude (inf, nan), huge strings, JSON of any shape, arbitrary bytes. Nothing may escape
+# `parse_message` but PayloadError (issue 12: a 4,301-digit number stopped the MQTT source).
+# json.dumps cannot write such numbers: they travel as marked strings, unquoted after dumping.
+huge_number_text = st.integers(min_value=4_290, max_value=20_000).flatmap(
+    lambda n: st.sampled_from(
+        ["9" * n, "-" + "1" * n, "1" * n + ".5", "1e" + "9" * n, "0." + "3" * n]
+    )
+)
+wide_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=True)
+    | st.text()
+    | st.text(min_size=1).map(lambda s: s * 999)
+    | huge_number_text.map(lambda d: "\x00HUGE" + d + "\x00"),
+    lambda kids: (
+        st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4)
+    ),
+    max_leaves=20,
+)
+_HUGE = re.compile(r'"\\u0000HUGE([-0-9.e]+)\\u0000"')
+
+
+def _json_text(value: object) -> bytes:
+    return _HUGE.sub(lambda m: m.group(1), json.dumps(value)).encode()
+
+
+SPECS = [
+    *PROFILE.topics,
+    MqttTopic(filter="#", timestamp="ts", fields=[{"point": "a", "path": "a"}]),
+    MqttTopic(filter="#", items="r", timestamp="ts"),
+    MqttTopic(filter="#", parser="number", point="{0}"),
+]
+
+
+def _json_text(value: object) -> bytes:
+    # json.dumps writes huge ints digit by digit only when the limit allows: write them by hand.
+    try:
+        return json.dumps(value).encode()
+    except ValueError:
+        return b'{"a": ' + b"9" * 5000 + b', "ts": ' + b"1" * 5000 + b"}"
+
+
+def _parses_or_payload_error(payload: bytes) -> None:
+    for spec in SPECS:
+        topic = "plant/s/pump-1/raw/run_hours" if spec.parser == "number" else "plant/s/pump-1/x"
+        try:
+            groups = parse_message(spec, topic, payload, arrival=T)
+        except PayloadError:
+            continue
+        for ts, readings in groups:
+            assert math.isfinite(ts)
+            assert all(r.quality is Quality.BAD or math.isfinite(r.value) for r in readings)
+
+
+@given(
+    payload=st.one_of(
+        st.binary(max_size=5000),
+        wide_json.map(_json_text),
+        st.dictionaries(st.sampled_from(["a", "ts", "r", "value", "name"]), wide_json).map(
+            _json_text
+        ),
+        st.text(max_size=100_000).map(str.encode),
+        huge_number_text.map(str.encode),
+    )
+)
+@settings(max_examples=200, deadline=None)
+def test_fuzz_widest_inputs_never_raise_anything_but_payload_error(payload: bytes) -> None:
+    _parses_or_payload_error(payload)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"a": ' + b"1" * 4301 + b"}",
+        b'{"a": 1, "ts": ' + b"1" * 4301 + b"}",
+        b'{"a": 1, "ts": -' + b"1" * 4301 + b"}",
+        b'{"r": [{"name": "a", "value": ' + b"7" * 10_000 + b"}]}",
+        b"9" * 5000,
+        b'{"a": 1e999999, "ts": 1e400}',
+    ],
+)
+def test_numbers_beyond_the_digit_limit_are_payload_errors_or_bad(payload: bytes) -> None:
+    _parses_or_payload_error(payload)

@@ -27,8 +27,29 @@ class FakeAgent:
         self.last_progress = time.monotonic()
         self.models = {"pump-1": "v1"}
 
+        self.stalled_sources: dict[str, float] = {}
+        self.stalled_assets: dict[str, float] = {}
+
     def progressing(self) -> bool:
         return self.ok
+
+    def source_stalls(self) -> dict[str, float]:
+        return self.stalled_sources
+
+    def asset_stalls(self) -> dict[str, float]:
+        return self.stalled_assets
+
+
+def test_health_names_stalled_sources_and_assets_not_scoring() -> None:
+    agent = FakeAgent()
+    monitor = ServiceMonitor(agent, Notifier(None, None))  # type: ignore[arg-type]
+    assert monitor.health()[0]
+    agent.stalled_sources = {"plc": 45.0}
+    ok, body = monitor.health()
+    assert not ok and body["status"] == "degraded" and body["sources_stalled"] == {"plc": 45.0}
+    agent.stalled_sources, agent.stalled_assets = {}, {"pump-1": 61.0}
+    ok, body = monitor.health()
+    assert not ok and body["assets_not_scoring"] == {"pump-1": 61.0}
 
 
 def _drain(sock: socket.socket) -> list[dict[str, str]]:
