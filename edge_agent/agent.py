@@ -58,7 +58,8 @@ def load_bundle(cfg: LoadedConfig, asset: Asset) -> Bundle:
     try:
         bundle = Bundle.load(directory, cfg.bundle_trust)
     except BundleError as exc:
-        raise BundleError(f"asset {asset.name}: bundle {directory} refused: {exc}") from None
+        reason = str(exc).removeprefix(f"{directory}: ")
+        raise BundleError(f"asset {asset.name}: bundle {directory} refused: {reason}") from None
     if bundle.unsigned:
         log.warning(
             "INSECURE: asset %s runs the unsigned bundle %s (bundles.allow_unsigned is set; "

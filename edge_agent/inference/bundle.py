@@ -267,7 +267,8 @@ def write_key_pair(
 @dataclass(frozen=True)
 class BundleTrust:
     """What the agent accepts: signatures by these public keys (by key id), and unsigned bundles
-    only when `allow_unsigned` (insecure, said so wherever the model is reported)."""
+    (or signed by a key not listed: unverifiable alike) only when `allow_unsigned` (insecure,
+    said so wherever the model is reported)."""
 
     keys: dict[str, Ed25519PublicKey] = field(default_factory=dict)
     allow_unsigned: bool = False
@@ -306,6 +307,10 @@ def _verify_signature(directory: Path, manifest_bytes: bytes, trust: BundleTrust
     if algorithm != SIGNATURE_ALGORITHM:
         raise BundleError(f"{path}: unsupported signature algorithm {algorithm!r} (need ed25519)")
     key = trust.keys.get(kid)
+    if key is None and trust.allow_unsigned:
+        # Not verifiable here, so no better than unsigned, which this trust accepts (deleting
+        # signature.json would get the same); a known key's signature must still verify.
+        return None
     if key is None:
         known = ", ".join(sorted(trust.keys)) or "none configured"
         raise BundleError(

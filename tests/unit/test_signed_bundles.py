@@ -111,6 +111,9 @@ def test_unsigned_is_refused_unless_explicitly_allowed(bundle: Path) -> None:
     raise_threshold(bundle)
     with pytest.raises(BundleError, match="invalid signature"):
         Bundle.load(bundle, allowing)
+    # Signed by a key this agent does not know: unverifiable, so accepted only as unsigned.
+    sign(bundle)
+    assert Bundle.load(bundle, BundleTrust(allow_unsigned=True)).unsigned
 
 
 def test_malformed_signature_file_is_refused_not_raised(bundle: Path) -> None:
