@@ -63,6 +63,8 @@ def config(tmp_path: Path, bundle: Path, modbus_port: int, opcua: str, broker: i
                    asset("pump-mqtt", "hub")],
         "upstream": {"mqtt": {"port": broker, "backoff": backoff}},
         "bundles": {"trusted_keys": [str(signing_keys()[1])]},
+        # Port 0: a fixed port collides with any other agent on the machine.
+        "observability": {"metrics": {"port": 0}},
     }  # fmt: skip
     path = tmp_path / "agent.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
