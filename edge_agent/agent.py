@@ -17,9 +17,9 @@ from typing import Any
 from edge_agent import __version__
 from edge_agent.alerts.messages import alert_payload
 from edge_agent.backoff import Backoff
-from edge_agent.config import LoadedConfig
+from edge_agent.config import Asset, LoadedConfig
 from edge_agent.eventfold import EventFolder, PendingEvent
-from edge_agent.inference.bundle import Bundle
+from edge_agent.inference.bundle import Bundle, BundleError
 from edge_agent.inference.detector import DetectorPool
 from edge_agent.logs import RateLimitedLog
 from edge_agent.observability.http import HttpEndpoint
@@ -63,8 +63,7 @@ def build_pipelines(
     """Load and verify every asset's bundle (raises BundleError naming the problem). Give the
     agent's `detectors` so assets with identical models share one ONNX Runtime session."""
     return [
-        AssetPipeline(asset, Bundle.load(cfg.bundle_dir(asset)), detectors)
-        for asset in cfg.settings.assets
+        AssetPipeline(asset, load_bundle(cfg, asset), detectors) for asset in cfg.settings.assets
     ]
 
 
@@ -113,6 +112,25 @@ def clock_limits(cfg: LoadedConfig) -> dict[str, tuple[float, float]]:
             behind = max(max(ages, default=0.0), MIN_STALL_S)
         out[src.name] = (skew.max_ahead_s, behind)
     return out
+
+
+def load_bundle(cfg: LoadedConfig, asset: Asset) -> Bundle:
+    """An asset's bundle, verified against the config's trusted keys (BundleError naming the
+    asset, the bundle and the reason)."""
+    directory = cfg.bundle_dir(asset)
+    try:
+        bundle = Bundle.load(directory, cfg.bundle_trust)
+    except BundleError as exc:
+        reason = str(exc).removeprefix(f"{directory}: ")
+        raise BundleError(f"asset {asset.name}: bundle {directory} refused: {reason}") from None
+    if bundle.unsigned:
+        log.warning(
+            "INSECURE: asset %s runs the unsigned bundle %s (bundles.allow_unsigned is set; "
+            "its model and thresholds are not verified)",
+            asset.name,
+            directory,
+        )
+    return bundle
 
 
 def build_sources(cfg: LoadedConfig) -> list[Source]:
@@ -187,6 +205,7 @@ class Agent:
             telemetry=s.upstream.telemetry,
             base_dir=cfg.path.parent,
         )
+        self.publisher.unsigned_models = lambda: self.unsigned_models
         self._source_up: dict[str, bool] = {}
         self._source_bad: dict[str, bool] = {}
         self._source_reason: dict[str, str | None] = {}
@@ -354,6 +373,30 @@ class Agent:
             await asyncio.sleep(min(period / 4, 1.0))
             for ev in self.events.due():
                 self._emit(ev)
+
+    def report_model_loaded(
+        self, p: AssetPipeline, previous: str | None = None, **extra: Any
+    ) -> None:
+        """`model_loaded`, saying how the bundle was verified; an unsigned one (allowed by
+        bundles.allow_unsigned) is a warning and named insecure."""
+        b = p.bundle
+        was = f" (was {previous})" if previous is not None else ""
+        details: dict[str, Any] = {
+            "signature": "verified" if b.signed_by else "unsigned" if b.unsigned else "not checked"
+        }
+        if b.signed_by:
+            details["key_id"] = b.signed_by
+        if previous is not None:
+            details["previous_model_version"] = previous
+        details.update(extra)
+        text = f"asset {p.name}: model {p.model_version}{was}, {b.describe_signature()}"
+        severity = "warning" if b.unsigned else "info"
+        self.report_event("model_loaded", text, severity, p.name, details)
+
+    @property
+    def unsigned_models(self) -> list[str]:
+        """Assets running an unsigned bundle (allowed by bundles.allow_unsigned)."""
+        return [p.name for p in self.pipelines if p.bundle.unsigned]
 
     def _watch_connection(self, source: str, up: bool, reason: str | None = None) -> None:
         # Only transitions become events (the first observation counts as one), and a new
@@ -560,9 +603,7 @@ class Agent:
                 if not self.sources:
                     self.sources_started.set()
                 for p in self.pipelines:
-                    self.report_event(
-                        "model_loaded", f"asset {p.name}: model {p.model_version}", "info", p.name
-                    )
+                    self.report_model_loaded(p)
                 self.ready.set()
                 log.info(
                     "agent running: %d source(s), %d asset(s)",

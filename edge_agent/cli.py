@@ -1,4 +1,4 @@
-"""`edge-agent` command line: run, validate, status, train, demo, bench, opcua-cert.
+"""`edge-agent` command line: run, validate, status, train, keys, sign, demo, bench, opcua-cert.
 
 Exit codes: 0 ok, 1 runtime failure (`status`: unhealthy), 2 bad configuration / bundle / input
 data, unreadable config, state directory not writable, metrics port in use (the unit lists 2 in
@@ -90,8 +90,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
     s = cfg.settings
     print(
         f"config OK: {len(s.sources)} source(s), {len(s.assets)} asset(s); models: "
-        + ", ".join(f"{p.name}={p.model_version}" for p in pipelines)
+        + ", ".join(
+            f"{p.name}={p.model_version} ({p.bundle.describe_signature()})" for p in pipelines
+        )
     )
+    for p in pipelines:
+        if p.bundle.unsigned:
+            print(
+                f"edge-agent: INSECURE: asset {p.name}: bundle {p.bundle.directory} is unsigned "
+                "and accepted only because bundles.allow_unsigned is set",
+                file=sys.stderr,
+            )
     return 0
 
 
@@ -145,7 +154,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
         return EXIT_CONFIG
     from edge_agent.csvdata import CsvError, expand_paths, read_table, signal_name, signal_names
+    from edge_agent.inference.bundle import key_id, load_private_key, sign_bundle
 
+    signing_key = None
+    if args.signing_key:
+        # Read before training: a wrong key path should not cost a training run.
+        try:
+            signing_key = load_private_key(Path(args.signing_key))
+        except BundleError as exc:
+            print(f"edge-agent train: --signing-key: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
     expected_period: float | None = None
     units: list[str] | None = None
     window, hop = args.window, args.hop
@@ -197,12 +215,25 @@ def cmd_train(args: argparse.Namespace) -> int:
     except (CsvError, TrainingError) as exc:
         print(f"edge-agent train: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    if signing_key is not None:
+        sign_bundle(bundle.directory, signing_key)
+    else:
+        print(
+            f"edge-agent train: {bundle.directory} is not signed; agents refuse it unless "
+            "bundles.allow_unsigned is set (sign it: edge-agent sign --bundle DIR --key FILE)",
+            file=sys.stderr,
+        )
     m = bundle.manifest
     print(
         f"bundle {bundle.directory}: {m.model_version}; signals {len(m.signals)}, "
         f"window {m.window}, "
         f"threshold raise {m.threshold.raise_:.4g} clear {m.threshold.clear:.4g}; "
         f"int8 vs fp32 decision agreement {m.agreement['int8_vs_fp32_decision_agreement']:.4f}"
+        + (
+            f"; signed by key {key_id(signing_key.public_key())}"
+            if signing_key is not None
+            else "; unsigned"
+        )
         + (
             f"; fault classes {', '.join(m.classifier.labels)} (held-out accuracy "
             f"{m.classifier.validation_accuracy})"
@@ -397,6 +428,49 @@ def cmd_opcua_cert(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys(args: argparse.Namespace) -> int:
+    """Make a bundle signing key pair."""
+    from edge_agent.inference.bundle import key_id, load_public_key, write_key_pair
+
+    try:
+        key_path, pub_path = write_key_pair(Path(args.out), args.name, force=args.force)
+    except BundleError as exc:
+        print(f"edge-agent keys: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except OSError as exc:
+        print(f"edge-agent keys: {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(
+        f"wrote {key_path} (private signing key, mode 0600: keep it where bundles are trained, "
+        "never on a gateway)\n"
+        f"wrote {pub_path} (public key: copy it to the gateways)\n"
+        f"  key id  {key_id(load_public_key(pub_path))}\n"
+        "\n"
+        f"Sign: edge-agent train ... --signing-key {key_path}\n"
+        f"  or: edge-agent sign --bundle BUNDLE_DIR --key {key_path}\n"
+        "In the agent's config:\n"
+        f"  bundles: {{trusted_keys: [/etc/edge-agent/{pub_path.name}]}}"
+    )
+    return 0
+
+
+def cmd_sign(args: argparse.Namespace) -> int:
+    """Sign a bundle trained elsewhere (its checksums are verified first)."""
+    from edge_agent.inference.bundle import key_id, load_private_key, sign_bundle
+
+    try:
+        key = load_private_key(Path(args.key))
+        written = sign_bundle(Path(args.bundle), key)
+    except BundleError as exc:
+        print(f"edge-agent sign: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except OSError as exc:
+        print(f"edge-agent sign: {args.bundle}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"wrote {written}: manifest.json signed by key {key_id(key.public_key())}")
+    return 0
+
+
 def cmd_bench_perf(args: argparse.Namespace) -> int:
     """`bench stream|detector|e2e|footprint|modbus|all`: performance figures (issue 7)."""
     from edge_agent.bench.perf_cli import run_perf
@@ -470,7 +544,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
+    p.add_argument(
+        "--signing-key",
+        help="ed25519 private key (PEM; `edge-agent keys`) to sign the bundle with",
+    )
     p.set_defaults(func=cmd_train)
+    p = sub.add_parser("keys", help="make an ed25519 key pair for signing bundles")
+    p.add_argument("--out", required=True, help="folder for NAME.key (0600) and NAME.pub")
+    p.add_argument("--name", default="bundle-signing", help="file name stem")
+    p.add_argument("--force", action="store_true", help="replace an existing key pair")
+    p.set_defaults(func=cmd_keys)
+    p = sub.add_parser("sign", help="sign a model bundle (signature.json over manifest.json)")
+    p.add_argument("--bundle", required=True, help="bundle directory")
+    p.add_argument("--key", required=True, help="ed25519 private key (PEM)")
+    p.set_defaults(func=cmd_sign)
     p = sub.add_parser("replay", help="run recorded CSV through the agent's pipeline")
     p.add_argument("--bundle", help="model bundle (default with --config: the asset's)")
     p.add_argument("--config", help="agent config: replay as the agent runs --asset")

@@ -7,7 +7,7 @@ Every error is reported with its field path (`sources[0].port: ...`); nothing is
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -23,6 +23,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from edge_agent.csvdata import signal_name
+from edge_agent.inference.bundle import BundleTrust, SigningKeyError, key_id, load_public_key
 from edge_agent.profiles import (
     PROFILE_TAGS,
     DeviceProfile,
@@ -325,6 +326,17 @@ class Upstream(_Strict):
     telemetry: Telemetry = Telemetry()
 
 
+class Bundles(_Strict):
+    """Which model bundles the agent runs: those signed by one of `trusted_keys` (public keys,
+    PEM, relative to the config file; `edge-agent keys` makes a pair). Unsigned bundles only with
+    `allow_unsigned: true`, which is insecure (anyone who can write the bundle folder decides what
+    raises an alert) and said so in the log, the `model_loaded` event and the status message.
+    With neither, every bundle is refused as unsigned."""
+
+    trusted_keys: list[Path] = []
+    allow_unsigned: bool = False
+
+
 class Logging(_Strict):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
@@ -359,6 +371,7 @@ class AgentSettings(BaseSettings):
     sources: list[Source] = Field(min_length=1)
     assets: list[Asset] = Field(min_length=1)
     upstream: Upstream = Upstream()
+    bundles: Bundles = Bundles()
     logging: Logging = Logging()
     observability: Observability = Observability()
     clock: ClockSkew = ClockSkew()
@@ -401,6 +414,8 @@ class LoadedConfig:
     settings: AgentSettings
     path: Path
     profiles: dict[str, DeviceProfile | OpcUaProfile | MqttProfile]  # by source name
+    # The keys of `bundles.trusted_keys`, read and checked at load (a reload reads them again).
+    bundle_trust: BundleTrust = field(default_factory=BundleTrust)
 
     def bundle_dir(self, asset: Asset) -> Path:
         return asset.bundle if asset.bundle.is_absolute() else self.path.parent / asset.bundle
@@ -564,6 +579,15 @@ def load_config(path: Path) -> LoadedConfig:
                     f"{where}.point: {sig.point_name!r} is not in profile "
                     f"{by_name[sig.source].profile!r} of source {sig.source!r}"
                 )
+    keys = {}
+    for i, key_path in enumerate(settings.bundles.trusted_keys):
+        try:
+            key = load_public_key(resolve_path(path.parent, key_path))
+        except SigningKeyError as exc:
+            errors.append(f"bundles.trusted_keys[{i}]: {exc}")
+            continue
+        keys[key_id(key)] = key
+    trust = BundleTrust(keys, settings.bundles.allow_unsigned)
     if errors:
         raise ConfigError(errors)
-    return LoadedConfig(settings=settings, path=path, profiles=profiles)
+    return LoadedConfig(settings=settings, path=path, profiles=profiles, bundle_trust=trust)

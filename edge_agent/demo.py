@@ -19,6 +19,7 @@ import yaml
 
 from edge_agent.agent import Agent, build_pipelines
 from edge_agent.config import load_config
+from edge_agent.inference.bundle import key_id, load_private_key, sign_bundle, write_key_pair
 from edge_agent.inference.detector import DetectorPool
 from edge_agent.profiles import load_profile, packaged_profile_dirs
 
@@ -73,7 +74,22 @@ def train_demo_bundle(workdir: Path, profile_path: Path) -> Path:
     return bundle.directory
 
 
-def write_config(workdir: Path, sim_port: int, broker_port: int, bundle: Path) -> Path:
+def sign_demo_bundle(workdir: Path, bundle: Path) -> Path:
+    """Sign the bundle with a key made for the demo (as `edge-agent keys` and `edge-agent sign`
+    do); returns the public key the agent's config trusts."""
+    keys = workdir / "keys"
+    key_path, pub_path = keys / "demo-signing.key", keys / "demo-signing.pub"
+    if not key_path.exists():
+        key_path, pub_path = write_key_pair(keys, "demo-signing")
+    key = load_private_key(key_path)
+    sign_bundle(bundle, key)
+    _say(f"bundle signed with the demo key {key_id(key.public_key())} ({key_path})")
+    return pub_path
+
+
+def write_config(
+    workdir: Path, sim_port: int, broker_port: int, bundle: Path, trusted_key: Path
+) -> Path:
     cfg = {
         "identity": {"site": "demo-site", "gateway": "gw-demo"},
         "sources": [
@@ -92,6 +108,7 @@ def write_config(workdir: Path, sim_port: int, broker_port: int, bundle: Path) -
             "mqtt": {"host": "127.0.0.1", "port": broker_port, "topic_prefix": "edge"},
             "outbox": {"dir": str(workdir.resolve() / "state")},
         },
+        "bundles": {"trusted_keys": [str(trusted_key)]},
     }  # fmt: skip
     path = workdir / "agent.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -156,6 +173,7 @@ def run_demo(workdir: Path, scenario: str = "cavitation", timeout: float = 150.0
     workdir.mkdir(parents=True, exist_ok=True)
     profile_path = _profile_path()
     bundle = train_demo_bundle(workdir, profile_path)
+    public_key = sign_demo_bundle(workdir, bundle)
     at = 400.0  # simulated seconds of normal operation before the fault
     with Mosquitto(workdir / "broker") as broker:
         _say(f"Mosquitto listening on 127.0.0.1:{broker.port}")
@@ -165,7 +183,7 @@ def run_demo(workdir: Path, scenario: str = "cavitation", timeout: float = 150.0
         )  # fmt: skip
         try:
             _say(f"pump simulator (Modbus TCP) on 127.0.0.1:{sim.port}, {scenario} at t={at:.0f} s")
-            config = write_config(workdir, sim.port, broker.port, bundle)
+            config = write_config(workdir, sim.port, broker.port, bundle, public_key)
             ok = asyncio.run(_run(config, broker.port, sim.wall_time_of(at), timeout))
         finally:
             sim.stop()

@@ -35,6 +35,7 @@ from pathlib import Path
 
 from edge_agent.config import SignalRef
 from edge_agent.csvdata import BAD_CELL, format_time
+from edge_agent.private_files import make_private_dir, make_private_file
 from edge_agent.types import Batch, Quality
 
 log = logging.getLogger(__name__)
@@ -148,9 +149,11 @@ class CsvRecorder:
         if self._fh is not None:
             return self._fh
         if not self._started:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            make_private_dir(self.path.parent)
             self._move_aside_earlier_run()
             self._started = True
+        # Process data: 0600 whatever the umask (a file left by an earlier version too).
+        make_private_file(self.path)
         if self._good_size == 0:
             fh = self.path.open("w", encoding="utf-8", newline="")
             try:

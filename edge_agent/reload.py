@@ -58,6 +58,8 @@ def _same_model(old: AssetPipeline, asset: Asset, bundle: Bundle) -> bool:
         old.asset == asset
         and old.bundle.directory == bundle.directory
         and old.bundle.manifest == bundle.manifest
+        # Signed since (or re-signed by another key): reported as a new load.
+        and (old.bundle.signed_by, old.bundle.unsigned) == (bundle.signed_by, bundle.unsigned)
     )
 
 
@@ -119,7 +121,9 @@ def reload_agent(agent: Agent) -> str:
             continue  # listed above as needing a restart
         bundle_dir = cfg.bundle_dir(asset)
         try:
-            bundle = Bundle.load(bundle_dir)
+            # Verified against the trusted keys of the config just read (keys can be rotated
+            # by a reload; a bundle no longer trusted is refused and the running one kept).
+            bundle = Bundle.load(bundle_dir, cfg.bundle_trust)
             if _same_model(old, asset, bundle):
                 continue
             new = AssetPipeline(asset, bundle, agent.detectors)
@@ -131,7 +135,11 @@ def reload_agent(agent: Agent) -> str:
                 f"{old.model_version}: {exc}",
                 "error",
                 old.name,
-                {"bundle": str(bundle_dir), "kept_model_version": old.model_version},
+                {
+                    "bundle": str(bundle_dir),
+                    "kept_model_version": old.model_version,
+                    "reason": str(exc),
+                },
             )
             outcome = MODEL_REJECTED
             continue
@@ -139,13 +147,13 @@ def reload_agent(agent: Agent) -> str:
             agent.handle_data_quality(q_event)
         kept_window = _carry_over(old, new)
         agent.replace_pipeline(old, new)
-        agent.report_event(
-            "model_loaded",
-            f"asset {new.name}: model {new.model_version} (was {old.model_version})",
-            "info",
-            new.name,
-            {"previous_model_version": old.model_version, "window_kept": kept_window},
-        )
+        if bundle.unsigned:
+            log.warning(
+                "INSECURE: asset %s now runs the unsigned bundle %s (bundles.allow_unsigned)",
+                new.name,
+                bundle_dir,
+            )
+        agent.report_model_loaded(new, old.model_version, window_kept=kept_window)
         if outcome == UNCHANGED:
             outcome = APPLIED
     log.info("reload: %s", outcome)

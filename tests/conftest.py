@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
+import functools
 import json
 import queue
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -14,7 +18,7 @@ import paho.mqtt.client as mqtt
 import pytest
 import yaml
 
-from edge_agent.inference.bundle import Bundle
+from edge_agent.inference.bundle import Bundle, load_private_key, sign_bundle, write_key_pair
 from edge_agent.profiles import load_profile
 from simulators.broker import Mosquitto, find_mosquitto
 
@@ -29,6 +33,21 @@ SIGNALS = [
 ]  # fmt: skip
 
 
+@functools.cache
+def signing_keys() -> tuple[Path, Path]:
+    """The test session's bundle signing key pair (private, public): the trained bundle is signed
+    with it and `agent_config` trusts it, as a deployment would."""
+    d = Path(tempfile.mkdtemp(prefix="edge-agent-test-keys-"))
+    atexit.register(shutil.rmtree, d, True)
+    return write_key_pair(d, "test-signing")
+
+
+def sign(bundle_dir: Path) -> Path:
+    """Sign a bundle (e.g. a copy made for a test) with the session's key."""
+    sign_bundle(bundle_dir, load_private_key(signing_keys()[0]))
+    return bundle_dir
+
+
 @pytest.fixture(scope="session")
 def trained_bundle(tmp_path_factory: pytest.TempPathFactory) -> Bundle:
     """A real int8 bundle: 12000 samples (3.3 simulated hours) of the seed-1 pump, trained once."""
@@ -41,7 +60,7 @@ def trained_bundle(tmp_path_factory: pytest.TempPathFactory) -> Bundle:
     profile = load_profile(PROFILE)
     csv_path = record(profile, d / "normal.csv", 12000, PERIOD, seed=SEED, speed=SPEED)
     units = [profile.point(s).unit for s in SIGNALS]
-    return train_bundle(
+    bundle = train_bundle(
         [read_table(csv_path)],
         SIGNALS,
         d / "bundle",
@@ -49,6 +68,8 @@ def trained_bundle(tmp_path_factory: pytest.TempPathFactory) -> Bundle:
         units=units,
         name="pump-1",
     )
+    sign(bundle.directory)
+    return bundle
 
 
 @pytest.fixture
@@ -84,6 +105,7 @@ def agent_config(
             },
             "outbox": {"dir": str(path.parent / "state")},
         },
+        "bundles": {"trusted_keys": [str(signing_keys()[1])]},
         "logging": {"level": "INFO"},
         # Port 0: the agent picks a free one (tests never use fixed ports).
         "observability": {"metrics": {"port": 0}},

@@ -91,9 +91,15 @@ def alert_payload(e: AlertEvent, site: str, gateway: str) -> dict[str, Any]:
 
 
 def status_payload(
-    state: str, site: str, gateway: str, version: str, models: dict[str, str], ts: float
+    state: str,
+    site: str,
+    gateway: str,
+    version: str,
+    models: dict[str, str],
+    ts: float,
+    unsigned_models: list[str] | None = None,
 ) -> dict[str, Any]:
-    return {
+    body: dict[str, Any] = {
         "schema": STATUS_SCHEMA,
         "state": state,
         "site": site,
@@ -102,6 +108,9 @@ def status_payload(
         "models": models,
         "ts": iso(ts),
     }
+    if unsigned_models:
+        body["unsigned_models"] = sorted(unsigned_models)
+    return body
 
 
 def event_payload(

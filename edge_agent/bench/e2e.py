@@ -114,6 +114,8 @@ def agent_config(path: Path, bundle: Path, period: float, sim_port: int, broker:
             "mqtt": {"host": "127.0.0.1", "port": broker, "backoff": backoff},
             "outbox": {"dir": str(path.parent / "state")},
         },
+        # A measurement on any bundle (--bundle), not a deployment: unsigned ones are accepted.
+        "bundles": {"allow_unsigned": True},
         "logging": {"level": "WARNING"},
     }  # fmt: skip
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))

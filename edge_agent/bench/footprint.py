@@ -139,6 +139,8 @@ def agent_config(
             # scored while measured (and a realistic upstream load).
             "telemetry": {"enabled": True, "interval_s": 10.0},
         },
+        # A measurement, not a deployment: the bench's own unsigned bundles are accepted.
+        "bundles": {"allow_unsigned": True},
         "logging": {"level": "INFO"},
     }
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))

@@ -1,20 +1,34 @@
-"""Model bundle: a directory with `manifest.json` and the files it lists, each with its sha256.
+"""Model bundle: a directory with `manifest.json` and the files it lists, each with its sha256,
+signed with an ed25519 key (`signature.json`, covering the exact bytes of `manifest.json`).
 
-The runtime trusts nothing it cannot verify: a bundle whose files do not match their checksums,
-whose manifest does not parse, or whose signals differ from the asset's config is refused with the
-reason named.
+The runtime trusts nothing it cannot verify: a bundle whose signature is missing (unless
+unsigned bundles are explicitly allowed), does not verify or comes from a key not trusted, whose
+files do not match their checksums, whose manifest does not parse, or whose signals differ from
+the asset's config is refused with the reason named. The signature covers the manifest and the
+manifest covers every file by its sha256, so the signature covers the whole bundle.
+
+Offline tools (replay, bench) load bundles without a `BundleTrust`: checksums only.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 MANIFEST = "manifest.json"
+SIGNATURE = "signature.json"
+SIGNATURE_ALGORITHM = "ed25519"
 SCHEMA_VERSION = 1
 
 
@@ -169,25 +183,208 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+# -- keys and signatures ---------------------------------------------------------------------
+
+
+class SigningKeyError(BundleError):
+    """A key file that cannot be used (unreadable, not PEM, not ed25519)."""
+
+
+def key_id(key: Ed25519PublicKey) -> str:
+    """Fingerprint of a public key: the first 16 bytes of the sha256 of its raw 32 bytes, hex.
+    From the PEM file: `openssl pkey -pubin -in K.pub -outform DER | tail -c 32 | sha256sum`,
+    first 32 hex digits."""
+    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:32]
+
+
+def load_public_key(path: Path) -> Ed25519PublicKey:
+    """An ed25519 public key from a PEM file (`edge-agent keys` or `openssl pkey -pubout`)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SigningKeyError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        key = serialization.load_pem_public_key(data)
+    except ValueError as exc:
+        raise SigningKeyError(f"{path}: not a PEM public key ({exc})") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise SigningKeyError(f"{path}: not an ed25519 key ({type(key).__name__})")
+    return key
+
+
+def load_private_key(path: Path) -> Ed25519PrivateKey:
+    """An unencrypted ed25519 private key from a PEM file (PKCS#8, as `openssl genpkey` and
+    `edge-agent keys` write it)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SigningKeyError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as exc:
+        raise SigningKeyError(f"{path}: not an unencrypted PEM private key ({exc})") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise SigningKeyError(f"{path}: not an ed25519 key ({type(key).__name__})")
+    return key
+
+
+def write_key_pair(
+    out: Path, name: str = "bundle-signing", force: bool = False
+) -> tuple[Path, Path]:
+    """A new signing key pair: `out/NAME.key` (private, created 0600) and `out/NAME.pub` (public,
+    PEM, for the agents' `bundles.trusted_keys`). An existing key is never replaced without
+    `force` (agents may trust it already)."""
+    out.mkdir(parents=True, exist_ok=True)
+    key_path, pub_path = out / f"{name}.key", out / f"{name}.pub"
+    if not force:
+        for p in (key_path, pub_path):
+            if p.exists():
+                raise SigningKeyError(
+                    f"{p} exists (agents may trust it already); --force replaces it"
+                )
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    tmp = key_path.with_name(key_path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        os.fchmod(f.fileno(), 0o600)  # whatever the umask
+        f.write(pem)
+    os.replace(tmp, key_path)
+    pub_path.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return key_path, pub_path
+
+
+@dataclass(frozen=True)
+class BundleTrust:
+    """What the agent accepts: signatures by these public keys (by key id), and unsigned bundles
+    (or signed by a key not listed: unverifiable alike) only when `allow_unsigned` (insecure,
+    said so wherever the model is reported)."""
+
+    keys: dict[str, Ed25519PublicKey] = field(default_factory=dict)
+    allow_unsigned: bool = False
+
+    @classmethod
+    def from_files(cls, paths: list[Path], allow_unsigned: bool = False) -> BundleTrust:
+        keys = [load_public_key(p) for p in paths]
+        return cls({key_id(k): k for k in keys}, allow_unsigned)
+
+
+def _verify_signature(directory: Path, manifest_bytes: bytes, trust: BundleTrust) -> str | None:
+    """The key id that signed these manifest bytes; None for an unsigned bundle that the trust
+    allows. Raises BundleError naming the reason otherwise."""
+    path = directory / SIGNATURE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if trust.allow_unsigned:
+            return None
+        raise BundleError(
+            f"{directory}: unsigned bundle (no {SIGNATURE}); sign it (`edge-agent sign`) with a "
+            "key listed in bundles.trusted_keys, or set bundles.allow_unsigned: true (insecure)"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{path}: unreadable signature: {exc}") from None
+    try:
+        doc = json.loads(text)
+        algorithm, kid, sig_b64 = doc["algorithm"], doc["key_id"], doc["signature"]
+        if doc.get("signed_file", MANIFEST) != MANIFEST:
+            raise ValueError(f"signed_file is {doc['signed_file']!r}, not {MANIFEST}")
+        if not (isinstance(kid, str) and isinstance(sig_b64, str)):
+            raise ValueError("key_id and signature must be strings")
+        signature = base64.b64decode(sig_b64, validate=True)
+    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+        raise BundleError(f"{path}: malformed signature file: {exc!r}") from None
+    if algorithm != SIGNATURE_ALGORITHM:
+        raise BundleError(f"{path}: unsupported signature algorithm {algorithm!r} (need ed25519)")
+    key = trust.keys.get(kid)
+    if key is None and trust.allow_unsigned:
+        # Not verifiable here, so no better than unsigned, which this trust accepts (deleting
+        # signature.json would get the same); a known key's signature must still verify.
+        return None
+    if key is None:
+        known = ", ".join(sorted(trust.keys)) or "none configured"
+        raise BundleError(
+            f"{directory}: signed by unknown key {kid} (trusted keys: {known}; "
+            "add its public key to bundles.trusted_keys)"
+        )
+    try:
+        key.verify(signature, manifest_bytes)
+    except InvalidSignature:
+        raise BundleError(
+            f"{directory}: invalid signature: {MANIFEST} is not what key {kid} signed "
+            "(edited after signing?)"
+        ) from None
+    return kid
+
+
+def sign_bundle(directory: Path, key: Ed25519PrivateKey) -> Path:
+    """Write `signature.json` over the exact bytes of `manifest.json`. The bundle's checksums are
+    verified first: a bundle edited since its manifest was written is not signed."""
+    Bundle.load(directory)
+    manifest_bytes = (directory / MANIFEST).read_bytes()
+    doc = {
+        "schema_version": 1,
+        "algorithm": SIGNATURE_ALGORITHM,
+        "key_id": key_id(key.public_key()),
+        "signed_file": MANIFEST,
+        "manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest(),
+        "signature": base64.b64encode(key.sign(manifest_bytes)).decode("ascii"),
+    }
+    tmp = directory / (SIGNATURE + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(directory / SIGNATURE)
+    return directory / SIGNATURE
+
+
+# -- bundles -----------------------------------------------------------------------------------
+
+
 class Bundle:
     """A verified bundle; construct with `Bundle.load`."""
 
-    def __init__(self, directory: Path, manifest: Manifest) -> None:
+    def __init__(
+        self, directory: Path, manifest: Manifest, signed_by: str | None = None,
+        unsigned: bool = False,
+    ) -> None:  # fmt: skip
         self.directory = directory
         self.manifest = manifest
+        # Key id of the verified signature; None when not checked (offline tools) or unsigned.
+        self.signed_by = signed_by
+        # True when loaded without a signature because the trust allowed it (insecure).
+        self.unsigned = unsigned
 
     @property
     def model_path(self) -> Path:
         return self.directory / self.manifest.model.file
 
     @classmethod
-    def load(cls, directory: Path) -> Bundle:
+    def load(cls, directory: Path, trust: BundleTrust | None = None) -> Bundle:
+        """Load and verify a bundle: with `trust`, its signature first (over the very bytes
+        parsed next), then the manifest and every file's checksum. Without `trust`, checksums
+        only (offline tools on one's own bundles)."""
         path = directory / MANIFEST
         try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
+            manifest_bytes = path.read_bytes()
         except FileNotFoundError:
             raise BundleError(f"{path}: no manifest (is {directory} a model bundle?)") from None
-        except (OSError, ValueError) as exc:
+        except OSError as exc:
+            raise BundleError(f"{path}: unreadable manifest: {exc}") from None
+        signed_by = None
+        if trust is not None:
+            signed_by = _verify_signature(directory, manifest_bytes, trust)
+        try:
+            raw = json.loads(manifest_bytes.decode("utf-8"))
+        except ValueError as exc:
             raise BundleError(f"{path}: unreadable manifest: {exc}") from None
         try:
             manifest = Manifest.model_validate(raw)
@@ -207,7 +404,12 @@ class Bundle:
                 raise BundleError(
                     f"{f}: checksum mismatch (manifest {spec.sha256[:12]}…, file {digest[:12]}…)"
                 )
-        return cls(directory, manifest)
+        return cls(directory, manifest, signed_by, unsigned=trust is not None and not signed_by)
+
+    def describe_signature(self) -> str:
+        if self.unsigned:
+            return "UNSIGNED (INSECURE: not verified, bundles.allow_unsigned is set)"
+        return f"signed by key {self.signed_by}" if self.signed_by else "signature not checked"
 
     def check_signals(self, expected: list[str]) -> None:
         """Refuse a bundle trained for other signals, naming the difference."""
@@ -227,7 +429,9 @@ class Bundle:
 
 
 def write_manifest(directory: Path, manifest: dict[str, object]) -> None:
-    """Write the manifest atomically (tmp + rename) so a reader never sees half a file."""
+    """Write the manifest atomically (tmp + rename) so a reader never sees half a file. A
+    signature of an earlier manifest in the folder is removed: it no longer applies."""
+    (directory / SIGNATURE).unlink(missing_ok=True)
     tmp = directory / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     tmp.replace(directory / MANIFEST)

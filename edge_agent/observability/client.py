@@ -36,5 +36,8 @@ def print_status(host: str, port: int, timeout: float = 5.0) -> int:
     if isinstance(models, dict):
         for asset, version in models.items():
             print(f"model {asset}: {version}")
+    unsigned = ready.get("unsigned_models")
+    if isinstance(unsigned, list) and unsigned:
+        print(f"INSECURE: unsigned bundles (bundles.allow_unsigned) for {', '.join(unsigned)}")
     print(f"outbox: {ready.get('outbox_messages')} message(s)")
     return 0 if h_code == 200 and r_code == 200 else 1

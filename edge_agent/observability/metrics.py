@@ -134,7 +134,16 @@ class _AgentCollector(Collector):
         yield CounterMetricFamily(
             "edge_agent_upstream_rejected", "Publishes the broker refused", value=pub.stats.rejected
         )
-        yield GaugeMetricFamily("edge_agent_outbox_messages", "Messages queued", value=ob.queued)
+        yield GaugeMetricFamily(
+            "edge_agent_outbox_messages",
+            "Messages waiting for delivery (in the database and held in memory)",
+            value=ob.pending,
+        )
+        yield GaugeMetricFamily(
+            "edge_agent_outbox_memory_messages",
+            "Messages held in memory because the outbox database cannot be written",
+            value=ob.spilled,
+        )
         yield GaugeMetricFamily(
             "edge_agent_outbox_bytes", "Payload bytes queued", value=ob.queued_bytes
         )

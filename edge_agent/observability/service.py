@@ -77,6 +77,7 @@ class ServiceMonitor:
             "sources_connected": sources,
             "outbox_messages": a.publisher.outbox.stats.queued,
             "models": dict(a.models),
+            "unsigned_models": a.unsigned_models,
         }
 
     def routes(self) -> dict[str, Handler]:

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,6 +113,8 @@ class MqttPublisher:
         self.stats = PublisherStats()
         self._version = agent_version
         self._models = models
+        # Assets running unsigned bundles (bundles.allow_unsigned), named in the status message.
+        self.unsigned_models: Callable[[], list[str]] = list
         self._password = password
         self._base_dir = base_dir or Path.cwd()
         ocfg = outbox or OutboxConfig()
@@ -257,6 +259,7 @@ class MqttPublisher:
             self._version,
             self._models,
             time.time(),
+            unsigned_models=self.unsigned_models(),
         )
         return self.topics.status, encode(body)
 

@@ -12,8 +12,13 @@ messages of the lowest priority go first (telemetry, then events, then alerts); 
 than `max_age_s` are dropped. Every drop is counted by kind.
 
 When the database cannot be written (disk full, I/O error) messages wait in a bounded in-memory
-spill and are still delivered; when the file is corrupt it is renamed aside and a new one started.
-Either way `put` never raises: problems are counted and handed to `on_problem` once per episode.
+spill and are still delivered; the first write that succeeds again ends the episode
+(`write_recovered`, whether or not messages were still held in memory). When the file is corrupt
+it is renamed aside and a new one started. Either way `put` never raises: problems are counted
+and handed to `on_problem` once per episode.
+
+The directory is created 0700 and the database with its WAL and shared-memory files 0600,
+whatever the umask (SQLite gives the WAL and SHM files the database file's mode).
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from edge_agent.private_files import make_private_dir, make_private_file, restrict_file
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +86,11 @@ class OutboxStats:
     dead_letters: int = 0
     write_errors: int = 0
     recovered_corrupt: int = 0
+
+    @property
+    def pending(self) -> int:
+        """Messages waiting for delivery: in the database and held in memory."""
+        return self.queued + self.spilled
 
 
 # Called with (problem, text): "write_failed", "write_recovered", "corrupt_replaced",
@@ -135,13 +147,14 @@ class Outbox:
         self._spill: deque[Stored] = deque()
         self._spill_seq = 0
         self._write_failing = False
+        self._held_in_episode = 0  # messages spilled to memory since writes began failing
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     def open(self) -> None:
         """Open (or create) the database. A corrupt file is renamed aside and replaced. Raises
         OSError only when the directory itself cannot be created (a deployment error)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.path.parent)
         try:
             self._connect()
         except sqlite3.Error as exc:
@@ -150,6 +163,12 @@ class Outbox:
             self._replace_corrupt(exc)
 
     def _connect(self) -> None:
+        try:
+            make_private_file(self.path)
+            for suffix in ("-wal", "-shm"):  # left by an earlier run, possibly 0644
+                restrict_file(Path(f"{self.path}{suffix}"))
+        except OSError as exc:
+            raise sqlite3.OperationalError(f"{self.path}: {exc.strerror or exc}") from exc
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
             db.execute("PRAGMA journal_mode=WAL")
@@ -210,6 +229,7 @@ class Outbox:
             self._write_failed(exc)
             self._spill_put(msg)
             return
+        self._write_succeeded()
         self._enforce_size()
 
     def _insert(self, msg: Message) -> None:
@@ -260,6 +280,7 @@ class Outbox:
         self._spill_seq += 1
         self._spill.append(Stored(-self._spill_seq, msg, 0))
         self.stats.spilled = len(self._spill)
+        self._held_in_episode += 1
 
     def _flush_spill(self) -> bool:
         """Move spilled messages into the database, oldest first; True once the spill is empty."""
@@ -272,11 +293,23 @@ class Outbox:
                 return False
             self._spill.popleft()
         self.stats.spilled = 0
-        if self._write_failing:
-            self._write_failing = False
-            self._problem("write_recovered", f"outbox {self.path} is writable again")
+        self._write_succeeded()
         self._enforce_size()
         return True
+
+    def _write_succeeded(self) -> None:
+        """A message was written: if writes were failing, the episode is over (reported once),
+        also when the messages held meanwhile were delivered straight from memory. Only an
+        insert counts: a delete can succeed on a full disk (it frees pages)."""
+        if not self._write_failing or self._spill:
+            return
+        self._write_failing = False
+        held, self._held_in_episode = self._held_in_episode, 0
+        self._problem(
+            "write_recovered",
+            f"outbox {self.path} is writable again; {held} message(s) were held in memory "
+            "meanwhile",
+        )
 
     # -- reading and acknowledging -------------------------------------------------------------
 

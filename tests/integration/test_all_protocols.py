@@ -18,7 +18,7 @@ from edge_agent.config import load_config
 from edge_agent.types import Batch
 from simulators.broker import Mosquitto
 from simulators.process import start_modbus_sim, start_sim
-from tests.conftest import PERIOD, PROFILE, ROOT, SIGNALS
+from tests.conftest import PERIOD, PROFILE, ROOT, SIGNALS, signing_keys
 
 pytestmark = pytest.mark.integration
 
@@ -62,6 +62,9 @@ def config(tmp_path: Path, bundle: Path, modbus_port: int, opcua: str, broker: i
         "assets": [asset("pump-modbus", "plc"), asset("pump-opcua", "ua"),
                    asset("pump-mqtt", "hub")],
         "upstream": {"mqtt": {"port": broker, "backoff": backoff}},
+        "bundles": {"trusted_keys": [str(signing_keys()[1])]},
+        # Port 0: a fixed port collides with any other agent on the machine.
+        "observability": {"metrics": {"port": 0}},
     }  # fmt: skip
     path = tmp_path / "agent.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))

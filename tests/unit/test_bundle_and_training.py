@@ -13,7 +13,7 @@ from edge_agent.config import Asset
 from edge_agent.csvdata import Table
 from edge_agent.inference.bundle import Bundle, BundleError
 from edge_agent.pipeline import AssetPipeline
-from tests.conftest import PERIOD, SIGNALS, agent_config
+from tests.conftest import PERIOD, SIGNALS, agent_config, sign
 
 
 def copy_bundle(bundle: Bundle, tmp_path: Path) -> Path:
@@ -70,6 +70,7 @@ def test_agent_refuses_mismatched_bundle_with_exit_2(trained_bundle, tmp_path):
     m = json.loads((d / "manifest.json").read_text())
     m["signals"][0] = "spindle_speed"
     (d / "manifest.json").write_text(json.dumps(m))
+    sign(d)  # a validly signed bundle for other signals
     cfg = agent_config(tmp_path / "a.yaml", sim_port=1502, broker_port=1883, bundle=d)
     r = subprocess.run(
         [sys.executable, "-m", "edge_agent", "run", "--config", str(cfg)],

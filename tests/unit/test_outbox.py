@@ -165,3 +165,38 @@ def test_expiry_of_a_large_backlog_in_one_go(tmp_path: Path) -> None:
     assert topics(box) == ["t/ALERT/99"]
     assert box.stats.queued == 1
     assert box.stats.dropped == {"telemetry": 16_500, "event": 0, "alert": 16_500}
+
+
+def test_recovery_is_reported_when_the_held_messages_went_out_from_memory(tmp_path: Path) -> None:
+    """Disk full with the broker up: the messages held in memory are delivered from there, so
+    nothing is left to flush when the disk is freed; the recovery is still reported, once."""
+    box, problems = opened(tmp_path)
+    box.put(msg(0))
+    db = box._db
+    assert db is not None
+    db.execute(f"PRAGMA max_page_count={db.execute('PRAGMA page_count').fetchone()[0]}")
+    for i in range(1, 30):
+        box.put(msg(i, size=3000))
+    assert box.stats.spilled > 0
+    assert box.stats.pending == box.stats.queued + box.stats.spilled
+    box.ack([s.id for s in box.peek(100)])  # all delivered, from disk and memory
+    assert box.stats.spilled == 0 and box.stats.pending == 0
+    box.retry_spill()
+    assert [k for k, _ in problems] == ["write_failed"]
+    db.execute("PRAGMA max_page_count=1073741823")  # disk freed
+    box.put(msg(100))
+    box.put(msg(101))
+    assert [k for k, _ in problems] == ["write_failed", "write_recovered"]
+    assert "held in memory" in problems[-1][1]
+    assert topics(box) == ["t/ALERT/100", "t/ALERT/101"]
+
+
+def test_pending_counts_messages_held_in_memory(tmp_path: Path) -> None:
+    box, _ = opened(tmp_path)
+    db = box._db
+    assert db is not None
+    db.execute(f"PRAGMA max_page_count={db.execute('PRAGMA page_count').fetchone()[0]}")
+    for i in range(20):
+        box.put(msg(i, size=3000))
+    assert box.stats.spilled > 0
+    assert box.stats.pending == len(box.peek(1000)) == 20

@@ -26,6 +26,7 @@ class FakeAgent:
         self.queue_depth = 0
         self.last_progress = time.monotonic()
         self.models = {"pump-1": "v1"}
+        self.unsigned_models: list[str] = []
 
         self.stalled_sources: dict[str, float] = {}
         self.stalled_assets: dict[str, float] = {}
