@@ -20,7 +20,7 @@ from edge_agent.config import load_config
 from edge_agent.types import Batch
 from simulators.broker import Mosquitto
 from simulators.process import start_sim
-from tests.conftest import PERIOD, ROOT, SIGNALS
+from tests.conftest import PERIOD, ROOT, SIGNALS, signing_keys
 from tests.integration.test_mqtt_source import publish_raw
 from tests.reliability.helpers import DedupSubscriber
 
@@ -72,6 +72,7 @@ def write_config(
         "upstream": {"mqtt": {"port": broker, "backoff": backoff},
                      "outbox": {"dir": str(tmp_path / "state")}},
         "observability": {"metrics": {"port": 0}, **obs},
+        "bundles": {"trusted_keys": [str(signing_keys()[1])]},
     }  # fmt: skip
     path = tmp_path / "agent.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
