@@ -52,3 +52,15 @@ def restrict_file(path: Path) -> None:
     """Mode 0600 for an existing file; nothing if it does not exist or is not ours to change."""
     with contextlib.suppress(FileNotFoundError, PermissionError):
         os.chmod(path, FILE_MODE)
+
+
+def write_private_bytes(path: Path, data: bytes) -> None:
+    """Write a secret (a private key) atomically with mode 0600 whatever the umask: into a fresh
+    temporary file next to it, then renamed over `path`."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    with os.fdopen(fd, "wb") as f:
+        os.fchmod(f.fileno(), FILE_MODE)
+        f.write(data)
+    os.replace(tmp, path)

@@ -16,7 +16,6 @@ import base64
 import binascii
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
@@ -25,6 +24,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from edge_agent.private_files import write_private_bytes
 
 MANIFEST = "manifest.json"
 SIGNATURE = "signature.json"
@@ -249,13 +250,7 @@ def write_key_pair(
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    tmp = key_path.with_name(key_path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        os.fchmod(f.fileno(), 0o600)  # whatever the umask
-        f.write(pem)
-    os.replace(tmp, key_path)
+    write_private_bytes(key_path, pem)
     pub_path.write_bytes(
         key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from edge_agent.private_files import write_private_bytes
 
 KEY_FILE = "client_key.pem"
 CERT_FILE = "client.der"
@@ -213,12 +214,7 @@ def write_client_files(
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    tmp = key_path.with_name(key_path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(pem)
-    os.replace(tmp, key_path)
+    write_private_bytes(key_path, pem)
     cert_path.write_bytes(made.cert.public_bytes(serialization.Encoding.DER))
     return key_path, cert_path
 
