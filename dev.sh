@@ -2,9 +2,10 @@
 # Developer entry point for a fresh machine with Python 3.11.
 #   bash dev.sh demo   set up, then run `edge-agent demo` (simulator + training + agent + broker)
 #   bash dev.sh test   set up, then run ruff, mypy and the whole pytest suite
-# Set-up is idempotent: a virtualenv in .venv with the `train` and `test` extras, Mosquitto
-# from the OS packages when it is missing (the tests and the demo start their own broker), and for
-# the tests Node.js with the node-opcua interop server (tests/interop/node_opcua, `npm ci`).
+# Set-up is idempotent: a virtualenv in .venv with the `train` and `test` extras and the tools
+# (tools/: simulators, demo, benchmarks), Mosquitto from the OS packages when it is missing (the
+# tests and the demo start their own broker), and for the tests Node.js with the node-opcua
+# interop server (tests/interop/node_opcua, `npm ci`).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -56,10 +57,11 @@ ensure_node_opcua() {
 ensure_venv() {
   local stamp="$VENV/.installed"
   [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ tools/pyproject.toml -nt "$stamp" ]; then
     "$VENV/bin/python" -m pip install -q --upgrade pip
-    # torch is pinned to the CPU build in the `train` extra (see pyproject.toml).
-    "$VENV/bin/python" -m pip install -q -e '.[train,test]'
+    # torch is pinned to the CPU build in the `train` extra (see pyproject.toml). tools/ is the
+    # simulators, demo and benchmarks: a distribution of their own, kept out of the gateway's.
+    "$VENV/bin/python" -m pip install -q -e '.[train,test]' -e ./tools
     touch "$stamp"
   fi
 }
@@ -77,7 +79,7 @@ case "$cmd" in
     ensure_venv
     "$VENV/bin/ruff" check .
     "$VENV/bin/ruff" format --check .
-    "$VENV/bin/mypy" edge_agent simulators
+    "$VENV/bin/mypy" edge_agent simulators bench
     exec "$VENV/bin/pytest" -q "${@:2}"
     ;;
   *)

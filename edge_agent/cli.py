@@ -1,4 +1,5 @@
-"""`edge-agent` command line: run, validate, status, train, keys, sign, demo, bench, opcua-cert.
+"""`edge-agent` command line: run, validate, status, train, keys, sign, replay, opcua-cert; and
+`demo` and `bench` where the tools are installed (plugins, see `add_plugin_commands`).
 
 Exit codes: 0 ok, 1 runtime failure (`status`: unhealthy), 2 bad configuration / bundle / input
 data, unreadable config, state directory not writable, metrics port in use (the unit lists 2 in
@@ -13,6 +14,7 @@ import asyncio
 import logging
 import os
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -290,12 +292,6 @@ def _check_training_files(
         raise CsvError(f"{where}: signals with no numeric values: {', '.join(empty)}")
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from edge_agent.demo import run_demo
-
-    return run_demo(Path(args.workdir), scenario=args.scenario, timeout=args.timeout)
-
-
 def cmd_replay(args: argparse.Namespace) -> int:
     from edge_agent.csvdata import CsvError, expand_paths, signal_name, signal_names
     from edge_agent.replay_cli import main as replay_main
@@ -313,48 +309,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
         bundle, paths, Path(args.out), labels, plot, config, args.asset,
         exclude=signal_names(args.exclude),
     )  # fmt: skip
-
-
-def cmd_bench_quality(args: argparse.Namespace) -> int:
-    from edge_agent.bench.quality import QualityConfig
-    from edge_agent.bench.quality import main as bench_quality
-
-    if args.mode == "plant":
-        from edge_agent.bench.plant import PlantConfig
-        from edge_agent.bench.plant import main as bench_plant
-
-        plant = PlantConfig(
-            pump_runs=args.pump_runs,
-            compressor_runs=args.compressor_runs,
-            jobs=args.jobs,
-            first_seed=args.first_seed,
-        )
-        workdir = Path(args.workdir if args.workdir != "bench-quality" else "bench-plant")
-        json_out = Path(args.json if args.json != "bench-quality.json" else "bench-plant.json")
-        return bench_plant(plant, workdir, json_out)
-
-    cfg = QualityConfig(
-        seeds=args.seeds,
-        train_hours=args.train_hours,
-        drift_hours=args.drift_hours,
-        teacher_steps=args.teacher_steps,
-        student_steps=args.student_steps,
-        jobs=args.jobs,
-        scenarios=args.scenarios.split(",") if args.scenarios else [],
-    )
-    return bench_quality(cfg, Path(args.workdir), Path(args.json))
-
-
-def cmd_bench_upstream(args: argparse.Namespace) -> int:
-    from edge_agent.bench.upstream import main as bench_upstream
-
-    return bench_upstream(
-        Path(args.json),
-        Path(args.workdir) if args.workdir else None,
-        real_outage=args.real_outage,
-        backlog=args.backlog,
-        gen_rate=args.gen_rate,
-    )
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -471,11 +425,41 @@ def cmd_sign(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bench_perf(args: argparse.Namespace) -> int:
-    """`bench stream|detector|e2e|footprint|modbus|all`: performance figures (issue 7)."""
-    from edge_agent.bench.perf_cli import run_perf
+# Commands that tools distributions add to `edge-agent` (entry points: name = "module:register",
+# `register(subparsers)` adds the command). The gateway's package never imports its tooling; a
+# gateway without the tools still knows these names and says where they come from.
+PLUGIN_GROUP = "edge_agent.commands"
+TOOL_COMMANDS = {
+    "demo": "simulator + training + agent + broker on this machine",
+    "bench": "measure figures on this machine",
+}
 
-    return run_perf(args)
+
+def _not_installed(args: argparse.Namespace) -> int:
+    print(
+        f"edge-agent {args.cmd}: not installed here: it comes with the development tools "
+        "(`pip install -e tools` in a checkout, or `bash dev.sh`); a gateway does not need them",
+        file=sys.stderr,
+    )
+    return EXIT_CONFIG
+
+
+def add_plugin_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    found: set[str] = set()
+    for ep in entry_points(group=PLUGIN_GROUP):
+        try:
+            ep.load()(sub)
+        except Exception as exc:  # a broken tool must not stop `edge-agent run`
+            print(
+                f"edge-agent: command {ep.name!r} ({ep.value}) not loaded: {exc}", file=sys.stderr
+            )
+            continue
+        found.add(ep.name)
+    for name, text in TOOL_COMMANDS.items():
+        if name not in found:
+            p = sub.add_parser(name, help=f"{text} (not installed: development tools)")
+            p.add_argument("rest", nargs=argparse.REMAINDER)
+            p.set_defaults(func=_not_installed)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -574,52 +558,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--exclude", help="comma-separated columns that are not signals (no warning)")
     p.add_argument("--plot", help="PNG with signals, score, threshold, alerts and labels")
     p.set_defaults(func=cmd_replay)
-    p = sub.add_parser("demo", help="simulator + training + agent + broker on this machine")
-    p.add_argument("--workdir", default="demo-run")
-    p.add_argument("--scenario", default="cavitation", choices=["cavitation", "bearing_wear"])
-    p.add_argument("--timeout", type=float, default=150.0)
-    p.set_defaults(func=cmd_demo)
-    p = sub.add_parser("bench", help="measure figures on this machine")
-    bench = p.add_subparsers(dest="bench", required=True)
-    p = bench.add_parser(
-        "upstream", help="outbox write cost, alerts lost across a broker outage, drain rate"
-    )
-    p.add_argument("--json", default="bench-upstream.json", help="where to write the figures")
-    p.add_argument("--workdir", help="keep broker and outbox files here (default: temporary)")
-    p.add_argument(
-        "--real-outage",
-        action="store_true",
-        help="keep the broker down a real 10 minutes (default: same alerts, compressed)",
-    )
-    p.add_argument("--backlog", type=int, default=10_000, help="queued alerts for the drain rate")
-    p.add_argument("--gen-rate", type=float, default=100.0, help="alerts/s when compressed")
-    p.set_defaults(func=cmd_bench_upstream)
-    p = bench.add_parser(
-        "quality", help="detection quality per simulator scenario over seeds (extra: train)"
-    )
-    p.add_argument(
-        "--mode",
-        choices=["scenario", "plant"],
-        default="scenario",
-        help="scenario: long clean recordings per fault scenario; plant: many short runs "
-        "trained on minutes each, exported as historians do, subtle faults, baselines beside",
-    )
-    p.add_argument("--pump-runs", type=int, default=24, help="plant mode: pump runs")
-    p.add_argument("--compressor-runs", type=int, default=8, help="plant mode: compressor runs")
-    p.add_argument("--first-seed", type=int, default=0, help="plant mode: seed of the first run")
-    p.add_argument("--seeds", type=int, default=10)
-    p.add_argument("--train-hours", type=float, default=6.0, help="normal data to train on")
-    p.add_argument("--drift-hours", type=float, default=6.0, help="normal data after training")
-    p.add_argument("--teacher-steps", type=int, default=600)
-    p.add_argument("--student-steps", type=int, default=1500)
-    p.add_argument("--jobs", type=int, default=2, help="seeds trained in parallel (processes)")
-    p.add_argument("--scenarios", help="comma-separated (default: all)")
-    p.add_argument("--workdir", default="bench-quality")
-    p.add_argument("--json", default="bench-quality.json")
-    p.set_defaults(func=cmd_bench_quality)
-    from edge_agent.bench.perf_cli import add_perf_parsers
-
-    add_perf_parsers(bench, cmd_bench_perf)
+    add_plugin_commands(sub)
     args = ap.parse_args(argv)
     if args.cmd in ("train", "replay") and bool(args.config) != bool(args.asset):
         ap.error("--config and --asset go together")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.bench.footprint import CASES
-from edge_agent.bench.perf_cli import CASE_NAMES
+from bench.footprint import CASES
+from bench.perf_cli import CASE_NAMES
 from edge_agent.cli import main
 
 pytestmark = pytest.mark.integration

@@ -4,7 +4,7 @@
 import numpy as np
 import pytest
 
-from edge_agent.bench.plant import DETECTORS, PlantConfig, run_plant, table_text
+from bench.plant import DETECTORS, PlantConfig, run_plant, table_text
 from edge_agent.csvdata import read_table
 from simulators.plant_runs import plant_run
 

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from edge_agent.bench.quality import QualityConfig, run_quality, table_text
+from bench.quality import QualityConfig, run_quality, table_text
 
 
 def test_quality_bench_runs_at_toy_size(tmp_path):

@@ -154,6 +154,16 @@ def test_container_files_are_consistent(tmp_path: Path) -> None:
         copy_lines = [ln.split() for ln in containerfile.splitlines() if ln.startswith("COPY ")]
         assert any(copied in words for words in copy_lines), copied
         assert (ROOT / copied).exists(), copied
+    # Stages: the gateway image (the last, default one) and the stage it copies its venv from
+    # hold no tooling; the simulators are their own target, the one compose builds pump-sim from.
+    stages = {}
+    for chunk in containerfile.split("\nFROM ")[1:]:
+        head, _, body = chunk.partition("\n")
+        stages[head.split(" AS ")[-1] if " AS " in head else "gateway"] = body
+    assert build["target"] == "simulators" and "simulators" in stages
+    for name in ("build", "gateway"):
+        copies = [ln for ln in stages[name].splitlines() if ln.startswith("COPY ")]
+        assert not [ln for ln in copies if any(t in ln for t in ("simulators", "bench", "tools"))]
 
     shutil.copy(ROOT / "deploy/container/agent.yaml", tmp_path / "agent.yaml")
     shutil.copytree(ROOT / "firmware_configs", tmp_path / "firmware_configs")

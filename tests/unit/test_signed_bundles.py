@@ -271,7 +271,7 @@ def test_unsigned_allowed_is_named_in_the_status_message_and_model_loaded(
 
 
 def test_the_demo_signs_its_bundle_and_trusts_the_key(bundle: Path, tmp_path: Path) -> None:
-    from edge_agent.demo import sign_demo_bundle, write_config
+    from simulators.demo import sign_demo_bundle, write_config
 
     (bundle / SIGNATURE).unlink()
     pub = sign_demo_bundle(tmp_path, bundle)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 PUMP_PROFILE = ROOT / "firmware_configs" / "acme_pump_plc_fw1.yaml"
 PUMP_SIGNALS = [
     "motor_current", "motor_voltage", "vibration_de", "vibration_nde",

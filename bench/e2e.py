@@ -35,7 +35,7 @@ import paho.mqtt.client as mqtt
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge_agent.bench.common import (
+from bench.common import (
     PUMP_PROFILE,
     PUMP_SIGNALS,
     machine,

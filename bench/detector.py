@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.bench.common import machine, percentile, print_table, train_pump_bundle, write_json
+from bench.common import machine, percentile, print_table, train_pump_bundle, write_json
 from edge_agent.inference.bundle import Bundle
 from edge_agent.inference.detector import Detector
 from edge_agent.types import FloatArray

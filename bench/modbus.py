@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edge_agent.bench.common import PUMP_PROFILE, PUMP_SIGNALS, machine, print_table, write_json
+from bench.common import PUMP_PROFILE, PUMP_SIGNALS, machine, print_table, write_json
 from edge_agent.config import ModbusTcpSource as ModbusTcpConfig
 from edge_agent.profiles import load_profile
 from edge_agent.sources.modbus_tcp import ModbusTcpSource

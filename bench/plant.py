@@ -152,7 +152,7 @@ def train_run(train_path: Path, bundle_dir: Path, seed: int, cfg: PlantConfig) -
 
 
 def evaluate_run(machine: str, seed: int, workdir: Path, cfg: PlantConfig) -> dict[str, Any]:
-    from edge_agent.bench.baselines import Knn, PcaT2Q, window_features
+    from bench.baselines import Knn, PcaT2Q, window_features
     from simulators.plant_runs import plant_run
 
     t0 = time.monotonic()

@@ -1,6 +1,6 @@
 """Command line of the performance benchmarks: `edge-agent bench stream|detector|e2e|footprint|
-modbus|all`. Kept apart from `cli.py` so that file only gains two lines; the benchmark modules
-are imported only when their sub-command runs."""
+modbus|all`, added by `bench/cli.py`. The benchmark modules are imported only when their
+sub-command runs."""
 
 from __future__ import annotations
 
@@ -77,12 +77,12 @@ def add_perf_parsers(bench: Any, handler: Handler) -> None:
 def run_perf(args: argparse.Namespace) -> int:
     name: str = args.perf
     if name == "stream":
-        from edge_agent.bench.stream import main as stream
+        from bench.stream import main as stream
 
         assets = [int(a) for a in args.assets.split(",")]
         return stream(Path(args.json), args.values, args.max_seconds, assets)
     if name == "detector":
-        from edge_agent.bench.detector import main as detector
+        from bench.detector import main as detector
 
         batches = [int(b) for b in args.batches.split(",")]
         return detector(
@@ -90,21 +90,21 @@ def run_perf(args: argparse.Namespace) -> int:
             args.max_seconds, batches, args.untrained_teacher,
         )  # fmt: skip
     if name == "e2e":
-        from edge_agent.bench.e2e import main as e2e
+        from bench.e2e import main as e2e
 
         return e2e(
             Path(args.json), _path(args.workdir), _path(args.bundle), args.runs, args.scenario,
             args.at,
         )  # fmt: skip
     if name == "footprint":
-        from edge_agent.bench.footprint import main as footprint
+        from bench.footprint import main as footprint
 
         return footprint(
             Path(args.json), _path(args.workdir), _path(args.bundle), args.cases.split(","),
             args.sims, args.warmup, args.measure,
         )  # fmt: skip
     if name == "modbus":
-        from edge_agent.bench.modbus import main as modbus
+        from bench.modbus import main as modbus
 
         return modbus(Path(args.json), args.cycles, args.max_seconds)
     return run_all(Path(args.workdir), Path(args.out))
@@ -112,7 +112,7 @@ def run_perf(args: argparse.Namespace) -> int:
 
 def run_all(workdir: Path, out: Path) -> int:
     """Every benchmark with its defaults, sharing one work directory (bundles trained once)."""
-    from edge_agent.bench import detector, e2e, footprint, modbus, stream
+    from bench import detector, e2e, footprint, modbus, stream
 
     out.mkdir(parents=True, exist_ok=True)
     workdir.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.bench.common import machine, print_table, write_json
+from bench.common import machine, print_table, write_json
 from edge_agent.stream.assembler import Assembler
 from edge_agent.stream.normalize import Scaler
 from edge_agent.stream.windows import WindowBuffer

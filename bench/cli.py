@@ -1,0 +1,100 @@
+"""`edge-agent bench …`: the benchmarks' command line, added to `edge-agent` as a plugin.
+
+The gateway's package does not import its tooling: `edge_agent.cli` finds this module through
+the `edge_agent.commands` entry point of the tools distribution (tools/pyproject.toml), so a
+gateway installed without the tools has no benchmark code and `edge-agent bench` says how to get
+it. Everything heavy is imported inside the handlers: this module is loaded on every
+`edge-agent` call where the tools are installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bench.perf_cli import add_perf_parsers, run_perf
+
+
+def cmd_bench_quality(args: argparse.Namespace) -> int:
+    from bench.quality import QualityConfig
+    from bench.quality import main as bench_quality
+
+    if args.mode == "plant":
+        from bench.plant import PlantConfig
+        from bench.plant import main as bench_plant
+
+        plant = PlantConfig(
+            pump_runs=args.pump_runs,
+            compressor_runs=args.compressor_runs,
+            jobs=args.jobs,
+            first_seed=args.first_seed,
+        )
+        workdir = Path(args.workdir if args.workdir != "bench-quality" else "bench-plant")
+        json_out = Path(args.json if args.json != "bench-quality.json" else "bench-plant.json")
+        return bench_plant(plant, workdir, json_out)
+
+    cfg = QualityConfig(
+        seeds=args.seeds,
+        train_hours=args.train_hours,
+        drift_hours=args.drift_hours,
+        teacher_steps=args.teacher_steps,
+        student_steps=args.student_steps,
+        jobs=args.jobs,
+        scenarios=args.scenarios.split(",") if args.scenarios else [],
+    )
+    return bench_quality(cfg, Path(args.workdir), Path(args.json))
+
+
+def cmd_bench_upstream(args: argparse.Namespace) -> int:
+    from bench.upstream import main as bench_upstream
+
+    return bench_upstream(
+        Path(args.json),
+        Path(args.workdir) if args.workdir else None,
+        real_outage=args.real_outage,
+        backlog=args.backlog,
+        gen_rate=args.gen_rate,
+    )
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `bench` and its sub-commands to `edge-agent`'s parser."""
+    p = sub.add_parser("bench", help="measure figures on this machine (tools)")
+    bench = p.add_subparsers(dest="bench", required=True)
+    p = bench.add_parser(
+        "upstream", help="outbox write cost, alerts lost across a broker outage, drain rate"
+    )
+    p.add_argument("--json", default="bench-upstream.json", help="where to write the figures")
+    p.add_argument("--workdir", help="keep broker and outbox files here (default: temporary)")
+    p.add_argument(
+        "--real-outage",
+        action="store_true",
+        help="keep the broker down a real 10 minutes (default: same alerts, compressed)",
+    )
+    p.add_argument("--backlog", type=int, default=10_000, help="queued alerts for the drain rate")
+    p.add_argument("--gen-rate", type=float, default=100.0, help="alerts/s when compressed")
+    p.set_defaults(func=cmd_bench_upstream)
+    p = bench.add_parser(
+        "quality", help="detection quality per simulator scenario over seeds (extra: train)"
+    )
+    p.add_argument(
+        "--mode",
+        choices=["scenario", "plant"],
+        default="scenario",
+        help="scenario: long clean recordings per fault scenario; plant: many short runs "
+        "trained on minutes each, exported as historians do, subtle faults, baselines beside",
+    )
+    p.add_argument("--pump-runs", type=int, default=24, help="plant mode: pump runs")
+    p.add_argument("--compressor-runs", type=int, default=8, help="plant mode: compressor runs")
+    p.add_argument("--first-seed", type=int, default=0, help="plant mode: seed of the first run")
+    p.add_argument("--seeds", type=int, default=10)
+    p.add_argument("--train-hours", type=float, default=6.0, help="normal data to train on")
+    p.add_argument("--drift-hours", type=float, default=6.0, help="normal data after training")
+    p.add_argument("--teacher-steps", type=int, default=600)
+    p.add_argument("--student-steps", type=int, default=1500)
+    p.add_argument("--jobs", type=int, default=2, help="seeds trained in parallel (processes)")
+    p.add_argument("--scenarios", help="comma-separated (default: all)")
+    p.add_argument("--workdir", default="bench-quality")
+    p.add_argument("--json", default="bench-quality.json")
+    p.set_defaults(func=cmd_bench_quality)
+    add_perf_parsers(bench, run_perf)
