@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import PUMP_PROFILE, PUMP_SIGNALS, machine, print_table, write_json
-from edge_agent.config import ModbusTcpSource as ModbusTcpConfig
 from edge_agent.profiles import load_profile
-from edge_agent.sources.modbus_tcp import ModbusTcpSource
+from edge_agent.sources.modbus.config import ModbusTcpConfig
+from edge_agent.sources.modbus.tcp import ModbusTcpSource
 from simulators.process import start_modbus_sim
 
 

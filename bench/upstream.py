@@ -33,8 +33,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edge_agent.alerts.messages import alert_payload, encode
-from edge_agent.config import Backoff, Identity, Mqtt
+from edge_agent.config import Identity, Mqtt
 from edge_agent.config import Outbox as OutboxConfig
+from edge_agent.config_base import BackoffConfig
 from edge_agent.types import AlertEvent, AlertEventKind, Contribution
 from edge_agent.upstream.mqtt import MqttPublisher
 from edge_agent.upstream.outbox import Kind, Limits, Message, Outbox
@@ -156,7 +157,7 @@ async def _wait(predicate: Any, within: float) -> bool:
 
 
 async def _run_publisher(port: int, state: Path) -> tuple[MqttPublisher, asyncio.Task[None]]:
-    cfg = Mqtt(host="127.0.0.1", port=port, backoff=Backoff(initial_s=0.2, max_s=2.0))
+    cfg = Mqtt(host="127.0.0.1", port=port, backoff=BackoffConfig(initial_s=0.2, max_s=2.0))
     pub = MqttPublisher(
         cfg, Identity(site=SITE, gateway=GATEWAY), "bench", {}, outbox=OutboxConfig(dir=state)
     )
@@ -212,7 +213,7 @@ async def measure_outage(opts: Options) -> dict[str, Any]:
 async def measure_drain(opts: Options) -> dict[str, Any]:
     workdir = opts.workdir / "drain"
     port = free_port()
-    cfg = Mqtt(host="127.0.0.1", port=port, backoff=Backoff(initial_s=0.1, max_s=0.2))
+    cfg = Mqtt(host="127.0.0.1", port=port, backoff=BackoffConfig(initial_s=0.1, max_s=0.2))
     pub = MqttPublisher(
         cfg, Identity(site=SITE, gateway=GATEWAY), "bench", {}, outbox=OutboxConfig(dir=workdir)
     )

@@ -18,6 +18,7 @@ from edge_agent import __version__
 from edge_agent.alerts.messages import alert_payload
 from edge_agent.backoff import Backoff
 from edge_agent.config import Asset, LoadedConfig
+from edge_agent.config_base import BackoffConfig
 from edge_agent.eventfold import EventFolder, PendingEvent
 from edge_agent.inference.bundle import Bundle, BundleError
 from edge_agent.inference.detector import DetectorPool
@@ -27,9 +28,9 @@ from edge_agent.observability.metrics import AgentMetrics
 from edge_agent.observability.sdnotify import Notifier
 from edge_agent.observability.service import ServiceMonitor
 from edge_agent.pipeline import AssetPipeline
-from edge_agent.profiles import DeviceProfile, MqttProfile, OpcUaProfile
 from edge_agent.recorder import CsvRecorder
-from edge_agent.sources.base import Source
+from edge_agent.sources.base import BuildContext, Source
+from edge_agent.sources.registry import build_source
 from edge_agent.types import (
     AlertEvent,
     Batch,
@@ -140,36 +141,12 @@ def build_sources(cfg: LoadedConfig) -> list[Source]:
     for asset in cfg.settings.assets:
         for sig in asset.signals:
             points.setdefault(sig.source, []).append(sig.point_name)
-    out: list[Source] = []
-    serial_lines: object | None = None
-    for src in cfg.settings.sources:
-        if src.name not in points:
-            continue
-        profile = cfg.profiles[src.name]
-        wanted = points[src.name]
-        if src.type == "modbus_tcp":
-            from edge_agent.sources.modbus_tcp import ModbusTcpSource
-
-            assert isinstance(profile, DeviceProfile)
-            out.append(ModbusTcpSource(src, profile, wanted))
-        elif src.type == "modbus_rtu":
-            from edge_agent.sources.modbus_rtu import ModbusRtuSource, SerialLines
-
-            assert isinstance(profile, DeviceProfile)
-            if not isinstance(serial_lines, SerialLines):
-                serial_lines = SerialLines()
-            out.append(ModbusRtuSource(src, profile, wanted, serial_lines))
-        elif src.type == "opcua":
-            from edge_agent.sources.opcua import OpcUaSource
-
-            assert isinstance(profile, OpcUaProfile)
-            out.append(OpcUaSource(src, profile, wanted, base_dir=cfg.path.parent))
-        else:
-            from edge_agent.sources.mqtt_in import MqttInSource
-
-            assert isinstance(profile, MqttProfile)
-            out.append(MqttInSource(src, profile, wanted))
-    return out
+    ctx = BuildContext(base_dir=cfg.path.parent)
+    return [
+        build_source(src, cfg.profiles[src.name], points[src.name], ctx)
+        for src in cfg.settings.sources
+        if src.name in points
+    ]
 
 
 class Agent:
@@ -265,8 +242,7 @@ class Agent:
         check (SourceStartupError) or any failure of its first start ends the agent, as a
         configuration error."""
         cfg = next((c for c in self.cfg.settings.sources if c.name == source.name), None)
-        b = cfg.backoff if cfg is not None else None
-        backoff = Backoff(b.initial_s, b.max_s, b.jitter) if b is not None else Backoff(0.5, 30)
+        backoff = Backoff.from_config(cfg.backoff if cfg is not None else BackoffConfig())
         while True:
             delivered = [False]
             try:

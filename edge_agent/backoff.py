@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import random
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from edge_agent.config_base import BackoffConfig
 
 
 class Backoff:
@@ -14,6 +18,10 @@ class Backoff:
         self.jitter = jitter
         self._rng = rng or random.Random()
         self._attempt = 0
+
+    @classmethod
+    def from_config(cls, cfg: BackoffConfig) -> Backoff:
+        return cls(cfg.initial_s, cfg.max_s, cfg.jitter)
 
     def next_delay(self) -> float:
         base = min(self.maximum, self.initial * (2**self._attempt))

@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edge_agent.config import ConfigError, LoadedConfig, load_config
+from edge_agent.config_base import resolve_path
 from edge_agent.inference.bundle import BundleError
+from edge_agent.sources.base import read_password_file
 
 if TYPE_CHECKING:
     from edge_agent.csvdata import Table
@@ -62,16 +64,14 @@ def _read_password(cfg: LoadedConfig) -> str | None:
             raise SystemExit(EXIT_CONFIG)
         return _read_secret(Path(creds) / mqtt.password_credential, "password_credential")
     if mqtt.password_file is not None:
-        path = mqtt.password_file
-        if not path.is_absolute():
-            path = cfg.path.parent / path
-        return _read_secret(path, "password_file")
+        return _read_secret(resolve_path(cfg.path.parent, mqtt.password_file), "password_file")
     return os.environ.get(mqtt.password_env)
 
 
 def _read_secret(path: Path, field: str) -> str:
+    """A secret read as the sources read theirs; an unreadable one is a configuration error."""
     try:
-        return path.read_text(encoding="utf-8").strip()
+        return read_password_file(path) or ""
     except OSError as exc:
         print(
             f"edge-agent: upstream.mqtt.{field}: cannot read {path}: {exc.strerror}",
@@ -332,7 +332,7 @@ def cmd_opcua_cert(args: argparse.Namespace) -> int:
     import ipaddress
     import socket
 
-    from edge_agent.sources.opcua_certs import (
+    from edge_agent.sources.opcua.certs import (
         CertificateError,
         default_application_uri,
         make_client_certificate,

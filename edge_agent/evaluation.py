@@ -24,7 +24,7 @@ def is_fault(labels: Sequence[str]) -> npt.NDArray[np.bool_]:
 
 
 @dataclass(frozen=True)
-class Quality:
+class DetectionQuality:
     samples: int
     fault_samples: int
     precision: float
@@ -52,7 +52,7 @@ def evaluate(
     alert: npt.NDArray[np.bool_],
     fault: npt.NDArray[np.bool_],
     raised_at: Sequence[float],
-) -> Quality:
+) -> DetectionQuality:
     tp = int(np.sum(alert & fault))
     fp = int(np.sum(alert & ~fault))
     fn = int(np.sum(~alert & fault))
@@ -69,7 +69,7 @@ def evaluate(
     idx = np.searchsorted(ts, np.asarray(raised_at, dtype=np.float64))
     false_alarms = int(sum(1 for i in idx if i < len(fault) and not fault[i]))
     episodes = len(_runs(fault))
-    return Quality(
+    return DetectionQuality(
         samples=len(ts),
         fault_samples=int(fault.sum()),
         precision=precision,
@@ -90,7 +90,7 @@ def evaluate_pooled(
             npt.NDArray[np.float64], npt.NDArray[np.bool_], npt.NDArray[np.bool_], Sequence[float]
         ]
     ],
-) -> Quality:
+) -> DetectionQuality:
     """`evaluate` pooled over separate recordings (one part per file: ts, alert, fault, raised):
     sample-level figures from all samples together; episodes counted per part, so a fault at the
     end of one file and one at the start of the next stay two episodes."""
@@ -102,7 +102,7 @@ def evaluate_pooled(
     whole = evaluate(np.arange(len(alert), dtype=np.float64), alert, fault, [])
     detected = sum(q.episodes_detected for q in each)
     delay = sum(q.mean_delay_s * q.episodes_detected for q in each if q.episodes_detected)
-    return Quality(
+    return DetectionQuality(
         samples=whole.samples,
         fault_samples=whole.fault_samples,
         precision=whole.precision,

@@ -22,7 +22,7 @@ import numpy as np
 
 from edge_agent.config import Asset, ConfigError, LoadedConfig, SignalRef, load_config
 from edge_agent.csvdata import CsvError, Table, read_table
-from edge_agent.evaluation import Quality, evaluate, evaluate_pooled, is_fault
+from edge_agent.evaluation import DetectionQuality, evaluate, evaluate_pooled, is_fault
 from edge_agent.inference.bundle import Bundle, BundleError
 from edge_agent.pipeline import AssetPipeline
 from edge_agent.replay import ReplayRow, replay
@@ -66,7 +66,7 @@ def _quality_input(
     return ts, flagged, is_fault(labels), sorted(raised)
 
 
-def quality_of(rows: list[ReplayRow], labels: list[str]) -> Quality:
+def quality_of(rows: list[ReplayRow], labels: list[str]) -> DetectionQuality:
     return evaluate(*_quality_input(rows, labels))
 
 

@@ -10,14 +10,18 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from edge_agent.profiles import DeviceProfile, MqttProfile, OpcUaProfile, load_any_profile
+from edge_agent.profiles import load_any_profile
+from edge_agent.sources.modbus.profile import ModbusProfile
+from edge_agent.sources.mqtt.profile import MqttProfile
+from edge_agent.sources.opcua.profile import OpcUaProfile
+from edge_agent.sources.profile_base import ProfileBase
 from simulators.compressor import COMPRESSOR_SCENARIOS, CompressorSimulator
 from simulators.machine import Machine
 from simulators.pump import PumpSimulator
 from simulators.scenarios import SCENARIOS, Scenario, make_scenario
 
 
-def _profile(path: str) -> DeviceProfile | OpcUaProfile | MqttProfile:
+def _profile(path: str) -> ProfileBase:
     try:
         return load_any_profile(Path(path))
     except (OSError, ValidationError) as exc:
@@ -132,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             )  # fmt: skip
         return 0
     profile = any_profile
+    assert isinstance(profile, ModbusProfile)  # the protocol check above
     if args.cmd == "record":
         from simulators.record import record
 

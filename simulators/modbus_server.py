@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from edge_agent.profiles import DeviceProfile
+from edge_agent.sources.modbus.profile import ModbusProfile
 from simulators.machine import Machine
 from simulators.registers import RegisterImage
 from simulators.scenarios import is_offline
@@ -98,7 +98,7 @@ async def run_physics(
             await on_tick()
 
 
-def new_image(profile: DeviceProfile, sim: Machine) -> RegisterImage:
+def new_image(profile: ModbusProfile, sim: Machine) -> RegisterImage:
     image = RegisterImage(profile)
     image.write_text(IDENTITY)
     image.write(sim.measure())
@@ -106,7 +106,7 @@ def new_image(profile: DeviceProfile, sim: Machine) -> RegisterImage:
 
 
 async def serve(
-    profile: DeviceProfile,
+    profile: ModbusProfile,
     sim: Machine,
     host: str,
     port: int,
@@ -149,7 +149,7 @@ async def serve(
 
 
 async def serve_rtu(
-    profile: DeviceProfile,
+    profile: ModbusProfile,
     sims: dict[int, Machine],
     serial_port: str | None,
     baudrate: int,

@@ -15,7 +15,7 @@ from typing import Any
 
 import aiomqtt
 
-from edge_agent.profiles import MqttProfile, MqttTopic
+from edge_agent.sources.mqtt.profile import MqttProfile, MqttTopic
 from simulators.machine import Machine
 from simulators.scenarios import is_offline
 

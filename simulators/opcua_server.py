@@ -24,7 +24,7 @@ from asyncua.crypto.permission_rules import User, UserRole
 from asyncua.server.server import Server
 from asyncua.ua.status_codes import StatusCodes
 
-from edge_agent.profiles import OpcUaProfile
+from edge_agent.sources.opcua.profile import OpcUaProfile
 from simulators.machine import Machine
 from simulators.scenarios import is_offline
 

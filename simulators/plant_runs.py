@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from edge_agent.profiles import DeviceProfile, load_profile, packaged_profile_dirs
+from edge_agent.profiles import load_profile, packaged_profile_dirs
+from edge_agent.sources.modbus.profile import ModbusProfile
 from simulators.compressor import COMPRESSOR_SCENARIOS, CompressorSimulator
 from simulators.machine import Machine
 from simulators.pump import NOISE as PUMP_NOISE
@@ -92,7 +93,7 @@ class PlantRun:
         return [DISPLAY[s][0] for s in self.signals]
 
 
-def _profile(name: str) -> DeviceProfile:
+def _profile(name: str) -> ModbusProfile:
     return load_profile(next(d / f"{name}.yaml" for d in packaged_profile_dirs()))
 
 

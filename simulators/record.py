@@ -7,14 +7,14 @@ import math
 from datetime import UTC, datetime
 from pathlib import Path
 
-from edge_agent.profiles import DeviceProfile
+from edge_agent.sources.modbus.profile import ModbusProfile
 from simulators.machine import Machine
 from simulators.pump import PumpSimulator
 from simulators.registers import quantize
 
 
 def record(
-    profile: DeviceProfile,
+    profile: ModbusProfile,
     out: Path,
     samples: int,
     period: float,

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import math
 
-from edge_agent.profiles import BIT_TABLES, DeviceProfile
-from edge_agent.sources.modbus_codec import (
+from edge_agent.sources.modbus.codec import (
     decode_bit,
     decode_raw,
     encode_raw,
@@ -13,13 +12,14 @@ from edge_agent.sources.modbus_codec import (
     from_engineering,
     to_engineering,
 )
+from edge_agent.sources.modbus.profile import BIT_TABLES, ModbusProfile
 
 
 class RegisterImage:
     """Arrays for the four Modbus tables covering every point of a profile. The bit tables hold one
     0/1 entry per bit address."""
 
-    def __init__(self, profile: DeviceProfile) -> None:
+    def __init__(self, profile: ModbusProfile) -> None:
         self.profile = profile
         size = {"coil": 0, "discrete": 0, "holding": 0, "input": 0}
         for p in profile.points:
@@ -66,7 +66,7 @@ class RegisterImage:
         return out
 
 
-def quantize(profile: DeviceProfile, values: dict[str, float]) -> dict[str, float]:
+def quantize(profile: ModbusProfile, values: dict[str, float]) -> dict[str, float]:
     image = RegisterImage(profile)
     image.write(values)
     out = image.read_back()

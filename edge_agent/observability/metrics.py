@@ -23,17 +23,12 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from edge_agent import __version__
+from edge_agent.sources.registry import ERROR_COUNTERS
 
 if TYPE_CHECKING:
     from edge_agent.agent import Agent
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-# Source counters that mean something went wrong, whatever the protocol calls them.
-_ERROR_COUNTERS = (
-    "exceptions", "timeouts", "decode_errors", "reconnects", "malformed", "bad_nodes",
-    "connection_losses", "dropped",
-)  # fmt: skip
 
 
 class _AgentCollector(Collector):
@@ -67,7 +62,7 @@ class _AgentCollector(Collector):
                 readings.add_metric([src.name, quality], n)
             stats = src.stats
             if dataclasses.is_dataclass(stats):
-                for name in _ERROR_COUNTERS:
+                for name in ERROR_COUNTERS:
                     value = getattr(stats, name, None)
                     if isinstance(value, int) and not isinstance(value, bool):
                         errors.add_metric([src.name, name], value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol, Self, TypeVar
@@ -27,6 +28,15 @@ def read_password_file(path: Path | None) -> str | None:
     if path is None:
         return None
     return path.read_text(encoding="utf-8").strip()
+
+
+@dataclass
+class BuildContext:
+    """What a factory may need beyond its own config: the config file's folder (relative paths
+    start there) and objects its sources share within one agent (a serial line), by key."""
+
+    base_dir: Path
+    shared: dict[str, object] = field(default_factory=dict)
 
 
 class SourceLoopEnded(Exception):

@@ -307,9 +307,7 @@ class MqttPublisher:
         for early in self._early_events:
             self.submit_event(*early)
         self._early_events.clear()
-        backoff = Backoff(
-            self.cfg.backoff.initial_s, self.cfg.backoff.max_s, self.cfg.backoff.jitter
-        )
+        backoff = Backoff.from_config(self.cfg.backoff)
         try:
             while True:
                 try:

@@ -120,7 +120,7 @@ def test_a_modbus_only_agent_does_not_import_opcua_or_mqtt_consumer(tmp_path: Pa
         from edge_agent.agent import build_sources
         from edge_agent.config import load_config
         sources = build_sources(load_config(Path({str(path)!r})))
-        mods = ("asyncua", "edge_agent.sources.opcua", "edge_agent.sources.mqtt_in")
+        mods = ("asyncua", "edge_agent.sources.opcua.source", "edge_agent.sources.mqtt.source")
         print(len(sources), *(m in sys.modules for m in mods))
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.config import ModbusRtuSource as RtuConfig
-from edge_agent.config import ModbusTcpSource as TcpConfig
-from edge_agent.profiles import DeviceProfile, load_profile
-from edge_agent.sources.modbus_rtu import ModbusRtuSource, SerialLines
-from edge_agent.sources.modbus_source import SourceStartupError
-from edge_agent.sources.modbus_tcp import ModbusTcpSource
+from edge_agent.profiles import load_profile
+from edge_agent.sources.modbus.config import ModbusRtuConfig as RtuConfig
+from edge_agent.sources.modbus.config import ModbusTcpConfig as TcpConfig
+from edge_agent.sources.modbus.profile import ModbusProfile
+from edge_agent.sources.modbus.rtu import ModbusRtuSource, SerialLines
+from edge_agent.sources.modbus.source import SourceStartupError
+from edge_agent.sources.modbus.tcp import ModbusTcpSource
 from edge_agent.types import Batch, Quality
 from simulators.process import start_modbus_rtu_sim, start_modbus_sim, start_sim
 from tests.conftest import ROOT
@@ -86,7 +87,7 @@ async def test_exception_response_names_register_and_signal_others_stay_good(
         data = load_profile(FW1).model_dump()
         # Register 16 is past the device's map (0-15) but close enough to be merged into one read.
         data["points"] = [*data["points"], {"name": "ghost", "table": "holding", "address": 16}]
-        profile = DeviceProfile.model_validate(data)
+        profile = ModbusProfile.model_validate(data)
         source = ModbusTcpSource(tcp_cfg(sim.port), profile, ["motor_current", "ghost"])
         assert len(source.blocks) == 1
         async with source:

@@ -11,9 +11,10 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from edge_agent.config import MqttInSource as MqttInConfig
-from edge_agent.profiles import MqttProfile, load_any_profile
-from edge_agent.sources.mqtt_in import MqttInSource
+from edge_agent.profiles import load_any_profile
+from edge_agent.sources.mqtt.config import MqttInConfig
+from edge_agent.sources.mqtt.profile import MqttProfile
+from edge_agent.sources.mqtt.source import MqttInSource
 from edge_agent.types import Batch, Quality
 from simulators.broker import Mosquitto
 from simulators.process import SimProcess, start_sim

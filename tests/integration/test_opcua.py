@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.config import OpcUaSource as OpcUaConfig
-from edge_agent.profiles import OpcUaProfile, load_any_profile
+from edge_agent.profiles import load_any_profile
 from edge_agent.sources.base import SourceStartupError
-from edge_agent.sources.opcua import OpcUaSource
+from edge_agent.sources.opcua.config import OpcUaConfig
+from edge_agent.sources.opcua.profile import OpcUaProfile
+from edge_agent.sources.opcua.source import OpcUaSource
 from edge_agent.types import Batch, Quality
 from simulators.process import SimProcess, start_sim
 from tests.conftest import ROOT

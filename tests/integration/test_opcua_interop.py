@@ -27,17 +27,18 @@ import pytest
 import yaml
 
 from edge_agent.cli import main as cli_main
-from edge_agent.config import OpcUaSource as OpcUaConfig
 from edge_agent.config import load_config
-from edge_agent.profiles import OpcUaProfile, load_any_profile
+from edge_agent.profiles import load_any_profile
 from edge_agent.sources.base import SourceStartupError
-from edge_agent.sources.opcua import OpcUaSource
-from edge_agent.sources.opcua_certs import (
+from edge_agent.sources.opcua.certs import (
     ClientIdentity,
     application_uri,
     load_certificate,
     thumbprint,
 )
+from edge_agent.sources.opcua.config import OpcUaConfig
+from edge_agent.sources.opcua.profile import OpcUaProfile
+from edge_agent.sources.opcua.source import OpcUaSource
 from edge_agent.types import Batch, Quality
 from tests.conftest import ROOT
 

@@ -1,4 +1,4 @@
-"""Run every golden decoding case under tests/golden/modbus/ (see the README there)."""
+"""Run every golden decoding case under edge_agent/sources/modbus/testcases/ (README there)."""
 
 from __future__ import annotations
 
@@ -8,24 +8,24 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from edge_agent.profiles import DeviceProfile
-from edge_agent.sources.modbus_plan import plan_reads
-from edge_agent.sources.modbus_source import decode_block
+from edge_agent.sources.modbus.plan import plan_reads
+from edge_agent.sources.modbus.profile import ModbusProfile
+from edge_agent.sources.modbus.source import decode_block
 from edge_agent.types import Quality
 
 ROOT = Path(__file__).resolve().parents[2]
-CASES = sorted(p for p in (ROOT / "tests" / "golden" / "modbus").iterdir() if p.is_dir())
+CASES = sorted(p for p in (ROOT / "edge_agent/sources/modbus/testcases").iterdir() if p.is_dir())
 
 
 def _yaml(path: Path) -> dict:  # type: ignore[type-arg]
     return yaml.safe_load(path.read_text()) if path.exists() else {}
 
 
-def _load_profile(case: Path) -> DeviceProfile:
+def _load_profile(case: Path) -> ModbusProfile:
     data = _yaml(case / "profile.yaml")
     if "use" in data:
         data = _yaml(ROOT / "firmware_configs" / data["use"])
-    return DeviceProfile.model_validate(data)
+    return ModbusProfile.model_validate(data)
 
 
 def test_there_are_golden_cases():

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import importlib
+import re
 import shutil
 import subprocess
 import sys
@@ -10,6 +12,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
+from pydantic import TypeAdapter, ValidationError
+
+from edge_agent.sources.registry import PROTOCOLS, SOURCE_TAGS, Protocol, SourceConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLING = ("simulators", "bench")
@@ -64,3 +70,29 @@ def test_gateway_wheel_holds_no_tooling(tmp_path: Path) -> None:
         scripts = zf.read(entry_points).decode()
     assert tops == {"edge_agent"}, tops
     assert "edge-agent = edge_agent.cli:main" in scripts and "edge-sim" not in scripts
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS, ids=lambda p: p.name)
+def test_protocol_package_is_complete(protocol: Protocol) -> None:
+    """Each protocol is one folder: README with a sample config that validates, golden cases,
+    and its factories importable by name."""
+    folder = ROOT / "edge_agent" / "sources" / protocol.name
+    readme = (folder / "README.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", readme, flags=re.S)
+    assert blocks, "README has a sample config"
+    adapter: TypeAdapter[list[SourceConfig]] = TypeAdapter(list[SourceConfig])
+    for block in blocks:
+        sources = adapter.validate_python(yaml.safe_load(block)["sources"])
+        assert all(s.type in protocol.kinds for s in sources)
+    assert any((folder / "testcases").iterdir())
+    for _, target in protocol.kinds.values():
+        module, _, attr = target.partition(":")
+        assert callable(getattr(importlib.import_module(module), attr)), target
+
+
+def test_registry_drives_the_config_union() -> None:
+    """A `type` the registry does not know is refused by name, not taken for another protocol."""
+    adapter: TypeAdapter[SourceConfig] = TypeAdapter(SourceConfig)
+    with pytest.raises(ValidationError, match="modbus_tcp"):
+        adapter.validate_python({"type": "bacnet", "name": "x", "profile": "p"})
+    assert {k for p in PROTOCOLS for k in p.kinds} == SOURCE_TAGS

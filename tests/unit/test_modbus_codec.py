@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge_agent.sources.modbus_codec import (
+from edge_agent.sources.modbus.codec import (
     DecodeError,
     decode_raw,
     encode_raw,
@@ -113,7 +113,7 @@ def test_wrong_register_count_is_a_decode_error():
 
 
 def test_strings_and_bits():
-    from edge_agent.sources.modbus_codec import decode_bit, decode_string, encode_string
+    from edge_agent.sources.modbus.codec import decode_bit, decode_string, encode_string
 
     assert decode_string([0x4142, 0x4300]) == "ABC"
     assert decode_string([0x4241, 0x0043], "BADC") == "ABC"

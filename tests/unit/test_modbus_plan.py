@@ -1,5 +1,5 @@
-from edge_agent.profiles import ModbusPoint
-from edge_agent.sources.modbus_plan import plan_reads
+from edge_agent.sources.modbus.plan import plan_reads
+from edge_agent.sources.modbus.profile import ModbusPoint
 
 
 def pt(name, address, dtype="uint16", table="holding"):

@@ -7,15 +7,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge_agent.profiles import MqttTopic, load_any_profile
-from edge_agent.sources.mqtt_parse import (
+from edge_agent.profiles import load_any_profile
+from edge_agent.sources.mqtt.parse import (
     PayloadError,
     find_spec,
     parse_message,
     parse_timestamp,
     point_from_template,
-    topic_matches,
 )
+from edge_agent.sources.mqtt.profile import MqttTopic
 from edge_agent.types import Quality
 from simulators.mqtt_gateway import messages
 from tests.conftest import ROOT
@@ -29,10 +29,12 @@ T = 1_767_225_600.0
     [
         ("a/+/c", "a/b/c", True), ("a/+/c", "a/b/d", False), ("a/#", "a", True),
         ("a/#", "a/b/c", True), ("+/+", "a", False), ("a/b", "a/b/c", False), ("#", "x/y", True),
+        ("#", "$SYS/broker/load", False), ("+/broker/load", "$SYS/broker/load", False),
     ],
 )  # fmt: skip
 def test_topic_filters(flt: str, topic: str, ok: bool) -> None:
-    assert topic_matches(flt, topic) is ok
+    spec = MqttTopic(filter=flt, parser="number", point="p")
+    assert (find_spec([spec], topic) is spec) is ok
 
 
 def test_point_from_topic_levels():

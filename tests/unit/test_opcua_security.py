@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from edge_agent.cli import main as cli_main
-from edge_agent.config import ConfigError, OpcUaSecurity, load_config
-from edge_agent.sources.opcua_certs import (
+from edge_agent.config import ConfigError, load_config
+from edge_agent.sources.opcua.certs import (
     CertificateError,
     FieldError,
     application_uri,
@@ -32,8 +32,9 @@ from edge_agent.sources.opcua_certs import (
     thumbprint,
     write_client_files,
 )
-from edge_agent.sources.opcua_refusals import Context, classify, explain_status
-from edge_agent.sources.opcua_trust import ServerTrust
+from edge_agent.sources.opcua.config import OpcUaSecurityConfig
+from edge_agent.sources.opcua.refusals import Context, classify, explain_status
+from edge_agent.sources.opcua.trust import ServerTrust
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "deploy" / "examples" / "pump-skid.yaml"
@@ -310,8 +311,8 @@ async def test_server_trust_pinned_folder_ca_and_insecure(made: Path, tmp_path: 
     pinned = tmp_path / "server.der"
     pinned.write_bytes(server.public_bytes(serialization.Encoding.DER))
     base = {"policy": "Basic256Sha256", "mode": "Sign", "certificate": "c", "private_key": "k"}
-    trust = ServerTrust(OpcUaSecurity.model_validate(base | {"server_certificate": "server.der"}),
-                        tmp_path)  # fmt: skip
+    pinned_cfg = OpcUaSecurityConfig.model_validate(base | {"server_certificate": "server.der"})
+    trust = ServerTrust(pinned_cfg, tmp_path)
     assert await trust.refusal(server) is None
     stranger = load_certificate(made / "client.der")
     why = await trust.refusal(stranger)
@@ -319,7 +320,9 @@ async def test_server_trust_pinned_folder_ca_and_insecure(made: Path, tmp_path: 
 
     folder = tmp_path / "trusted"
     folder.mkdir()
-    trust = ServerTrust(OpcUaSecurity.model_validate(base | {"trust_dir": "trusted"}), tmp_path)
+    trust = ServerTrust(
+        OpcUaSecurityConfig.model_validate(base | {"trust_dir": "trusted"}), tmp_path
+    )
     why = await trust.refusal(server)
     assert why is not None and thumbprint(server) in why and str(folder) in why
     (folder / "server.pem").write_bytes(server.public_bytes(serialization.Encoding.PEM))
@@ -330,7 +333,10 @@ async def test_server_trust_pinned_folder_ca_and_insecure(made: Path, tmp_path: 
     assert await trust.refusal(leaf) is None  # issued by a trusted CA
 
     insecure = base | {"accept_any_server_certificate": True}
-    assert await ServerTrust(OpcUaSecurity.model_validate(insecure), tmp_path).refusal(leaf) is None
+    assert (
+        await ServerTrust(OpcUaSecurityConfig.model_validate(insecure), tmp_path).refusal(leaf)
+        is None
+    )
 
 
 # -- refused sessions in words -----------------------------------------------------------------

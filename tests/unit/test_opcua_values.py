@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge_agent.sources.opcua_values import quality_of_status, to_reading
+from edge_agent.sources.opcua.values import quality_of_status, to_reading
 from edge_agent.types import Quality
 
 

@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from edge_agent.profiles import DeviceProfile, load_any_profile
+from edge_agent.profiles import load_any_profile
+from edge_agent.sources.modbus.profile import ModbusProfile
 
 ROOT = Path(__file__).resolve().parents[2]
 PROFILES = sorted((ROOT / "firmware_configs").glob("*.yaml"))
@@ -21,7 +22,7 @@ def test_every_profile_loads(path):
 
 def test_overlapping_registers_are_rejected():
     with pytest.raises(ValidationError, match="overlaps"):
-        DeviceProfile.model_validate(
+        ModbusProfile.model_validate(
             {
                 "vendor": "v", "model": "m", "firmware": "1",
                 "points": [

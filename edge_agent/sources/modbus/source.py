@@ -19,19 +19,19 @@ from typing import Any, Self
 
 from pymodbus.exceptions import ConnectionException, ModbusException
 
-from edge_agent.config import ModbusRtuSource, ModbusTcpSource
 from edge_agent.logs import RateLimitedLog
-from edge_agent.profiles import BIT_TABLES, DeviceProfile, ModbusPoint
 from edge_agent.sources.base import SourceStartupError
-from edge_agent.sources.modbus_codec import (
+from edge_agent.sources.modbus.codec import (
     DecodeError,
     decode_bit,
     decode_raw,
     decode_string,
     to_engineering,
 )
-from edge_agent.sources.modbus_link import ModbusLink
-from edge_agent.sources.modbus_plan import ReadBlock, plan_reads
+from edge_agent.sources.modbus.config import ModbusRtuConfig, ModbusTcpConfig
+from edge_agent.sources.modbus.link import ModbusLink
+from edge_agent.sources.modbus.plan import ReadBlock, plan_reads
+from edge_agent.sources.modbus.profile import BIT_TABLES, ModbusPoint, ModbusProfile
 from edge_agent.types import Batch, Quality, Reading
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class SourceStats:
     identity: dict[str, str] = field(default_factory=dict)
 
 
-def decode_point(point: ModbusPoint, words: Sequence[int], profile: DeviceProfile) -> Reading:
+def decode_point(point: ModbusPoint, words: Sequence[int], profile: ModbusProfile) -> Reading:
     """Pure: the registers (or bits) of one numeric point → a reading. Undecodable, non-finite
     and out-of-range values are bad readings, never exceptions."""
     try:
@@ -85,7 +85,7 @@ def decode_point(point: ModbusPoint, words: Sequence[int], profile: DeviceProfil
     return Reading(point.name, value, Quality.BAD if bad else Quality.GOOD)
 
 
-def decode_block(block: ReadBlock, words: Sequence[int], profile: DeviceProfile) -> list[Reading]:
+def decode_block(block: ReadBlock, words: Sequence[int], profile: ModbusProfile) -> list[Reading]:
     """Pure: the registers (or bits) of one block → one reading per point of the block."""
     out = []
     for p in block.points:
@@ -102,8 +102,8 @@ def exception_text(code: object) -> str:
 class ModbusSource:
     def __init__(
         self,
-        cfg: ModbusTcpSource | ModbusRtuSource,
-        profile: DeviceProfile,
+        cfg: ModbusTcpConfig | ModbusRtuConfig,
+        profile: ModbusProfile,
         points: Sequence[str],
         link: ModbusLink,
     ) -> None:

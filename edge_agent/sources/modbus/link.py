@@ -17,9 +17,9 @@ from pymodbus.client.base import ModbusBaseClient
 from pymodbus.exceptions import ModbusException
 
 from edge_agent.backoff import Backoff
-from edge_agent.config import Backoff as BackoffConfig
-from edge_agent.config import ModbusRtuSource, ModbusTcpSource
+from edge_agent.config_base import BackoffConfig
 from edge_agent.logs import RateLimitedLog
+from edge_agent.sources.modbus.config import ModbusRtuConfig, ModbusTcpConfig
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class ModbusLink:
         self.connects = 0
         self._make_client = make_client
         self._connect_timeout = connect_timeout
-        self._backoff = Backoff(backoff.initial_s, backoff.max_s, backoff.jitter)
+        self._backoff = Backoff.from_config(backoff)
         self._retry_at = 0.0
         self._errors = RateLimitedLog(log)
 
@@ -87,7 +87,7 @@ class ModbusLink:
             self._retry_at = 0.0
 
 
-def tcp_link(cfg: ModbusTcpSource) -> ModbusLink:
+def tcp_link(cfg: ModbusTcpConfig) -> ModbusLink:
     def make() -> ModbusBaseClient:
         return AsyncModbusTcpClient(
             cfg.host, port=cfg.port, timeout=cfg.timeout_s, retries=0, reconnect_delay=0
@@ -96,7 +96,7 @@ def tcp_link(cfg: ModbusTcpSource) -> ModbusLink:
     return ModbusLink(f"tcp {cfg.host}:{cfg.port}", make, cfg.timeout_s, cfg.backoff)
 
 
-def serial_link(cfg: ModbusRtuSource) -> ModbusLink:
+def serial_link(cfg: ModbusRtuConfig) -> ModbusLink:
     def make() -> ModbusBaseClient:
         return AsyncModbusSerialClient(
             cfg.serial_port,
@@ -119,6 +119,6 @@ def serial_link(cfg: ModbusRtuSource) -> ModbusLink:
     )
 
 
-def line_settings(cfg: ModbusRtuSource) -> tuple[int, str, int, int]:
+def line_settings(cfg: ModbusRtuConfig) -> tuple[int, str, int, int]:
     """What devices sharing a serial line must agree on."""
     return (cfg.baudrate, cfg.parity, cfg.stopbits, cfg.bytesize)

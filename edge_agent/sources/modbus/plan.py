@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from edge_agent.profiles import (
+from edge_agent.sources.modbus.profile import (
     BIT_TABLES,
     MAX_BITS_PER_READ,
     MAX_REGISTERS_PER_READ,

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from edge_agent.config import ModbusRtuSource as ModbusRtuConfig
-from edge_agent.profiles import DeviceProfile
-from edge_agent.sources.modbus_link import ModbusLink, line_settings, serial_link
-from edge_agent.sources.modbus_source import ModbusSource
+from edge_agent.config_base import SourceConfigBase
+from edge_agent.sources.base import BuildContext
+from edge_agent.sources.modbus.config import ModbusRtuConfig
+from edge_agent.sources.modbus.link import ModbusLink, line_settings, serial_link
+from edge_agent.sources.modbus.profile import ModbusProfile
+from edge_agent.sources.modbus.source import ModbusSource
+from edge_agent.sources.profile_base import ProfileBase
 
 
 class SerialLines:
@@ -36,8 +39,19 @@ class ModbusRtuSource(ModbusSource):
     def __init__(
         self,
         cfg: ModbusRtuConfig,
-        profile: DeviceProfile,
+        profile: ModbusProfile,
         points: Sequence[str],
         lines: SerialLines,
     ) -> None:
         super().__init__(cfg, profile, points, lines.get(cfg))
+
+
+def build(
+    cfg: SourceConfigBase, profile: ProfileBase, points: Sequence[str], ctx: BuildContext
+) -> ModbusRtuSource:
+    """The registry's factory for `type: modbus_rtu`; the sources of one agent share its serial
+    lines."""
+    assert isinstance(cfg, ModbusRtuConfig) and isinstance(profile, ModbusProfile)
+    lines = ctx.shared.setdefault("modbus_serial_lines", SerialLines())
+    assert isinstance(lines, SerialLines)
+    return ModbusRtuSource(cfg, profile, points, lines)

@@ -10,12 +10,13 @@ from pathlib import Path
 from asyncua.crypto.truststore import TrustStore
 from cryptography import x509
 
-from edge_agent.config import OpcUaSecurity, resolve_path
-from edge_agent.sources.opcua_certs import describe, load_certificate, thumbprint
+from edge_agent.config_base import resolve_path
+from edge_agent.sources.opcua.certs import describe, load_certificate, thumbprint
+from edge_agent.sources.opcua.config import OpcUaSecurityConfig
 
 
 class ServerTrust:
-    def __init__(self, sec: OpcUaSecurity, base: Path) -> None:
+    def __init__(self, sec: OpcUaSecurityConfig, base: Path) -> None:
         self.pinned = resolve_path(base, sec.server_certificate) if sec.server_certificate else None
         self.trust_dir = resolve_path(base, sec.trust_dir) if sec.trust_dir else None
         self.accept_any = sec.accept_any_server_certificate

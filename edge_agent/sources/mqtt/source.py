@@ -19,11 +19,13 @@ from typing import Self
 import aiomqtt
 
 from edge_agent.backoff import Backoff
-from edge_agent.config import MqttInSource as MqttInConfig
+from edge_agent.config_base import SourceConfigBase
 from edge_agent.logs import RateLimitedLog
-from edge_agent.profiles import MqttProfile
-from edge_agent.sources.base import TaskOwner, read_password_file
-from edge_agent.sources.mqtt_parse import PayloadError, find_spec, parse_message
+from edge_agent.sources.base import BuildContext, TaskOwner, read_password_file
+from edge_agent.sources.mqtt.config import MqttInConfig
+from edge_agent.sources.mqtt.parse import PayloadError, find_spec, parse_message
+from edge_agent.sources.mqtt.profile import MqttProfile
+from edge_agent.sources.profile_base import ProfileBase
 from edge_agent.types import Batch
 
 log = logging.getLogger(__name__)
@@ -52,7 +54,7 @@ class MqttInSource(TaskOwner):
         self._queue: asyncio.Queue[Batch] = asyncio.Queue(QUEUE_SIZE)
         self._task: asyncio.Task[None] | None = None
         self._errors = RateLimitedLog(log)
-        self._backoff = Backoff(cfg.backoff.initial_s, cfg.backoff.max_s, cfg.backoff.jitter)
+        self._backoff = Backoff.from_config(cfg.backoff)
         self.subscribed = asyncio.Event()  # set after each successful (re)subscription
 
     async def __aenter__(self) -> Self:
@@ -149,3 +151,11 @@ def _payload(raw: object) -> bytes:
     if isinstance(raw, str):
         return raw.encode("utf-8")
     return str(raw).encode("utf-8")
+
+
+def build(
+    cfg: SourceConfigBase, profile: ProfileBase, points: Sequence[str], ctx: BuildContext
+) -> MqttInSource:
+    """The registry's factory for `type: mqtt`."""
+    assert isinstance(cfg, MqttInConfig) and isinstance(profile, MqttProfile)
+    return MqttInSource(cfg, profile, points)

@@ -12,7 +12,9 @@ import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from edge_agent.profiles import MqttTopic
+from paho.mqtt.client import topic_matches_sub
+
+from edge_agent.sources.mqtt.profile import MqttTopic
 from edge_agent.types import Quality, Reading
 
 _MISSING = object()
@@ -22,19 +24,6 @@ _MS_THRESHOLD = 1e11
 
 class PayloadError(ValueError):
     """A message whose payload does not fit its topic's parser."""
-
-
-def topic_matches(topic_filter: str, topic: str) -> bool:
-    """MQTT filter matching: `+` is one level, a trailing `#` any number of levels (even none)."""
-    f_levels, t_levels = topic_filter.split("/"), topic.split("/")
-    for i, f in enumerate(f_levels):
-        if f == "#":
-            return i == len(f_levels) - 1
-        if i >= len(t_levels):
-            return False
-        if f != "+" and f != t_levels[i]:
-            return False
-    return len(f_levels) == len(t_levels)
 
 
 def point_from_template(template: str, topic: str) -> str:
@@ -187,5 +176,6 @@ def _parse(spec: MqttTopic, topic: str, payload: bytes, arrival: float) -> list[
 
 
 def find_spec(specs: Sequence[MqttTopic], topic: str) -> MqttTopic | None:
-    """The first topic spec whose filter matches (profiles list specific filters first)."""
-    return next((s for s in specs if topic_matches(s.filter, topic)), None)
+    """The first topic spec whose filter matches (profiles list specific filters first); paho's
+    matcher, so `$SYS/...` topics stay out of wildcard filters as MQTT specifies."""
+    return next((s for s in specs if topic_matches_sub(s.filter, topic)), None)

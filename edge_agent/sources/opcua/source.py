@@ -41,20 +41,21 @@ from asyncua.ua.uaerrors import UaError
 from cryptography.hazmat.primitives import serialization
 
 from edge_agent.backoff import Backoff
-from edge_agent.config import OpcUaSource as OpcUaConfig
-from edge_agent.config import resolve_path
+from edge_agent.config_base import SourceConfigBase, resolve_path
 from edge_agent.logs import RateLimitedLog
-from edge_agent.profiles import OpcUaProfile
-from edge_agent.sources.base import SourceStartupError, TaskOwner, read_password_file
-from edge_agent.sources.opcua_certs import (
+from edge_agent.sources.base import BuildContext, SourceStartupError, TaskOwner, read_password_file
+from edge_agent.sources.opcua.certs import (
     client_identity,
     first_certificate,
     load_certificate,
     thumbprint,
 )
-from edge_agent.sources.opcua_refusals import Context, Refusal, classify
-from edge_agent.sources.opcua_trust import ServerTrust
-from edge_agent.sources.opcua_values import to_reading
+from edge_agent.sources.opcua.config import OpcUaConfig
+from edge_agent.sources.opcua.profile import OpcUaProfile
+from edge_agent.sources.opcua.refusals import Context, Refusal, classify
+from edge_agent.sources.opcua.trust import ServerTrust
+from edge_agent.sources.opcua.values import to_reading
+from edge_agent.sources.profile_base import ProfileBase
 from edge_agent.types import Batch, Quality, Reading
 
 log = logging.getLogger(__name__)
@@ -140,7 +141,7 @@ class OpcUaSource(TaskOwner):
         self._bad_nodes: dict[str, str] = {}  # point → why
         self._task: asyncio.Task[None] | None = None
         self._errors = RateLimitedLog(log)
-        self._backoff = Backoff(cfg.backoff.initial_s, cfg.backoff.max_s, cfg.backoff.jitter)
+        self._backoff = Backoff.from_config(cfg.backoff)
         self._lost = asyncio.Event()
         # Set once the first connect attempt has ended, so the first batch already tells
         # whether (and why not) the source is connected.
@@ -485,3 +486,11 @@ class OpcUaSource(TaskOwner):
             self.raise_if_ended()  # the session task died: the agent's supervisor restarts us
             yield Batch(self.name, ts, tuple(self._latest[p] for p in self.points))
             k = max(k + 1, math.ceil((time.time() - t0) / interval))
+
+
+def build(
+    cfg: SourceConfigBase, profile: ProfileBase, points: Sequence[str], ctx: BuildContext
+) -> OpcUaSource:
+    """The registry's factory for `type: opcua`."""
+    assert isinstance(cfg, OpcUaConfig) and isinstance(profile, OpcUaProfile)
+    return OpcUaSource(cfg, profile, points, base_dir=ctx.base_dir)

@@ -1,0 +1,1 @@
+"""MQTT readings in: config, topic profile, payload parser and subscriber."""

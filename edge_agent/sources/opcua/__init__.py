@@ -1,0 +1,1 @@
+"""OPC UA: config, node profile, data-value mapping, client and its certificates."""

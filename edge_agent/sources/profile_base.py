@@ -1,0 +1,34 @@
+"""What every device profile has, whatever its protocol: vendor, model, firmware, its point names
+and their units. Each protocol package defines its profile on `ProfileBase`."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+POINT_NAME = r"^[A-Za-z_][A-Za-z0-9_.]*$"
+
+
+class ProfileBase(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Each protocol's profile narrows this to its own tag (the registry dispatches on it).
+    protocol: str
+    profile_version: Literal[1] = 1
+    vendor: str
+    model: str
+    firmware: str
+    description: str = ""
+
+    def point_names(self) -> list[str]:
+        raise NotImplementedError
+
+    def check_signal(self, name: str) -> None:
+        """Raise KeyError when `name` is not a point of this profile, ValueError when it is but
+        cannot be a numeric signal."""
+        if name not in self.point_names():
+            raise KeyError(name)
+
+    def unit_of(self, name: str) -> str:
+        raise NotImplementedError
