@@ -28,10 +28,10 @@ from edge_agent.inference.bundle import (
     sha256_file,
     write_manifest,
 )
+from edge_agent.inference.model_io import CLASSIFIER_OUTPUT, INPUT, OUTPUTS
 from edge_agent.stream.stuck import stuck_limits
 from edge_agent.training.data import assemble
 from edge_agent.training.export import (
-    INPUT,
     export_onnx,
     quantize_int8,
     run_scores,
@@ -238,15 +238,15 @@ def _train_classifier(
     acc: float | None = None
     agree: float | None = None
     if len(xv):
-        p8 = session(int8).run(["probabilities"], {INPUT: xv})[0].argmax(axis=1)
-        p32 = session(fp32).run(["probabilities"], {INPUT: xv})[0].argmax(axis=1)
+        p8 = session(int8).run([CLASSIFIER_OUTPUT], {INPUT: xv})[0].argmax(axis=1)
+        p32 = session(fp32).run([CLASSIFIER_OUTPUT], {INPUT: xv})[0].argmax(axis=1)
         acc, agree = float(np.mean(p8 == yv)), float(np.mean(p8 == p32))
     fp32.unlink()
     log.info("fault classifier: classes %s, held-out accuracy %s", classes, acc)
     return {
         "file": "classifier.onnx",
         "input": INPUT,
-        "output": "probabilities",
+        "output": CLASSIFIER_OUTPUT,
         "labels": classes,
         "validation_accuracy": acc,
         "int8_vs_fp32_agreement": agree,
@@ -511,7 +511,7 @@ def train_bundle(
         "model": {
             "file": "model.onnx",
             "input": INPUT,
-            "outputs": ["score", "signal_error"],
+            "outputs": list(OUTPUTS),
             "precision": "int8",
             "architecture": "conv1d-autoencoder, distilled"
             if targets is not None
