@@ -81,9 +81,9 @@ class AssetPipeline:
         self._raise = m.threshold.raise_
         # The agent passes its pool so assets with identical models share a session.
         self.detector = (
-            detectors.get(bundle.model_path, m.model.input)
+            detectors.get(bundle.model_path, m.model.input, m.model.outputs)
             if detectors is not None
-            else Detector(bundle.model_path, m.model.input)
+            else Detector(bundle.model_path, m.model.input, m.model.outputs)
         )
         c = m.classifier
         self.classifier = (

@@ -23,8 +23,16 @@ from typing import Annotated, Literal
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from edge_agent.inference.model_io import check_outputs
 from edge_agent.private_files import write_private_bytes
 
 MANIFEST = "manifest.json"
@@ -102,9 +110,18 @@ class ThresholdSpec(_Frozen):
 class ModelSpec(_Frozen):
     file: str
     input: str
+    # Read by the detector, which unpacks them by position: only the contract's names in the
+    # contract's order are accepted (`model_io.py`), so a model whose outputs mean something
+    # else is refused when the bundle loads instead of being scored wrongly.
     outputs: list[str]
     precision: Literal["int8", "fp32"]
     architecture: str
+
+    @field_validator("outputs")
+    @classmethod
+    def _contract(cls, outputs: list[str]) -> list[str]:
+        check_outputs(outputs)
+        return outputs
 
 
 class ClassifierSpec(_Frozen):
@@ -177,11 +194,9 @@ class Manifest(_Frozen):
 
 
 def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
+    """Hex sha256 of a file's bytes, as the manifest's `files` list them."""
     with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 # -- keys and signatures ---------------------------------------------------------------------

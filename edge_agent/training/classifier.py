@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from edge_agent.inference.model_io import BATCH_AXIS, CLASSIFIER_OUTPUT, INPUT
 from edge_agent.types import FloatArray
 
 NORMAL = "normal"
@@ -75,9 +76,9 @@ def export_classifier(model: FaultClassifier, window: int, n_signals: int, path:
         model,
         (torch.zeros(1, window, n_signals),),
         str(path),
-        input_names=["window"],
-        output_names=["probabilities"],
-        dynamic_axes={"window": {0: "batch"}, "probabilities": {0: "batch"}},
+        input_names=[INPUT],
+        output_names=[CLASSIFIER_OUTPUT],
+        dynamic_axes={INPUT: {0: BATCH_AXIS}, CLASSIFIER_OUTPUT: {0: BATCH_AXIS}},
         opset_version=17,
         dynamo=False,
     )

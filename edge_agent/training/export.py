@@ -17,13 +17,11 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
+from edge_agent.inference.model_io import BATCH_AXIS, INPUT, OUTPUTS, SCORE
 from edge_agent.training.model import Scorer
 from edge_agent.types import FloatArray
 
 log = logging.getLogger(__name__)
-
-INPUT = "window"
-OUTPUTS = ["score", "signal_error"]
 
 
 def export_onnx(scorer: Scorer, window: int, n_signals: int, path: Path) -> None:
@@ -34,8 +32,8 @@ def export_onnx(scorer: Scorer, window: int, n_signals: int, path: Path) -> None
         (example,),
         str(path),
         input_names=[INPUT],
-        output_names=OUTPUTS,
-        dynamic_axes={INPUT: {0: "batch"}, "score": {0: "batch"}, "signal_error": {0: "batch"}},
+        output_names=list(OUTPUTS),
+        dynamic_axes={name: {0: BATCH_AXIS} for name in (INPUT, *OUTPUTS)},
         opset_version=17,
         dynamo=False,
     )
@@ -87,7 +85,6 @@ def session(path: Path) -> ort.InferenceSession:
 
 def run_scores(sess: ort.InferenceSession, windows: FloatArray, batch: int = 256) -> FloatArray:
     out = [
-        sess.run(["score"], {INPUT: windows[i : i + batch]})[0]
-        for i in range(0, len(windows), batch)
+        sess.run([SCORE], {INPUT: windows[i : i + batch]})[0] for i in range(0, len(windows), batch)
     ]
     return np.concatenate(out).astype(np.float32)

@@ -1,5 +1,19 @@
-"""Train a bundle from normal data: windows → autoencoder → ONNX fp32 → static int8 → threshold
-calibrated on held-out normal windows (the chronologically last part of the data) → bundle."""
+"""Train a bundle from normal data, in stages, each a function with typed input and output:
+
+    prepare_data        rows → the agent's own windows, split in time, standardized
+    fit_levels          level relations, level shifts and stuck limits on the normal data
+    fit_teacher         the transformer teacher (optional) and its distillation targets
+    distill_student     the small convolutional autoencoder the gateway runs
+    export_and_calibrate
+                        ONNX fp32 → static int8 → thresholds on held-out normal windows (the
+                        chronologically last part of the data)
+    train_fault_classifier
+                        optional head, only with labelled fault data
+    build_manifest      what the runtime reads (and what the bundle's signature will cover)
+
+`train_bundle` runs them in that order. The order matters for reproducibility, not only for data
+flow: the student's initial weights come from torch's global generator as the teacher left it.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +23,11 @@ import math
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -28,18 +42,27 @@ from edge_agent.inference.bundle import (
     sha256_file,
     write_manifest,
 )
+from edge_agent.inference.model_io import CLASSIFIER_OUTPUT, INPUT, OUTPUTS
 from edge_agent.stream.stuck import stuck_limits
-from edge_agent.training.data import assemble
+from edge_agent.training.data import DataReport, assemble
 from edge_agent.training.export import (
-    INPUT,
     export_onnx,
     quantize_int8,
     run_scores,
     session,
 )
-from edge_agent.training.levels import fit_level_relations, measurement_noise, window_levels
+from edge_agent.training.levels import (
+    LevelRelations,
+    fit_level_relations,
+    measurement_noise,
+    window_levels,
+)
 from edge_agent.training.model import ConvAutoencoder, LevelModel, Scorer, demean
-from edge_agent.training.shift import fit_shift
+from edge_agent.training.shift import ShiftFit, fit_shift
+
+if TYPE_CHECKING:
+    # Imported when a teacher is trained: it pulls in `transformers`.
+    from edge_agent.training.teacher import PatchTeacher
 
 log = logging.getLogger(__name__)
 F64 = npt.NDArray[np.float64]
@@ -179,105 +202,77 @@ def _mean_signal_error(scorer: Scorer, windows: F32) -> F64:
     return mean
 
 
-def _train_classifier(
-    faults: list[Table],
-    signals: list[str],
-    label_column: str,
-    period: float,
-    normal_windows: F32,
-    norm: Callable[[F32], F32],
-    opts: TrainOptions,
-    tmp: Path,
-) -> dict[str, Any]:
-    """Windows of the labelled data take the label of their last sample; normal windows come
-    from both files. Accuracy is measured on the chronologically last 20 % of the labelled file."""
-    from edge_agent.evaluation import NORMAL_LABELS
-    from edge_agent.training.classifier import NORMAL, export_classifier, train_classifier
-
-    labelled: list[tuple[Table, list[str]]] = []
-    for k, table in enumerate(faults):
-        if label_column not in table.text:
-            raise TrainingError(
-                f"--faults file {k + 1} has no text column {label_column!r} "
-                f"(have {', '.join(table.text) or 'none'})"
-            )
-        raw = [v.strip() for v in table.text[label_column]]
-        labelled.append((table, [NORMAL if v.lower() in NORMAL_LABELS else v for v in raw]))
-    classes = [NORMAL, *sorted({n for _, names in labelled for n in names if n != NORMAL})]
-    if len(classes) < 2:
-        raise TrainingError("--faults data has no fault labels (every row is normal)")
-    w = opts.window
-    train_parts: list[tuple[F32, npt.NDArray[np.int64]]] = []
-    val_parts: list[tuple[F32, npt.NDArray[np.int64]]] = []
-    for table, names in labelled:
-        x = table.select(signals)
-        y = np.array([classes.index(n) for n in names], dtype=np.float64)
-        cut = int(len(x) * 0.8)
-        for lo, hi, dest in ((0, cut, train_parts), (cut, len(x), val_parts)):
-            # The label rides along as an extra column, so windows keep their last sample's label.
-            both = np.column_stack([x[lo:hi], y[lo:hi]])
-            win = windows_of(segments(table.ts[lo:hi], both, period), w)
-            if len(win):
-                dest.append((norm(win[:, :, :-1]), win[:, -1, -1].astype(np.int64)))
-    if not train_parts:
-        raise TrainingError(f"--faults data has no complete window of {w} samples")
-    xt = np.concatenate([p[0] for p in train_parts])
-    yt = np.concatenate([p[1] for p in train_parts])
-    xv = np.concatenate([p[0] for p in val_parts]) if val_parts else xt[:0]
-    yv = np.concatenate([p[1] for p in val_parts]) if val_parts else yt[:0]
-    xt = np.concatenate([xt, normal_windows])
-    yt = np.concatenate([yt, np.zeros(len(normal_windows), np.int64)])
-    missing = [classes[c] for c in range(len(classes)) if not np.any(yt == c)]
-    if missing:
-        raise TrainingError(f"no complete window for classes: {', '.join(missing)}")
-    model = train_classifier(xt, yt, classes, opts.classifier_steps, opts.seed, opts.progress)
-    fp32, int8 = tmp / "classifier.fp32.onnx", tmp / "classifier.onnx"
-    export_classifier(model, w, len(signals), fp32)
-    rng = np.random.default_rng(opts.seed)
-    quantize_int8(fp32, int8, xt[rng.choice(len(xt), size=min(512, len(xt)), replace=False)])
-    acc: float | None = None
-    agree: float | None = None
-    if len(xv):
-        p8 = session(int8).run(["probabilities"], {INPUT: xv})[0].argmax(axis=1)
-        p32 = session(fp32).run(["probabilities"], {INPUT: xv})[0].argmax(axis=1)
-        acc, agree = float(np.mean(p8 == yv)), float(np.mean(p8 == p32))
-    fp32.unlink()
-    log.info("fault classifier: classes %s, held-out accuracy %s", classes, acc)
-    return {
-        "file": "classifier.onnx",
-        "input": INPUT,
-        "output": "probabilities",
-        "labels": classes,
-        "validation_accuracy": acc,
-        "int8_vs_fp32_agreement": agree,
-    }
-
-
 def _spearman(a: F32, b: F32) -> float:
     ra = np.argsort(np.argsort(a)).astype(np.float64)
     rb = np.argsort(np.argsort(b)).astype(np.float64)
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
-def train_bundle(
+def thresholds(scores: F32, opts: TrainOptions) -> tuple[float, float]:
+    """(raise, clear) from scores on held-out normal windows: the `quantile` (raise) and the
+    99th percentile (clear, never above raise), each times (1 + margin). Student and teacher
+    are calibrated alike, so the benchmarks compare like with like."""
+    raise_t = float(np.quantile(scores, opts.quantile)) * (1 + opts.margin)
+    clear_t = min(raise_t, float(np.quantile(scores, 0.99)) * (1 + opts.margin))
+    return raise_t, clear_t
+
+
+# -- stage 1: data ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """The normal data as the later stages use it. Windows are standardized with the scaler
+    (`mean`, `scale`), which is fitted on the part before the chronological cut only."""
+
+    signals: list[str]
+    period: float  # s, the asset's when given
+    rows: int  # input rows, all files
+    data_hash: str  # of the input values: names the data a bundle was trained on
+    report: DataReport
+    segments: list[F64]  # every valid run without a gap (engineering units), both sides of the cut
+    mean: F64
+    scale: F64
+    constant: list[str]  # signals (nearly) constant before the cut: scale floored
+    low: F64  # 0.5th and 99.5th percentile of all valid samples: the range quoted in alerts
+    high: F64
+    train: F32  # every window before the cut
+    calibration: F32  # every window after the cut: the thresholds come from these
+    fit: F32  # the windows the student fits and the teacher distils (a subset of `train`)
+    quantization: F32  # the windows the int8 quantizer calibrates on (a subset of `fit`)
+
+    @property
+    def hours(self) -> float:
+        return self.report.valid_samples * self.period / 3600.0
+
+    @property
+    def constant_mask(self) -> list[bool]:
+        return [s in self.constant for s in self.signals]
+
+    def standardized_segments(self) -> list[F64]:
+        return [(s - self.mean) / self.scale for s in self.segments]
+
+    def normalize(self, windows: F32) -> F32:
+        """Raw (…, signals) values → the model's input units (float32, as the agent's scaler)."""
+        return _standardize(windows, self.mean, self.scale)
+
+
+def _standardize(windows: F32, mean: F64, scale: F64) -> F32:
+    out: F32 = ((windows - mean.astype(np.float32)) / scale.astype(np.float32)).astype(np.float32)
+    return out
+
+
+def prepare_data(
     tables: Sequence[Table],
     signals: list[str],
-    out_dir: Path,
     opts: TrainOptions,
     expected_period: float | None = None,
-    units: list[str] | None = None,
-    name: str = "model",
-    artifacts: dict[str, Any] | None = None,
-    faults: list[Table] | None = None,
-    label_column: str = "label",
     max_age: float | None = None,
-) -> Bundle:
-    """Train and write a bundle from the normal data in `tables` (one recording each). The rows
-    go through the agent's own assembler and window buffer (`training/data.py`); `max_age` is
-    the asset's (default 2.5 sample periods, as the agent's). `artifacts`, when given, receives
-    what the bundle does not carry but a benchmark needs (the teacher, its weights and its
-    calibrated thresholds)."""
-    t_start = time.monotonic()
+) -> PreparedData:
+    """Check the data, put it through the agent's own assembler and window buffer
+    (`training/data.py`), split it in time (`opts.holdout` last for calibration), fit the scaler
+    and draw the student's and the quantizer's windows (seeded). Raises TrainingError naming
+    what is missing."""
     if not tables or sum(len(t.ts) for t in tables) == 0:
         raise TrainingError("the data has no rows")
     period = tables[0].inferred_period()
@@ -320,26 +315,57 @@ def train_bundle(
     if constant:
         log.warning("constant (or nearly) in training data: %s", ", ".join(constant))
     scale = np.maximum(std, floor)
-    # The observed range is quoted in alerts. Levels are judged by their relations to each other
-    # (training/levels.py). Both use all normal data (fit and held-out part alike).
+    # The observed range is quoted in alerts; like the levels (next stage) it uses all normal
+    # data, the held-out part included.
     normal_segments = [s.astype(np.float64) for s in data.segments]
     every = np.concatenate(normal_segments)
     low, high = np.percentile(every, 0.5, axis=0), np.percentile(every, 99.5, axis=0)
-    std_segments = [(s - mean) / scale for s in normal_segments]
+    train_n = _standardize(train_w, mean, scale)
+    # One generator, two draws in this order: the bundles stay identical to those trained
+    # before the stages were split (the quantizer's draw used to happen at export).
+    rng = np.random.default_rng(opts.seed)
+    n_sub = min(opts.distill_windows, len(train_n))
+    fit_n = train_n[np.sort(rng.choice(len(train_n), size=n_sub, replace=False))]
+    quant = fit_n[rng.choice(len(fit_n), size=min(512, len(fit_n)), replace=False)]
+    return PreparedData(
+        signals=signals, period=period, rows=len(x),
+        data_hash=hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()[:16],
+        report=data.report, segments=normal_segments, mean=mean, scale=scale, constant=constant,
+        low=low, high=high, train=train_n, calibration=_standardize(cal_raw, mean, scale),
+        fit=fit_n, quantization=quant,
+    )  # fmt: skip
+
+
+# -- stage 2: levels -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FittedLevels:
+    """How levels are judged (training/levels.py, stream/level_shift.py) and when a value
+    counts as stuck, all from the normal data."""
+
+    relations: LevelRelations  # without judgement when absolute levels are not judged
+    judge_levels: bool
+    shift: ShiftFit
+    stuck_after: list[int | None]
+
+
+def fit_levels(data: PreparedData, opts: TrainOptions) -> FittedLevels:
+    w, signals = opts.window, data.signals
+    std_segments = data.standardized_segments()
     levels = window_levels(std_segments, w, opts.hop)
-    stuck_after = stuck_limits(normal_segments, w, [s in constant for s in signals])
+    stuck_after = stuck_limits(data.segments, w, data.constant_mask)
     # Measurement noise alone gives a window level variance of σ² / window.
     noise = measurement_noise(std_segments) / w
     relations = fit_level_relations(levels, opts.level_coverage, opts.level_confidence, noise)
-    hours = data.report.valid_samples * period / 3600.0
     judge_levels = opts.judge_levels
     if judge_levels is None:
-        judge_levels = hours >= opts.level_min_hours
+        judge_levels = data.hours >= opts.level_min_hours
         log.info(
             "absolute levels %s: the data spans %.2f h of valid samples (%s %.2f h); level "
             "shifts are judged either way",
             "judged" if judge_levels else "not judged",
-            hours,
+            data.hours,
             "at least" if judge_levels else "under",
             opts.level_min_hours,
         )
@@ -352,11 +378,9 @@ def train_bundle(
             "so nothing says where they may go; more data fixes this): %s",
             ", ".join(unjudged),
         )
-    level_model = LevelModel(len(signals)).load(relations)
     shift = fit_shift(
-        std_segments, w, opts.level_coverage, opts.level_confidence,
-        [s in constant for s in signals],
-    )  # fmt: skip
+        std_segments, w, opts.level_coverage, opts.level_confidence, data.constant_mask
+    )
     if opts.level_shift:
         unshifted = [s for s, ok in zip(signals, shift.judged, strict=True) if not ok]
         if unshifted:
@@ -367,122 +391,295 @@ def train_bundle(
             f"{s} {n:.0f}" for s, n in zip(signals, relations.level_effective_samples, strict=True)
         ),
     )
+    return FittedLevels(relations, judge_levels, shift, stuck_after)
 
-    def norm(a: F32) -> F32:
-        out: F32 = ((a - mean.astype(np.float32)) / scale.astype(np.float32)).astype(np.float32)
-        return out
 
-    train_n, cal_n = norm(train_w), norm(cal_raw)
+# -- stage 3: teacher ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaughtTeacher:
+    teacher: PatchTeacher
+    steps: int
+    seconds: float
+    weights: F32  # per signal, as the student's: 1 / typical error on the fit windows
+    levels: LevelModel  # the same level error the student's graph adds
+    targets: F32  # reconstructions of `PreparedData.fit`: the student's distillation targets
+    calibration_scores: F32  # on `PreparedData.calibration`, scored like the student
+
+    def info(self) -> dict[str, float | int | str]:
+        """For the manifest's `training`."""
+        return {
+            "teacher": "patchtst-channel-attention",
+            "teacher_steps": self.steps,
+            "teacher_params": sum(p.numel() for p in self.teacher.parameters()),
+            "teacher_seconds": self.seconds,
+        }
+
+    def artifacts(self, opts: TrainOptions) -> dict[str, Any]:
+        """What the benchmarks need to run the teacher as a detector (`train_bundle` artifacts)."""
+        raise_t, clear_t = thresholds(self.calibration_scores, opts)
+        return {
+            "teacher": self.teacher,
+            "teacher_weights": self.weights,
+            "levels": self.levels,
+            "teacher_raise": raise_t,
+            "teacher_clear": clear_t,
+        }
+
+
+def _one_thread() -> None:
     # One thread: these models are small (windows of a few dozen samples × a handful of signals),
     # so intra-op threads gain little and, on a loaded machine, spin against each other. 10 min
     # of 1 Hz data with the machine's two cores busy: 53 s wall with one thread, 209 s with two.
     torch.set_num_threads(1)
-    rng = np.random.default_rng(opts.seed)
-    n_sub = min(opts.distill_windows, len(train_n))
-    fit_n = train_n[np.sort(rng.choice(len(train_n), size=n_sub, replace=False))]
 
-    agreement: dict[str, float] = {}
-    teacher_info: dict[str, float | int | str] = {"teacher": "none"}
-    targets: F32 | None = None
-    teacher_cal: F32 | None = None
-    teacher_losses: list[float] = []
-    teacher_steps = opts.teacher_steps
-    if teacher_steps is None:
-        teacher_steps = steps_for(len(train_n), TEACHER_BATCH, TEACHER_EPOCHS, TEACHER_STEPS)
-    if teacher_steps > 0:
-        from edge_agent.training.teacher import teacher_scores, train_teacher
 
-        t0 = time.monotonic()
-        teacher = train_teacher(
-            train_n, teacher_steps, opts.seed, TEACHER_BATCH, progress=opts.progress
-        )
-        teacher_losses = teacher.losses
-        ones = np.ones(len(signals), np.float32)
-        _, targets = teacher_scores(teacher, fit_n, ones, None)
-        shape_fit = fit_n - fit_n.mean(axis=1, keepdims=True)
-        t_err = ((targets - shape_fit) ** 2).mean(axis=(0, 1)).astype(np.float64)
-        t_weights = _signal_weights(t_err)
-        teacher_cal, _ = teacher_scores(teacher, cal_n, t_weights, level_model)
-        if artifacts is not None:
-            t_raise = float(np.quantile(teacher_cal, opts.quantile)) * (1 + opts.margin)
-            artifacts.update(
-                teacher=teacher,
-                teacher_weights=t_weights,
-                levels=level_model,
-                teacher_raise=t_raise,
-                teacher_clear=min(
-                    t_raise, float(np.quantile(teacher_cal, 0.99)) * (1 + opts.margin)
-                ),
-            )
-        teacher_info = {
-            "teacher": "patchtst-channel-attention",
-            "teacher_steps": teacher_steps,
-            "teacher_params": sum(p.numel() for p in teacher.parameters()),
-            "teacher_seconds": round(time.monotonic() - t0, 1),
-        }
+def fit_teacher(
+    data: PreparedData, levels: FittedLevels, opts: TrainOptions
+) -> TaughtTeacher | None:
+    """The transformer teacher on the training windows, its reconstructions of the student's fit
+    windows and its scores on the held-out ones; None when `opts.teacher_steps` is 0."""
+    _one_thread()
+    steps = opts.teacher_steps
+    if steps is None:
+        steps = steps_for(len(data.train), TEACHER_BATCH, TEACHER_EPOCHS, TEACHER_STEPS)
+    if steps <= 0:
+        return None
+    from edge_agent.training.teacher import teacher_scores, train_teacher
 
-    scorer = Scorer(ConvAutoencoder(len(signals), w))
-    losses = _fit(scorer, fit_n, opts, targets)
+    level_model = LevelModel(len(data.signals)).load(levels.relations)
+    t0 = time.monotonic()
+    teacher = train_teacher(data.train, steps, opts.seed, TEACHER_BATCH, progress=opts.progress)
+    ones = np.ones(len(data.signals), np.float32)
+    _, targets = teacher_scores(teacher, data.fit, ones, None)
+    shape_fit = data.fit - data.fit.mean(axis=1, keepdims=True)
+    t_err = ((targets - shape_fit) ** 2).mean(axis=(0, 1)).astype(np.float64)
+    weights = _signal_weights(t_err)
+    cal, _ = teacher_scores(teacher, data.calibration, weights, level_model)
+    seconds = round(time.monotonic() - t0, 1)
+    return TaughtTeacher(teacher, steps, seconds, weights, level_model, targets, cal)
+
+
+# -- stage 4: student ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Student:
+    scorer: Scorer  # the graph to export: weights and level model loaded
+    losses: list[float]
+    distilled: bool
+
+
+def distill_student(
+    data: PreparedData,
+    levels: FittedLevels,
+    opts: TrainOptions,
+    teacher: TaughtTeacher | None = None,
+) -> Student:
+    """The autoencoder on the fit windows (distilled towards the teacher's reconstructions when
+    there is one), its per-signal weights, and the level model: the scorer the bundle exports.
+    Not seeded here on purpose: the initial weights come from torch's generator as the teacher
+    stage left it, as they always have (reseeding would change every trained bundle)."""
+    _one_thread()
+    scorer = Scorer(ConvAutoencoder(len(data.signals), opts.window))
+    targets = teacher.targets if teacher is not None else None
+    losses = _fit(scorer, data.fit, opts, targets)
     with torch.no_grad():
-        scorer.weights.copy_(torch.from_numpy(_signal_weights(_mean_signal_error(scorer, fit_n))))
-    scorer.levels.load(relations)
+        scorer.weights.copy_(
+            torch.from_numpy(_signal_weights(_mean_signal_error(scorer, data.fit)))
+        )
+    scorer.levels.load(levels.relations)
+    return Student(scorer, losses, targets is not None)
 
+
+# -- stage 5: export and calibration ---------------------------------------------------------
+
+
+MODEL_FILE, FP32_FILE, CLASSIFIER_FILE = "model.onnx", "model.fp32.onnx", "classifier.onnx"
+
+
+@dataclass(frozen=True)
+class Calibration:
+    raise_: float
+    clear: float
+    heldout_scores: F32  # int8, on `PreparedData.calibration`
+    fit_scores: F32  # int8, on `PreparedData.fit` (for the report)
+    agreement: dict[str, float]
+
+
+def export_and_calibrate(
+    student: Student,
+    data: PreparedData,
+    opts: TrainOptions,
+    out_dir: Path,
+    teacher: TaughtTeacher | None = None,
+) -> Calibration:
+    """Export the student (fp32), quantize it (static int8), write both to `out_dir`, and set the
+    thresholds on the int8 model's scores of the held-out windows: the model the agent runs. The
+    scores are read back through the model I/O contract, as the detector reads them."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    w, n = opts.window, len(data.signals)
+    cal_n = data.calibration
+    # Built aside and moved in only when complete: a failed export leaves no half model.
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp_s:
         tmp = Path(tmp_s)
-        fp32, int8 = tmp / "model.fp32.onnx", tmp / "model.onnx"
-        export_onnx(scorer, w, len(signals), fp32)
-        calib = fit_n[rng.choice(len(fit_n), size=min(512, len(fit_n)), replace=False)]
-        quantize_int8(fp32, int8, calib)
+        fp32, int8 = tmp / FP32_FILE, tmp / MODEL_FILE
+        export_onnx(student.scorer, w, n, fp32)
+        quantize_int8(fp32, int8, data.quantization)
         s32 = run_scores(session(fp32), cal_n)
         s8 = run_scores(session(int8), cal_n)
-        s8_fit = run_scores(session(int8), fit_n)
-        raise_t = float(np.quantile(s8, opts.quantile)) * (1 + opts.margin)
-        clear_t = min(raise_t, float(np.quantile(s8, 0.99)) * (1 + opts.margin))
-        with torch.no_grad():
-            torch_scores = scorer(torch.from_numpy(cal_n))[0].numpy()
-        r32 = float(np.quantile(s32, opts.quantile)) * (1 + opts.margin)
-        agreement = {
-            "int8_vs_fp32_pearson": float(np.corrcoef(s8, s32)[0, 1]),
-            "int8_vs_fp32_median_rel_diff": float(
-                np.median(np.abs(s8 - s32) / np.maximum(s32, 1e-9))
-            ),
-            "int8_vs_fp32_decision_agreement": float(np.mean((s8 > raise_t) == (s32 > r32))),
-            "onnx_fp32_vs_torch_max_abs_diff": float(np.max(np.abs(s32 - torch_scores))),
-        }
-        if teacher_cal is not None:
-            agreement["student_vs_teacher_spearman"] = _spearman(s32, teacher_cal)
+        s8_fit = run_scores(session(int8), data.fit)
         for f in (fp32, int8):
             shutil.move(str(f), out_dir / f.name)
-        classifier_spec: dict[str, Any] | None = None
-        if faults:
-            classifier_spec = _train_classifier(
-                faults, signals, label_column, period, fit_n, norm, opts, tmp
-            )
-            shutil.move(str(tmp / "classifier.onnx"), out_dir / "classifier.onnx")
+    raise_t, clear_t = thresholds(s8, opts)
+    r32, _ = thresholds(s32, opts)
+    with torch.no_grad():
+        torch_scores = student.scorer(torch.from_numpy(cal_n))[0].numpy()
+    agreement = {
+        "int8_vs_fp32_pearson": float(np.corrcoef(s8, s32)[0, 1]),
+        "int8_vs_fp32_median_rel_diff": float(np.median(np.abs(s8 - s32) / np.maximum(s32, 1e-9))),
+        "int8_vs_fp32_decision_agreement": float(np.mean((s8 > raise_t) == (s32 > r32))),
+        "onnx_fp32_vs_torch_max_abs_diff": float(np.max(np.abs(s32 - torch_scores))),
+    }
+    if teacher is not None:
+        agreement["student_vs_teacher_spearman"] = _spearman(s32, teacher.calibration_scores)
+    return Calibration(raise_t, clear_t, s8, s8_fit, agreement)
 
-    digest = sha256_file(out_dir / "model.onnx")
+
+# -- stage 6 (optional): fault classifier ----------------------------------------------------
+
+
+def _classifier(
+    faults: Sequence[Table],
+    label_column: str,
+    data: PreparedData,
+    opts: TrainOptions,
+    tmp: Path,
+) -> dict[str, Any]:
+    from edge_agent.evaluation import NORMAL_LABELS
+    from edge_agent.training.classifier import NORMAL, export_classifier, train_classifier
+
+    labelled: list[tuple[Table, list[str]]] = []
+    for k, table in enumerate(faults):
+        if label_column not in table.text:
+            raise TrainingError(
+                f"--faults file {k + 1} has no text column {label_column!r} "
+                f"(have {', '.join(table.text) or 'none'})"
+            )
+        raw = [v.strip() for v in table.text[label_column]]
+        labelled.append((table, [NORMAL if v.lower() in NORMAL_LABELS else v for v in raw]))
+    classes = [NORMAL, *sorted({n for _, names in labelled for n in names if n != NORMAL})]
+    if len(classes) < 2:
+        raise TrainingError("--faults data has no fault labels (every row is normal)")
+    w = opts.window
+    signals, period, norm, normal_windows = data.signals, data.period, data.normalize, data.fit
+    train_parts: list[tuple[F32, npt.NDArray[np.int64]]] = []
+    val_parts: list[tuple[F32, npt.NDArray[np.int64]]] = []
+    for table, names in labelled:
+        x = table.select(signals)
+        y = np.array([classes.index(n) for n in names], dtype=np.float64)
+        cut = int(len(x) * 0.8)
+        for lo, hi, dest in ((0, cut, train_parts), (cut, len(x), val_parts)):
+            # The label rides along as an extra column, so windows keep their last sample's label.
+            both = np.column_stack([x[lo:hi], y[lo:hi]])
+            win = windows_of(segments(table.ts[lo:hi], both, period), w)
+            if len(win):
+                dest.append((norm(win[:, :, :-1]), win[:, -1, -1].astype(np.int64)))
+    if not train_parts:
+        raise TrainingError(f"--faults data has no complete window of {w} samples")
+    xt = np.concatenate([p[0] for p in train_parts])
+    yt = np.concatenate([p[1] for p in train_parts])
+    xv = np.concatenate([p[0] for p in val_parts]) if val_parts else xt[:0]
+    yv = np.concatenate([p[1] for p in val_parts]) if val_parts else yt[:0]
+    xt = np.concatenate([xt, normal_windows])
+    yt = np.concatenate([yt, np.zeros(len(normal_windows), np.int64)])
+    missing = [classes[c] for c in range(len(classes)) if not np.any(yt == c)]
+    if missing:
+        raise TrainingError(f"no complete window for classes: {', '.join(missing)}")
+    model = train_classifier(xt, yt, classes, opts.classifier_steps, opts.seed, opts.progress)
+    fp32, int8 = tmp / "classifier.fp32.onnx", tmp / CLASSIFIER_FILE
+    export_classifier(model, w, len(signals), fp32)
+    rng = np.random.default_rng(opts.seed)
+    quantize_int8(fp32, int8, xt[rng.choice(len(xt), size=min(512, len(xt)), replace=False)])
+    acc: float | None = None
+    agree: float | None = None
+    if len(xv):
+        p8 = session(int8).run([CLASSIFIER_OUTPUT], {INPUT: xv})[0].argmax(axis=1)
+        p32 = session(fp32).run([CLASSIFIER_OUTPUT], {INPUT: xv})[0].argmax(axis=1)
+        acc, agree = float(np.mean(p8 == yv)), float(np.mean(p8 == p32))
+    fp32.unlink()
+    log.info("fault classifier: classes %s, held-out accuracy %s", classes, acc)
+    return {
+        "file": CLASSIFIER_FILE,
+        "input": INPUT,
+        "output": CLASSIFIER_OUTPUT,
+        "labels": classes,
+        "validation_accuracy": acc,
+        "int8_vs_fp32_agreement": agree,
+    }
+
+
+def train_fault_classifier(
+    faults: Sequence[Table],
+    data: PreparedData,
+    opts: TrainOptions,
+    out_dir: Path,
+    label_column: str = "label",
+) -> dict[str, Any]:
+    """Train, quantize and write `classifier.onnx` from labelled fault recordings; its manifest
+    entry. Windows of the labelled data take the label of their last sample; normal windows come
+    from both (the fault files' normal rows and the student's fit windows). Accuracy is measured
+    on the chronologically last 20 % of each labelled file."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir) as tmp_s:
+        spec = _classifier(faults, label_column, data, opts, Path(tmp_s))
+        shutil.move(str(Path(tmp_s) / CLASSIFIER_FILE), out_dir / CLASSIFIER_FILE)
+    return spec
+
+
+# -- stage 7: manifest -----------------------------------------------------------------------
+
+
+def build_manifest(
+    out_dir: Path,
+    name: str,
+    units: list[str] | None,
+    opts: TrainOptions,
+    data: PreparedData,
+    levels: FittedLevels,
+    student: Student,
+    calibration: Calibration,
+    teacher: TaughtTeacher | None = None,
+    classifier: dict[str, Any] | None = None,
+    seconds: float = 0.0,
+) -> dict[str, Any]:
+    """The manifest of the files in `out_dir` (hashed here, so it describes what was written),
+    as `bundle.Manifest` reads it. `seconds`: the training's wall time, for the record."""
+    digest = sha256_file(out_dir / MODEL_FILE)
     created = datetime.now(UTC)
-    manifest: dict[str, Any] = {
+    rel, shift, w = levels.relations, levels.shift, opts.window
+    files = [MODEL_FILE, FP32_FILE, *([CLASSIFIER_FILE] if classifier is not None else [])]
+    return {
         "schema_version": SCHEMA_VERSION,
         "model_version": f"{name}-{created:%Y%m%dT%H%M%SZ}-{digest[:8]}",
         "created_at": created.isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "signals": signals,
+        "signals": data.signals,
         "units": units,
-        "sample_period_s": period,
+        "sample_period_s": data.period,
         "window": w,
         "hop": opts.hop,
-        "scaler": {"mean": mean.tolist(), "scale": scale.tolist()},
-        "normal_range": {"low": low.tolist(), "high": high.tolist()},
+        "scaler": {"mean": data.mean.tolist(), "scale": data.scale.tolist()},
+        "normal_range": {"low": data.low.tolist(), "high": data.high.tolist()},
         "level_model": {
             "method": "relation residuals of window levels, leverage-aware tolerance interval",
             "coverage": opts.level_coverage,
             "confidence": opts.level_confidence,
-            "effective_samples": [round(float(n), 1) for n in relations.level_effective_samples],
-            "explained": [round(float(r), 4) for r in relations.explained],
+            "effective_samples": [round(float(n), 1) for n in rel.level_effective_samples],
+            "explained": [round(float(r), 4) for r in rel.explained],
             "tolerance": [
                 round(float(h), 4) if ok else None
-                for h, ok in zip(relations.half_width, relations.judged, strict=True)
+                for h, ok in zip(rel.half_width, rel.judged, strict=True)
             ],
         },
         "level_shift": {
@@ -499,56 +696,102 @@ def train_bundle(
         }
         if opts.level_shift
         else None,
-        "stuck_after_samples": stuck_after,
+        "stuck_after_samples": levels.stuck_after,
         "threshold": {
-            "raise": raise_t,
-            "clear": clear_t,
+            "raise": calibration.raise_,
+            "clear": calibration.clear,
             "method": "quantile of int8 scores on held-out normal windows, times (1 + margin)",
             "quantile": opts.quantile,
             "margin": opts.margin,
-            "calibration_windows": len(cal_n),
+            "calibration_windows": len(data.calibration),
         },
         "model": {
-            "file": "model.onnx",
+            "file": MODEL_FILE,
             "input": INPUT,
-            "outputs": ["score", "signal_error"],
+            "outputs": list(OUTPUTS),
             "precision": "int8",
             "architecture": "conv1d-autoencoder, distilled"
-            if targets is not None
+            if student.distilled
             else "conv1d-autoencoder",
         },
-        "classifier": classifier_spec,
+        "classifier": classifier,
         "files": {
             f: {"sha256": sha256_file(out_dir / f), "bytes": (out_dir / f).stat().st_size}
-            for f in ("model.onnx", "model.fp32.onnx", "classifier.onnx")
-            if f != "classifier.onnx" or classifier_spec is not None
+            for f in files
         },
-        "agreement": agreement,
+        "agreement": calibration.agreement,
         "training": {
-            "rows": len(x),
-            "train_windows": len(train_n),
-            "student_fit_windows": len(fit_n),
-            "calibration_windows": len(cal_n),
-            "steps": len(losses),
-            "levels_judged": str(judge_levels).lower(),
+            "rows": data.rows,
+            "train_windows": len(data.train),
+            "student_fit_windows": len(data.fit),
+            "calibration_windows": len(data.calibration),
+            "steps": len(student.losses),
+            "levels_judged": str(levels.judge_levels).lower(),
             # Named for whoever reads the bundle: scale floored, levels and shifts not judged.
-            "constant_signals": ", ".join(constant),
-            "final_loss": float(np.mean(losses[-50:])),
-            "seconds": round(time.monotonic() - t_start, 1),
+            "constant_signals": ", ".join(data.constant),
+            "final_loss": float(np.mean(student.losses[-50:])),
+            "seconds": seconds,
             "seed": opts.seed,
-            "hash": hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()[:16],
-            **teacher_info,
+            "hash": data.data_hash,
+            **(teacher.info() if teacher is not None else {"teacher": "none"}),
         },
     }
-    write_manifest(out_dir, manifest)
+
+
+def _write_report(
+    out_dir: Path,
+    manifest: dict[str, Any],
+    student: Student,
+    calibration: Calibration,
+    teacher: TaughtTeacher | None,
+) -> None:
     try:
         from edge_agent.training.report import write_report
-
-        write_report(
-            out_dir / "report.png", manifest["model_version"], losses, teacher_losses, s8_fit, s8,
-            teacher_cal, raise_t, clear_t, agreement,
-        )  # fmt: skip
     except ImportError:
         log.warning("no training report: matplotlib is not installed")
+        return
+    write_report(
+        out_dir / "report.png", manifest["model_version"], student.losses,
+        teacher.teacher.losses if teacher is not None else [], calibration.fit_scores,
+        calibration.heldout_scores, teacher.calibration_scores if teacher is not None else None,
+        calibration.raise_, calibration.clear, calibration.agreement,
+    )  # fmt: skip
+
+
+def train_bundle(
+    tables: Sequence[Table],
+    signals: list[str],
+    out_dir: Path,
+    opts: TrainOptions,
+    expected_period: float | None = None,
+    units: list[str] | None = None,
+    name: str = "model",
+    artifacts: dict[str, Any] | None = None,
+    faults: list[Table] | None = None,
+    label_column: str = "label",
+    max_age: float | None = None,
+) -> Bundle:
+    """Train and write a bundle from the normal data in `tables` (one recording each). The rows
+    go through the agent's own assembler and window buffer (`training/data.py`); `max_age` is
+    the asset's (default 2.5 sample periods, as the agent's). `artifacts`, when given, receives
+    what the bundle does not carry but a benchmark needs (the teacher, its weights and its
+    calibrated thresholds)."""
+    t_start = time.monotonic()
+    data = prepare_data(tables, signals, opts, expected_period, max_age)
+    levels = fit_levels(data, opts)
+    teacher = fit_teacher(data, levels, opts)
+    student = distill_student(data, levels, opts, teacher)
+    calibration = export_and_calibrate(student, data, opts, out_dir, teacher)
+    classifier = (
+        train_fault_classifier(faults, data, opts, out_dir, label_column) if faults else None
+    )
+    manifest = build_manifest(
+        out_dir, name, units, opts, data, levels, student, calibration, teacher, classifier,
+        seconds=round(time.monotonic() - t_start, 1),
+    )  # fmt: skip
+    write_manifest(out_dir, manifest)
+    _write_report(out_dir, manifest, student, calibration, teacher)
+    if artifacts is not None and teacher is not None:
+        artifacts.update(teacher.artifacts(opts))
     log.info("bundle written to %s (%s)", out_dir / MANIFEST, manifest["model_version"])
     return Bundle.load(out_dir)
