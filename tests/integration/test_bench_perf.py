@@ -41,6 +41,13 @@ def test_bench_detector(tmp_path: Path, trained_bundle) -> None:  # type: ignore
     assert [c["batch"] for c in cases["student_int8"]] == [1, 4]
     sizes = r["sizes"]
     assert isinstance(sizes, dict) and sizes["student_int8_bytes"] < sizes["student_fp32_bytes"]
+    # The teacher's architecture, untrained, times as well (it raised TypeError once).
+    r = bench(
+        tmp_path, "detector", "--bundle", str(trained_bundle.directory), "--untrained-teacher",
+        "--calls", "20", "--batches", "4", "--max-seconds", "2", "--json", "untrained.json",
+    )  # fmt: skip
+    cases = r["cases"]
+    assert isinstance(cases, dict) and len(cases["teacher_torch"]) == 2
 
 
 def test_bench_modbus(tmp_path: Path) -> None:
