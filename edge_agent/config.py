@@ -21,11 +21,16 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from edge_agent.config_base import (
-    NAME,
-    TOPIC_LEVEL,
+    MAX_NAME,
     BackoffConfig,
+    ClientId,
     ClockSkewConfig,
+    Host,
+    Name,
     StrictModel,
+    TopicLevel,
+    check_readable,
+    check_writable_dir,
     resolve_path,
 )
 from edge_agent.csvdata import signal_name
@@ -42,8 +47,8 @@ from edge_agent.sources.registry import (
 
 
 class Identity(StrictModel):
-    site: str = Field(pattern=TOPIC_LEVEL)
-    gateway: str = Field(pattern=TOPIC_LEVEL)
+    site: TopicLevel
+    gateway: TopicLevel
 
 
 def _signal_name(value: object) -> object:
@@ -53,7 +58,7 @@ def _signal_name(value: object) -> object:
 class SignalRef(StrictModel):
     # Any text names a signal, mapped as CSV headers are (`csvdata.signal_name`): `Flow Rate [m3/h]`
     # and `Flow  Rate` are the signal `Flow Rate`, as in a historian export's header.
-    name: Annotated[str, BeforeValidator(_signal_name), Field(min_length=1)]
+    name: Annotated[str, BeforeValidator(_signal_name), Field(min_length=1, max_length=MAX_NAME)]
     source: str
     point: str | None = None  # defaults to the signal name
 
@@ -63,7 +68,7 @@ class SignalRef(StrictModel):
 
 
 class Asset(StrictModel):
-    name: str = Field(pattern=TOPIC_LEVEL)
+    name: TopicLevel
     sample_period_s: float = Field(gt=0)
     # A signal older than this at a grid instant makes the sample invalid (no window over it).
     max_age_s: float | None = Field(None, gt=0)
@@ -100,10 +105,12 @@ class Tls(StrictModel):
 
 
 class Mqtt(StrictModel):
-    host: str = "127.0.0.1"
+    host: Host = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
-    client_id: str | None = None  # default: edge-agent-{site}-{gateway}
-    topic_prefix: str = Field("edge", pattern=r"^[^#+\s]+$")
+    client_id: ClientId | None = None  # default: edge-agent-{site}-{gateway}
+    topic_prefix: str = Field(
+        "edge", min_length=1, max_length=4 * MAX_NAME, pattern=r"^[^#+\s\x00-\x1f\x7f]+$"
+    )
     # YAML reads `5` as a number and `3.1.1` as a string; both name a protocol version.
     protocol: Annotated[Literal["5", "3.1.1"], BeforeValidator(str)] = "5"
     qos: Literal[0, 1] = 1
@@ -115,7 +122,7 @@ class Mqtt(StrictModel):
     # The password comes from exactly one place, never from the YAML itself: a file, a systemd
     # credential ($CREDENTIALS_DIRECTORY/<name>) or an environment variable (the default).
     password_file: Path | None = None
-    password_credential: str | None = Field(None, pattern=NAME)
+    password_credential: Name | None = None
     password_env: str = Field("EDGE_AGENT_MQTT_PASSWORD", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     backoff: BackoffConfig = BackoffConfig()
 
@@ -174,7 +181,7 @@ class Metrics(StrictModel):
     Loopback by default: it is unauthenticated, so exposing it is a deliberate choice."""
 
     enabled: bool = True
-    host: str = "127.0.0.1"
+    host: Host = "127.0.0.1"
     port: int = Field(default=9810, ge=0, le=65535)  # 0: pick a free port (tests), logged
 
 
@@ -276,13 +283,49 @@ def format_validation_error(exc: ValidationError, prefix: str = "") -> list[str]
     return lines
 
 
+# A config is a few kilobytes; a cap keeps a wrong file (a log, a dump) from taking the gateway's
+# memory and time before it is refused.
+MAX_CONFIG_BYTES = 1024 * 1024
+# YAML aliases may repeat a block; a few are normal, thousands are a "billion laughs" document
+# whose expansion would take validation forever.
+MAX_ALIASES = 100
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.aliases = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_ALIASES:
+                raise yaml.YAMLError(f"more than {MAX_ALIASES} aliases (*name): refused")
+        return super().compose_node(parent, index)
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                [f"{path}: {size} bytes; a config is at most {MAX_CONFIG_BYTES} bytes"]
+            )
+        raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read config: {exc.strerror or exc}"]) from exc
     try:
-        data = yaml.safe_load(text)
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            [f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})"]
+        ) from None
+    try:
+        loader = _BoundedLoader(text)
+        try:
+            data = loader.get_single_data()
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         raise ConfigError([f"{path}: not valid YAML: {exc}"]) from exc
     if data is None:
@@ -290,6 +333,26 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError([f"{path}: top level must be a mapping, got {type(data).__name__}"])
     return data
+
+
+def check_files(settings: AgentSettings, base: Path) -> list[str]:
+    """Every file the agent-wide sections name is there and readable, and the outbox folder takes
+    writes: `run` would stop on each of them later, `validate` says so now."""
+    errors: list[str] = []
+    mqtt = settings.upstream.mqtt
+    if mqtt.tls is not None:
+        for key in ("ca_file", "cert_file", "key_file"):
+            file = getattr(mqtt.tls, key)
+            if file is not None:
+                errors += check_readable(f"upstream.mqtt.tls.{key}", resolve_path(base, file))
+    if mqtt.password_file is not None:
+        errors += check_readable(
+            "upstream.mqtt.password_file", resolve_path(base, mqtt.password_file)
+        )
+    errors += check_writable_dir(
+        "upstream.outbox.dir", resolve_path(base, settings.upstream.outbox.dir)
+    )
+    return errors
 
 
 def load_config(path: Path) -> LoadedConfig:
@@ -326,6 +389,7 @@ def load_config(path: Path) -> LoadedConfig:
         except (OSError, yaml.YAMLError) as exc:
             errors.append(f"sources[{i}].profile: cannot load {src.profile!r}: {exc}")
 
+    errors.extend(check_files(settings, path.parent))
     for protocol in PROTOCOLS:
         mine = [(i, s) for i, s in enumerate(settings.sources) if s.type in protocol.kinds]
         if mine:
