@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent import __version__
-from edge_agent.alerts.messages import alert_payload
+from edge_agent.alerts.messages import EventType, alert_payload
 from edge_agent.backoff import Backoff
 from edge_agent.config import Asset, LoadedConfig
 from edge_agent.eventfold import EventFolder, PendingEvent
@@ -29,6 +29,7 @@ from edge_agent.observability.service import ServiceMonitor
 from edge_agent.pipeline import AssetPipeline
 from edge_agent.profiles import DeviceProfile, MqttProfile, OpcUaProfile
 from edge_agent.recorder import CsvRecorder
+from edge_agent.reload import reload_agent
 from edge_agent.sources.base import Source
 from edge_agent.types import (
     AlertEvent,
@@ -44,7 +45,7 @@ log = logging.getLogger(__name__)
 # How long a stop waits for queued alerts to be acknowledged (the unit allows 20 s to stop).
 SHUTDOWN_FLUSH_S = 5.0
 # Event types folded when they repeat within `observability.event_period_s` (see eventfold.py).
-FOLDED_EVENTS = frozenset({"data_quality"})
+FOLDED_EVENTS = frozenset({EventType.DATA_QUALITY})
 # A source or an asset counts as stalled after at least this long (see `source_stall_limits`).
 MIN_STALL_S = 30.0
 
@@ -250,7 +251,7 @@ class Agent:
         self.asset_last_invalid: dict[str, float] = {}
         self.reload_requested = asyncio.Event()
         self.metrics = AgentMetrics(self)
-        self.monitor = ServiceMonitor(self, Notifier.from_environment())
+        self.monitor = ServiceMonitor(self, Notifier.from_environment(), self.metrics)
         m = s.observability.metrics
         self.http = HttpEndpoint(m.host, m.port, self.monitor.routes()) if m.enabled else None
 
@@ -342,7 +343,7 @@ class Agent:
 
     def report_event(
         self,
-        type_: str,
+        type_: EventType,
         message: str,
         severity: str = "warning",
         subject: str | None = None,
@@ -391,7 +392,7 @@ class Agent:
         details.update(extra)
         text = f"asset {p.name}: model {p.model_version}{was}, {b.describe_signature()}"
         severity = "warning" if b.unsigned else "info"
-        self.report_event("model_loaded", text, severity, p.name, details)
+        self.report_event(EventType.MODEL_LOADED, text, severity, p.name, details)
 
     @property
     def unsigned_models(self) -> list[str]:
@@ -408,14 +409,14 @@ class Agent:
         self._source_up[source] = up
         self._source_reason[source] = None if up else reason
         if up:
-            self.report_event("source_online", f"source {source} connected", "info", source)
+            self.report_event(EventType.SOURCE_ONLINE, f"source {source} connected", "info", source)
         elif reason is None:
             self.report_event(
-                "source_offline", f"source {source} is not reachable", "warning", source
+                EventType.SOURCE_OFFLINE, f"source {source} is not reachable", "warning", source
             )
         else:
             self.report_event(
-                "source_offline",
+                EventType.SOURCE_OFFLINE,
                 f"source {source} is not reachable: {reason}",
                 "warning",
                 source,
@@ -434,7 +435,7 @@ class Agent:
             if reason is not None:
                 details["reason"] = reason
             self.report_event(
-                "data_quality",
+                EventType.DATA_QUALITY,
                 f"source {batch.source}: {len(bad)} of {len(batch.readings)} readings not good"
                 + (f": {reason}" if reason else ""),
                 "warning",
@@ -443,7 +444,7 @@ class Agent:
             )
         else:
             self.report_event(
-                "data_quality", f"source {batch.source}: all readings good again", "info",
+                EventType.DATA_QUALITY, f"source {batch.source}: all readings good again", "info",
                 batch.source,
             )  # fmt: skip
 
@@ -452,31 +453,30 @@ class Agent:
         for pipeline in self._routes.get(batch.source, ()):
             if (recorder := self.recorders.get(pipeline.name)) is not None:
                 recorder.add(batch)
-            before = pipeline.last_score
-            windows = pipeline.stats.windows
-            invalid = pipeline.stats.invalid_samples
             started = time.perf_counter()
-            events = pipeline.push(batch)
+            out = pipeline.push(batch)
+            elapsed = time.perf_counter() - started
             now = time.monotonic()
             if any(r.quality is Quality.GOOD for r in batch.readings):
                 self.asset_last_input[pipeline.name] = now
-            if pipeline.stats.invalid_samples != invalid:
+            if out.invalid_samples:
                 self.asset_last_invalid[pipeline.name] = now
-            if (n := pipeline.stats.windows - windows) > 0:
+            if out.scores:
                 self.asset_last_window[pipeline.name] = now
                 # A batch usually completes at most one window; spread the time if it did more.
-                per_window = (time.perf_counter() - started) / n
+                per_window = elapsed / len(out.scores)
                 hist = self.metrics.inference_seconds.labels(pipeline.name)
-                for _ in range(n):
+                for _ in out.scores:
                     hist.observe(per_window)
-            for event in events:
+            for event in out.alerts:
                 log.warning("alert %s %s: %s", event.event.value, event.alert_id, event.message)
                 body = alert_payload(event, s.identity.site, s.identity.gateway)
                 self.publisher.submit_alert(event.asset, body)
                 if self._on_alert is not None:
                     self._on_alert(event)
-            score = pipeline.last_score
-            if score is not None and score is not before:
+            if out.scores:
+                # Telemetry carries the latest score (the publisher rate-limits it further).
+                score = out.scores[-1]
                 self.publisher.submit_telemetry(
                     pipeline.name,
                     score.ts,
@@ -484,7 +484,7 @@ class Agent:
                     pipeline.policy.params.raise_threshold,
                     pipeline.model_version,
                 )
-            for q_event in pipeline.take_quality_events():
+            for q_event in out.quality:
                 self.handle_data_quality(q_event)
 
     def handle_data_quality(self, event: DataQualityEvent) -> None:
@@ -492,7 +492,7 @@ class Agent:
         per episode on the events topic."""
         raised = event.event is DataQualityEventKind.RAISED
         self.report_event(
-            "data_quality",
+            EventType.DATA_QUALITY,
             event.describe(),
             "warning" if raised else "info",
             event.asset,
@@ -559,8 +559,6 @@ class Agent:
         self.models[new.name] = new.model_version
 
     async def _reload_on_request(self) -> None:
-        from edge_agent.reload import reload_agent
-
         while True:
             await self.reload_requested.wait()
             self.reload_requested.clear()

@@ -133,3 +133,20 @@ class DataQualityEvent:
             return f"{self.asset}: data quality restored after {self.invalid_samples} sample(s)"
         what = ", ".join(f"{name} {why}" for name, why in self.issues) or "no valid samples"
         return f"{self.asset}: data quality degraded ({what}); windows skipped"
+
+
+@dataclass(frozen=True, slots=True)
+class StepOutput:
+    """Everything an asset pipeline produced from the batches it was pushed, each part in time
+    order: the one output stream that the agent, replay and the batched replay consume (nothing
+    is read back from the pipeline's attributes afterwards, so they cannot drift apart)."""
+
+    grid: tuple[float, ...]  # every grid sample assembled
+    valid: tuple[bool, ...]  # per grid sample: complete and good (only such samples are scored)
+    scores: tuple[Score, ...]  # every window scored
+    alerts: tuple[AlertEvent, ...]
+    quality: tuple[DataQualityEvent, ...]  # data-quality episodes that started or ended
+
+    @property
+    def invalid_samples(self) -> int:
+        return self.valid.count(False)

@@ -79,5 +79,7 @@ def test_messages_held_in_memory_are_in_the_metrics(tmp_path: Path) -> None:
     assert held > 0
     text = agent.metrics.render().decode()
     assert metric(text, "edge_agent_outbox_memory_messages") == held
-    assert metric(text, "edge_agent_outbox_messages") == pub.outbox.stats.queued + held == 20
+    # The 20 alerts and the outbox_error event about the full disk (queued as soon as the
+    # outbox call that found the problem returned, also before the publisher runs).
+    assert metric(text, "edge_agent_outbox_messages") == pub.outbox.stats.queued + held == 21
     pub.outbox.close()
