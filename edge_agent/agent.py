@@ -31,6 +31,7 @@ from edge_agent.profiles import DeviceProfile, MqttProfile, OpcUaProfile
 from edge_agent.recorder import CsvRecorder
 from edge_agent.reload import reload_agent
 from edge_agent.sources.base import Source
+from edge_agent.stream.quality import SourceQualityMonitor
 from edge_agent.types import (
     AlertEvent,
     Batch,
@@ -38,6 +39,7 @@ from edge_agent.types import (
     DataQualityEventKind,
     Quality,
     Reading,
+    SourceQualityEvent,
 )
 from edge_agent.upstream.mqtt import MqttPublisher
 
@@ -208,7 +210,7 @@ class Agent:
         )
         self.publisher.unsigned_models = lambda: self.unsigned_models
         self._source_up: dict[str, bool] = {}
-        self._source_bad: dict[str, bool] = {}
+        self._source_quality = SourceQualityMonitor()
         self._source_reason: dict[str, str | None] = {}
         self._routes: dict[str, list[AssetPipeline]] = {}
         for p in pipelines:
@@ -426,27 +428,8 @@ class Agent:
     def _watch_quality(self, batch: Batch, reason: str | None = None) -> None:
         # Bad readings from a connected device (exception responses, undecodable values,
         # timestamps off the gateway clock): one event when they start, one when they stop.
-        bad = [r.point for r in batch.readings if r.quality is not Quality.GOOD]
-        if self._source_bad.get(batch.source, False) is bool(bad):
-            return
-        self._source_bad[batch.source] = bool(bad)
-        if bad:
-            details: dict[str, Any] = {"points": bad[:20]}
-            if reason is not None:
-                details["reason"] = reason
-            self.report_event(
-                EventType.DATA_QUALITY,
-                f"source {batch.source}: {len(bad)} of {len(batch.readings)} readings not good"
-                + (f": {reason}" if reason else ""),
-                "warning",
-                batch.source,
-                details,
-            )
-        else:
-            self.report_event(
-                EventType.DATA_QUALITY, f"source {batch.source}: all readings good again", "info",
-                batch.source,
-            )  # fmt: skip
+        if (event := self._source_quality.update(batch, reason)) is not None:
+            self._report_quality(event)
 
     def handle(self, batch: Batch) -> None:
         s = self.cfg.settings
@@ -490,16 +473,22 @@ class Agent:
     def handle_data_quality(self, event: DataQualityEvent) -> None:
         """An asset's windows stopped (or resumed) because of stale or bad data: published once
         per episode on the events topic."""
+        self._report_quality(event)
+        if self.on_data_quality is not None:
+            self.on_data_quality(event)
+
+    def _report_quality(self, event: DataQualityEvent | SourceQualityEvent) -> None:
+        """The one place `data_quality` events are made: from the transitions of the asset
+        monitors (in the pipelines' output) and of the source monitor, each about its own
+        subject (the asset or the source), each reported once per change."""
         raised = event.event is DataQualityEventKind.RAISED
         self.report_event(
             EventType.DATA_QUALITY,
             event.describe(),
             "warning" if raised else "info",
-            event.asset,
-            {"issues": [f"{name} {why}" for name, why in event.issues]} if raised else None,
+            event.subject,
+            event.details(),
         )
-        if self.on_data_quality is not None:
-            self.on_data_quality(event)
 
     async def _process(self) -> None:
         while True:
