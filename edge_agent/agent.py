@@ -464,7 +464,7 @@ class Agent:
                     pipeline.name,
                     score.ts,
                     score.score,
-                    pipeline.policy.params.raise_threshold,
+                    pipeline.raise_threshold,
                     pipeline.model_version,
                 )
             for q_event in out.quality:

@@ -1,6 +1,10 @@
 """One asset's path from batches to alert events: assembler → windows → scaler → detector →
 policy. No I/O apart from the detector's in-process ONNX Runtime call; `replay` and the live agent
-run this very class."""
+run this very class.
+
+What a push produced comes back as one `StepOutput` (grid samples, scores, alert events,
+data-quality transitions); consumers read nothing else back from the pipeline. `stats` are
+running counters for the observers (metrics, health), not a way to find out what a push did."""
 
 from __future__ import annotations
 
@@ -244,7 +248,13 @@ class AssetPipeline:
     ) -> None:
         """Score `windows` in one detector call, then run them through the alert policy in
         order, appending to `scores` and `alerts`."""
-        normalized = self.scaler.apply(np.stack([w.values for w in windows]))
+        # The live path scores one window at a time: a view, not a copy, of it as a stack.
+        stacked = (
+            windows[0].values[np.newaxis]
+            if len(windows) == 1
+            else np.stack([w.values for w in windows])
+        )
+        normalized = self.scaler.apply(stacked)
         raw, errors = score(normalized)
         threshold = policy.params.raise_threshold
         for i, w in enumerate(windows):
