@@ -204,8 +204,9 @@ class AssetPipeline:
     ) -> StepOutput:
         """Push `batches` in order and return what they produced, each part in time order.
 
-        Windows are scored `max_batch` at a time in one detector call (replay uses large
-        batches for speed; scores are per window, so batching does not change them). The
+        Windows are scored `max_batch` at a time in one detector call (the batched replay
+        uses large batches for speed; a score may then differ from the window's score alone in
+        the last float bits, from ONNX Runtime's batched kernels, as it always has). The
         alert policy sees the scores in time order either way. `scorer` and `policy` replace
         the bundle's detector and alert policy (the quality benchmark compares detectors on
         identical windows); the data-quality monitor and the level shift always run."""
