@@ -10,9 +10,9 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from edge_agent.pipeline import AssetStats
-from edge_agent.recorder import CsvRecorder
+from edge_agent.recorder import RecorderStats
 from edge_agent.upstream.mqtt import PublisherStats
-from edge_agent.upstream.outbox import Outbox
+from edge_agent.upstream.outbox import OutboxStats
 
 
 class SourceStatsView(Protocol):
@@ -43,11 +43,23 @@ class PipelineView(Protocol):
     def alert_active(self) -> bool: ...
 
 
+class OutboxView(Protocol):
+    @property
+    def stats(self) -> OutboxStats: ...
+
+    def oldest_created(self) -> float | None: ...
+
+
 class PublisherView(Protocol):
     @property
     def stats(self) -> PublisherStats: ...
     @property
-    def outbox(self) -> Outbox: ...
+    def outbox(self) -> OutboxView: ...
+
+
+class RecorderView(Protocol):
+    @property
+    def stats(self) -> RecorderStats: ...
 
 
 class AgentView(Protocol):
@@ -69,7 +81,7 @@ class AgentView(Protocol):
     @property
     def source_last_batch(self) -> Mapping[str, float]: ...
     @property
-    def recorders(self) -> Mapping[str, CsvRecorder]: ...
+    def recorders(self) -> Mapping[str, RecorderView]: ...
     @property
     def reload_counts(self) -> Mapping[str, int]: ...
     @property
