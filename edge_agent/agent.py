@@ -17,7 +17,7 @@ from typing import Any
 from edge_agent import __version__
 from edge_agent.alerts.messages import EventType, alert_payload
 from edge_agent.backoff import Backoff
-from edge_agent.config import Asset, LoadedConfig
+from edge_agent.config import AssetConfig, LoadedConfig
 from edge_agent.config_base import BackoffConfig
 from edge_agent.eventfold import EventFolder, PendingEvent
 from edge_agent.inference.bundle import Bundle, BundleError
@@ -118,7 +118,7 @@ def clock_limits(cfg: LoadedConfig) -> dict[str, tuple[float, float]]:
     return out
 
 
-def load_bundle(cfg: LoadedConfig, asset: Asset) -> Bundle:
+def load_bundle(cfg: LoadedConfig, asset: AssetConfig) -> Bundle:
     """An asset's bundle, verified against the config's trusted keys (BundleError naming the
     asset, the bundle and the reason)."""
     directory = cfg.bundle_dir(asset)

@@ -46,7 +46,7 @@ from edge_agent.sources.registry import (
 )
 
 
-class Identity(StrictModel):
+class IdentityConfig(StrictModel):
     site: TopicLevel
     gateway: TopicLevel
 
@@ -55,7 +55,7 @@ def _signal_name(value: object) -> object:
     return signal_name(value) if isinstance(value, str) else value
 
 
-class SignalRef(StrictModel):
+class SignalConfig(StrictModel):
     # Any text names a signal, mapped as CSV headers are (`csvdata.signal_name`): `Flow Rate [m3/h]`
     # and `Flow  Rate` are the signal `Flow Rate`, as in a historian export's header.
     name: Annotated[str, BeforeValidator(_signal_name), Field(min_length=1, max_length=MAX_NAME)]
@@ -67,7 +67,7 @@ class SignalRef(StrictModel):
         return self.point or self.name
 
 
-class Asset(StrictModel):
+class AssetConfig(StrictModel):
     name: TopicLevel
     sample_period_s: float = Field(gt=0)
     # A signal older than this at a grid instant makes the sample invalid (no window over it).
@@ -75,12 +75,12 @@ class Asset(StrictModel):
     window: int | None = Field(None, ge=2, le=100_000)
     hop: int | None = Field(None, ge=1)
     bundle: Path
-    signals: list[SignalRef] = Field(min_length=1)
+    signals: list[SignalConfig] = Field(min_length=1)
     # While an alert is active: an `updated` event on a severity change, at most this often.
     alert_update_interval_s: float | None = Field(None, gt=0)
 
     @model_validator(mode="after")
-    def _unique_signals(self) -> Asset:
+    def _unique_signals(self) -> AssetConfig:
         names = [s.name for s in self.signals]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
@@ -92,19 +92,19 @@ class Asset(StrictModel):
         return self.max_age_s if self.max_age_s is not None else 2.5 * self.sample_period_s
 
 
-class Tls(StrictModel):
+class TlsConfig(StrictModel):
     ca_file: Path  # CA bundle that signed the broker's certificate
     cert_file: Path | None = None  # client certificate (mutual TLS), with key_file
     key_file: Path | None = None
 
     @model_validator(mode="after")
-    def _pair(self) -> Tls:
+    def _pair(self) -> TlsConfig:
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("cert_file and key_file go together")
         return self
 
 
-class Mqtt(StrictModel):
+class MqttConfig(StrictModel):
     host: Host = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
     client_id: ClientId | None = None  # default: edge-agent-{site}-{gateway}
@@ -117,7 +117,7 @@ class Mqtt(StrictModel):
     keepalive_s: int = Field(30, ge=5, le=3600)
     # How long the broker keeps our session (MQTT 5 session expiry) while we are away.
     session_expiry_s: int = Field(86_400, ge=0)
-    tls: Tls | None = None
+    tls: TlsConfig | None = None
     username: str | None = None
     # The password comes from exactly one place, never from the YAML itself: a file, a systemd
     # credential ($CREDENTIALS_DIRECTORY/<name>) or an environment variable (the default).
@@ -127,13 +127,13 @@ class Mqtt(StrictModel):
     backoff: BackoffConfig = BackoffConfig()
 
     @model_validator(mode="after")
-    def _one_password_source(self) -> Mqtt:
+    def _one_password_source(self) -> MqttConfig:
         if self.password_file is not None and self.password_credential is not None:
             raise ValueError("password_file and password_credential are exclusive")
         return self
 
 
-class Outbox(StrictModel):
+class OutboxConfig(StrictModel):
     """Persistent upstream queue (SQLite, WAL). Bounds and drop order: docs/UPSTREAM.md."""
 
     dir: Path = Path("/var/lib/edge-agent")
@@ -147,20 +147,20 @@ class Outbox(StrictModel):
     synchronous: Literal["normal", "full"] = "normal"
 
 
-class Telemetry(StrictModel):
+class TelemetryConfig(StrictModel):
     """Optional QoS 0 score telemetry, rate-limited per asset; off by default."""
 
     enabled: bool = False
     interval_s: float = Field(10.0, ge=0.1)
 
 
-class Upstream(StrictModel):
-    mqtt: Mqtt = Mqtt()
-    outbox: Outbox = Outbox()
-    telemetry: Telemetry = Telemetry()
+class UpstreamConfig(StrictModel):
+    mqtt: MqttConfig = MqttConfig()
+    outbox: OutboxConfig = OutboxConfig()
+    telemetry: TelemetryConfig = TelemetryConfig()
 
 
-class Bundles(StrictModel):
+class BundlesConfig(StrictModel):
     """Which model bundles the agent runs: those signed by one of `trusted_keys` (public keys,
     PEM, relative to the config file; `edge-agent keys` makes a pair). Unsigned bundles only with
     `allow_unsigned: true`, which is insecure (anyone who can write the bundle folder decides what
@@ -171,12 +171,12 @@ class Bundles(StrictModel):
     allow_unsigned: bool = False
 
 
-class Logging(StrictModel):
+class LoggingConfig(StrictModel):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
 
 
-class Metrics(StrictModel):
+class MetricsConfig(StrictModel):
     """The HTTP endpoint for Prometheus (/metrics) and for health checks (/healthz, /readyz).
     Loopback by default: it is unauthenticated, so exposing it is a deliberate choice."""
 
@@ -185,8 +185,8 @@ class Metrics(StrictModel):
     port: int = Field(default=9810, ge=0, le=65535)  # 0: pick a free port (tests), logged
 
 
-class Observability(StrictModel):
-    metrics: Metrics = Metrics()
+class ObservabilityConfig(StrictModel):
+    metrics: MetricsConfig = MetricsConfig()
     # The pipeline counts as stuck (no watchdog ping, /healthz 503) when batches wait in its
     # queue and none has been processed for this long.
     stall_s: float = Field(default=30.0, gt=0)
@@ -201,13 +201,13 @@ class AgentSettings(BaseSettings):
         env_prefix="EDGE_AGENT_", env_nested_delimiter="__", extra="forbid"
     )
 
-    identity: Identity
+    identity: IdentityConfig
     sources: list[SourceConfig] = Field(min_length=1)
-    assets: list[Asset] = Field(min_length=1)
-    upstream: Upstream = Upstream()
-    bundles: Bundles = Bundles()
-    logging: Logging = Logging()
-    observability: Observability = Observability()
+    assets: list[AssetConfig] = Field(min_length=1)
+    upstream: UpstreamConfig = UpstreamConfig()
+    bundles: BundlesConfig = BundlesConfig()
+    logging: LoggingConfig = LoggingConfig()
+    observability: ObservabilityConfig = ObservabilityConfig()
     clock: ClockSkewConfig = ClockSkewConfig()
     profile_dirs: list[Path] = []
 
@@ -251,7 +251,7 @@ class LoadedConfig:
     # The keys of `bundles.trusted_keys`, read and checked at load (a reload reads them again).
     bundle_trust: BundleTrust = field(default_factory=BundleTrust)
 
-    def bundle_dir(self, asset: Asset) -> Path:
+    def bundle_dir(self, asset: AssetConfig) -> Path:
         return asset.bundle if asset.bundle.is_absolute() else self.path.parent / asset.bundle
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge_agent.alerts.policy import AlertPolicy, PolicyParams, SignalInfo
-from edge_agent.config import Asset
+from edge_agent.config import AssetConfig
 from edge_agent.inference.bundle import Bundle, BundleError
 from edge_agent.inference.detector import Detector, DetectorPool, FaultClassifier
 from edge_agent.stream.assembler import Assembler
@@ -49,7 +49,9 @@ class AssetStats:
 
 
 class AssetPipeline:
-    def __init__(self, asset: Asset, bundle: Bundle, detectors: DetectorPool | None = None) -> None:
+    def __init__(
+        self, asset: AssetConfig, bundle: Bundle, detectors: DetectorPool | None = None
+    ) -> None:
         m = bundle.manifest
         bundle.check_signals([s.name for s in asset.signals])
         if not np.isclose(asset.sample_period_s, m.sample_period_s, rtol=1e-6):

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from edge_agent.alerts.messages import EventType
-from edge_agent.config import AgentSettings, Asset, ConfigError, LoadedConfig, load_config
+from edge_agent.config import AgentSettings, AssetConfig, ConfigError, LoadedConfig, load_config
 from edge_agent.inference.bundle import Bundle, BundleError
 from edge_agent.inference.detector import DetectorPool
 from edge_agent.pipeline import AssetPipeline
@@ -81,7 +81,7 @@ def _needs_restart(old: AgentSettings, new: AgentSettings) -> list[str]:
     return changed
 
 
-def _same_model(old: AssetPipeline, asset: Asset, bundle: Bundle) -> bool:
+def _same_model(old: AssetPipeline, asset: AssetConfig, bundle: Bundle) -> bool:
     return (
         old.asset == asset
         and old.bundle.directory == bundle.directory

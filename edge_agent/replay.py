@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge_agent.alerts.policy import AlertPolicy
-from edge_agent.config import SignalRef
+from edge_agent.config import SignalConfig
 from edge_agent.csvdata import Table
 from edge_agent.pipeline import AssetPipeline, Scorer
 from edge_agent.stream.rows import table_batches
@@ -34,7 +34,7 @@ class ReplayRow:
     bad_data_raised: bool = False  # a data-quality episode started at this row
 
 
-def batches(sigs: Sequence[SignalRef], table: Table) -> Iterator[tuple[float, list[Batch]]]:
+def batches(sigs: Sequence[SignalConfig], table: Table) -> Iterator[tuple[float, list[Batch]]]:
     """Each CSV row as the batches the asset's sources would have delivered (`stream/rows.py`)."""
     return table_batches([(s.source, s.point_name) for s in sigs], [s.name for s in sigs], table)
 

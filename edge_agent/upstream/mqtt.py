@@ -34,8 +34,8 @@ from edge_agent.alerts.messages import (
     telemetry_payload,
 )
 from edge_agent.backoff import Backoff
-from edge_agent.config import Identity, Mqtt, Telemetry
-from edge_agent.config import Outbox as OutboxConfig
+from edge_agent.config import IdentityConfig, MqttConfig, TelemetryConfig
+from edge_agent.config import OutboxConfig as OutboxConfig
 from edge_agent.logs import RateLimitedLog
 from edge_agent.upstream.outbox import (
     Kind,
@@ -124,13 +124,13 @@ class _ConnectionLost(Exception):
 class MqttPublisher:
     def __init__(
         self,
-        cfg: Mqtt,
-        identity: Identity,
+        cfg: MqttConfig,
+        identity: IdentityConfig,
         agent_version: str,
         models: dict[str, str],
         password: str | None = None,
         outbox: OutboxConfig | None = None,
-        telemetry: Telemetry | None = None,
+        telemetry: TelemetryConfig | None = None,
         base_dir: Path | None = None,
     ) -> None:
         self.cfg = cfg
@@ -159,7 +159,7 @@ class MqttPublisher:
             on_problem=self._outbox_problem,
         )
         self._opened = False
-        self._telemetry = telemetry or Telemetry()
+        self._telemetry = telemetry or TelemetryConfig()
         self._telemetry_last: dict[str, float] = {}
         self._wakeup = asyncio.Event()
         # Set while the drain loop has found the outbox empty; cleared by every submit.

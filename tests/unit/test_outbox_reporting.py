@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from edge_agent.agent import Agent
-from edge_agent.config import Identity, Mqtt, load_config
-from edge_agent.config import Outbox as OutboxConfig
+from edge_agent.config import IdentityConfig, MqttConfig, load_config
+from edge_agent.config import OutboxConfig as OutboxConfig
 from edge_agent.upstream.mqtt import MqttPublisher
 from edge_agent.upstream.outbox import Outbox
 from tests.conftest import agent_config
@@ -42,7 +42,11 @@ async def test_recovery_is_published_and_logged(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     pub = MqttPublisher(
-        Mqtt(), Identity(site="s", gateway="g"), "v", {}, outbox=OutboxConfig(dir=tmp_path)
+        MqttConfig(),
+        IdentityConfig(site="s", gateway="g"),
+        "v",
+        {},
+        outbox=OutboxConfig(dir=tmp_path),
     )
     pub.open()
     fill_disk(pub.outbox)

@@ -6,17 +6,21 @@ import json
 import math
 
 from edge_agent.alerts.messages import EventType
-from edge_agent.config import Identity, Mqtt, Telemetry
-from edge_agent.config import Outbox as OutboxConfig
+from edge_agent.config import IdentityConfig, MqttConfig, TelemetryConfig
+from edge_agent.config import OutboxConfig as OutboxConfig
 from edge_agent.upstream.mqtt import MqttPublisher
 from edge_agent.upstream.outbox import Kind
 
 
 def make(tmp_path, telemetry=False):
     return MqttPublisher(
-        Mqtt(), Identity(site="s", gateway="g"), "v", {}, outbox=OutboxConfig(dir=tmp_path),
-        telemetry=Telemetry(enabled=telemetry, interval_s=10),
-    )  # fmt: skip
+        MqttConfig(),
+        IdentityConfig(site="s", gateway="g"),
+        "v",
+        {},
+        outbox=OutboxConfig(dir=tmp_path),
+        telemetry=TelemetryConfig(enabled=telemetry, interval_s=10),
+    )
 
 
 async def test_non_serializable_alert_is_counted_and_reported_not_raised(tmp_path):
@@ -51,7 +55,7 @@ def test_a_dead_lettered_alert_is_reported_but_a_dead_lettered_event_is_not(tmp_
     # The outbox says which kind of message it dead-lettered; an event about a refused event
     # could be refused in turn, forever, so only other kinds are reported.
     pub = MqttPublisher(
-        Mqtt(), Identity(site="s", gateway="g"), "v", {},
+        MqttConfig(), IdentityConfig(site="s", gateway="g"), "v", {},
         outbox=OutboxConfig(dir=tmp_path, max_message_bytes=1024),
     )  # fmt: skip
     pub.submit_alert("pump-1", {"pad": "x" * 2000})
