@@ -67,10 +67,20 @@ class AlertPolicy:
         self._cleared_at = -np.inf
         self._last_sent_at = 0.0
         self._last_severity = ""
+        self._resumed = False  # the active alert was held open across an agent restart
 
     @property
     def active_alert(self) -> str | None:
         return self._active
+
+    def resume(self, alert_id: str, since: float, severity: str) -> None:
+        """Continue an alert that consumers still hold open from before a restart: while its
+        condition persists it is not raised again (no second id for one fault), and it clears by
+        the usual rule (the last n scores below the clear threshold) once the condition is gone."""
+        self._active = alert_id
+        self._active_since = since
+        self._last_severity = severity
+        self._resumed = True
 
     def update(self, s: Score) -> AlertEvent | None:
         p = self.params
@@ -85,6 +95,7 @@ class AlertPolicy:
         if len(self._recent) == p.n and all(v < p.clear_threshold for v in self._recent):
             event = self._event(AlertEventKind.CLEARED, s)
             self._active = None
+            self._resumed = False
             self._cleared_at = s.ts
             return event
         if (
@@ -142,6 +153,7 @@ class AlertPolicy:
             message = (
                 f"{self.asset}: anomaly cleared after {s.ts - self._active_since:.0f} s, "
                 f"score {s.score:.3g} back below {p.clear_threshold:.3g}"
+                + (" (the alert was held open across an agent restart)" if self._resumed else "")
             )
         return AlertEvent(
             alert_id=self._active,
@@ -156,3 +168,29 @@ class AlertPolicy:
             contributions=contributions,
             model_version=self.model_version,
         )
+
+
+def orphan_cleared(
+    asset: str,
+    alert_id: str,
+    severity: str,
+    threshold: float,
+    model_version: str,
+    ts: float,
+    reason: str,
+) -> AlertEvent:
+    """A `cleared` event for an alert left open by an earlier run whose asset no longer has a
+    pipeline to clear it (removed from the config): consumers must not hold it forever."""
+    return AlertEvent(
+        alert_id=alert_id,
+        event=AlertEventKind.CLEARED,
+        asset=asset,
+        ts=ts,
+        score=0.0,
+        threshold=threshold,
+        severity=severity,
+        kind="anomaly",
+        message=f"{asset}: anomaly cleared: {reason}",
+        contributions=(),
+        model_version=model_version,
+    )

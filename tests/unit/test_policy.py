@@ -95,3 +95,15 @@ def test_updated_on_severity_change_is_rate_limited_and_keeps_the_alert_id():
 def test_no_updates_unless_configured():
     events = feed(policy(), [2.0] * 4 + [5.0] * 16 + [0.1] * 5)
     assert [e.event for _, e in events] == [AlertEventKind.RAISED, AlertEventKind.CLEARED]
+
+
+def test_a_resumed_alert_is_not_raised_again_and_clears_under_its_id():
+    """After a restart (issue 12): the alert consumers hold open continues, never a second id."""
+    p = policy()
+    p.resume("held-id", since=-100.0, severity="critical")
+    assert p.active_alert == "held-id"
+    assert feed(p, [5.0] * 10) == []  # the fault goes on: no new raise
+    events = feed(p, [0.1] * 5, t0=10.0)
+    assert [(i, e.event, e.alert_id) for i, e in events] == [(4, AlertEventKind.CLEARED, "held-id")]
+    assert "held open across an agent restart" in events[0][1].message
+    assert "after 114 s" in events[0][1].message  # since the first raise, before the restart
