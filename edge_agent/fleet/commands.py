@@ -70,6 +70,13 @@ Pattern = Annotated[
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 
 
+def command_topics(prefix: str, site: str, gateway: str) -> tuple[str, str]:
+    """(a gateway's command topic root, the fleet-wide one), each ending in `/cmd`. Commands go
+    to `{root}/{action}`, a deploy's chunks to `{root}/chunk/{command_id}/{index}`."""
+    p = prefix.rstrip("/")
+    return f"{p}/{site}/{gateway}/cmd", f"{p}/fleet/cmd"
+
+
 class CommandRefused(Exception):
     """A command not to obey; `reason` says why, `command_id` names it when it could be read."""
 
