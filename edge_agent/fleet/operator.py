@@ -174,10 +174,11 @@ class Operator:
                 continue
             if not isinstance(body, dict):
                 continue
-            topic = str(msg.topic)
-            if topic.endswith("/status"):
+            # By schema, not topic: `{prefix}/fleet/cmd/status` matches `+/+/status` too.
+            schema = body.get("schema")
+            if schema == "edge-agent/status/1":
                 self._on_status(body)
-            elif topic.endswith("/events"):
+            elif schema == "edge-agent/event/1":
                 self._on_event(body)
             self._changed.set()
 
