@@ -344,9 +344,11 @@ async def fleet_command(
                 cmd, msgs = build_command(
                     action, args, target, op.roots(phase), op.key, now, lifetime_s
                 )
-            what = "canary" if len(phases) == 2 and i == 0 else "rollout"
+            what = "canary" if len(phases) == 2 and i == 0 else "rest" if i else "all"
             print(
-                f"{action} {cmd.id}: {what} to {len(phase)} gateway(s)", file=sys.stderr, flush=True
+                f"{action} {cmd.id}: sent to {len(phase)} gateway(s) ({what})",
+                file=sys.stderr,
+                flush=True,
             )
             await op.run_phase(cmd, msgs, phase, deadline)
             if not all(g.ok for g in phase):

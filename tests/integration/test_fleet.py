@@ -151,6 +151,7 @@ def test_fleet_rollout_with_canary_offline_gateway_and_refused_bundle(
                   "--canary", "2", "--timeout", "60", port=mosquitto.port),
             timeout=90,
         )  # fmt: skip
+        print(err, out)
         assert rc == 1, (out, err)
         rows = table(out)
         assert rows["test-site/gw-01"][1] == rows["test-site/gw-02"][1] == "failed", out
@@ -160,6 +161,7 @@ def test_fleet_rollout_with_canary_offline_gateway_and_refused_bundle(
         rc, out, err = finish(
             fleet("status", "--gateways", "gw-*", "--timeout", "5", port=mosquitto.port), 60
         )
+        print(err, out)
         rows = table(out)
         assert rc == 1 and rows.pop(f"test-site/{offline}")[1] == "no", out  # "no answer"
         assert set(rows.values()) == {(f"pump-1={old}", "done")}, out
@@ -181,7 +183,7 @@ def test_fleet_rollout_with_canary_offline_gateway_and_refused_bundle(
         rc, out, err = finish(deploy, timeout=120)
         converged = time.monotonic() - t0
         print(f"deploy to {FLEET_AGENTS} gateways (canary 2, one offline) took {converged:.1f} s")
-        print(out, err)
+        print(err, out)
         assert rc == 0, (out, err)
         assert {row for row in table(out).values()} == {("pump-1-v2", "done")}, out
 
@@ -206,6 +208,7 @@ def test_fleet_rollout_with_canary_offline_gateway_and_refused_bundle(
             fleet("rollback", "--asset", "pump-1", "--gateways", "gw-03", port=mosquitto.port),
             60,
         )
+        print(err, out)
         assert rc == 0 and table(out) == {"test-site/gw-03": (old, "done")}, (out, err)
         assert all(p.poll() is None for p in agents.values()), "an agent died"
     finally:
