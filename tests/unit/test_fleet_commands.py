@@ -219,3 +219,29 @@ def test_a_wrong_size_or_digest_is_refused() -> None:
 def test_deploy_args_must_add_up() -> None:
     with pytest.raises(ValueError, match="cannot hold"):
         DeployArgs(asset="a", sha256="0" * 64, bytes=3000, chunks=2, chunk_bytes=1000)
+
+
+# -- the operator's command line: arguments refused before any connection -----------------------
+
+
+def test_fleet_cli_refuses_an_unsigned_bundle_and_a_bad_key(
+    tmp_path: Path, keys: tuple[Path, Path, Path]
+) -> None:
+    import subprocess
+    import sys
+
+    bundle = tmp_path / "b"
+    bundle.mkdir()
+    (bundle / "manifest.json").write_text("{}")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "edge_agent", "fleet", "deploy", "--bundle", str(bundle),
+             "--asset", "pump-1", "--port", "1", *args],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    r = run("--key", str(keys[0]))
+    assert r.returncode == 2 and "not signed" in r.stderr
+    r = run("--key", str(keys[1]))  # a public key is not a signing key
+    assert r.returncode == 2 and "--key" in r.stderr
