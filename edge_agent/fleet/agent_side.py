@@ -366,6 +366,9 @@ class FleetAgent:
         )
         try:
             self._swap_in(name, staging, cid, m.model_version)
+        except OSError as exc:
+            # After the swap (keeping the previous bundle): the new model runs already.
+            log.error("fleet: command %s: %s", cid, exc)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
@@ -395,10 +398,15 @@ class FleetAgent:
             self._model_rejected(cid, name, "activate", f"cannot write {target}: {exc}")
             return False
         tagged = _Tagged(self.host, cid)
-        reload_agent(tagged)
-        running = next((p for p in self.host.pipelines if p.name == name), None)
-        new_manifest = Bundle.load(target).manifest if target.is_dir() else None
-        if running is None or running.bundle.manifest != new_manifest:
+        try:
+            reload_agent(tagged)
+            running = next((p for p in self.host.pipelines if p.name == name), None)
+            loaded = running is not None and running.bundle.manifest == Bundle.load(target).manifest
+        except Exception as exc:  # the reload never raises for bad input; anything else: undo
+            log.exception("fleet: reload for command %s failed", cid)
+            self._model_rejected(cid, name, "activate", f"reload failed: {exc}")
+            loaded = False
+        if not loaded:
             # Refused by the reload (it said why, tagged with the command): put the old back.
             shutil.rmtree(target, ignore_errors=True)
             if had_old:
@@ -429,10 +437,10 @@ class FleetAgent:
         # The previous folder is swapped in (and so becomes the current one); what ran until
         # now becomes the previous one, so a second rollback undoes the first.
         hold = self.dir / "staging" / f"rollback-{cid}"
-        shutil.rmtree(hold, ignore_errors=True)
-        hold.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(prev, hold)
         try:
+            shutil.rmtree(hold, ignore_errors=True)
+            hold.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(prev, hold)
             version = Bundle.load(hold).manifest.model_version
             if self._swap_in(args.asset, hold, cid, version):
                 self._event(
@@ -444,7 +452,7 @@ class FleetAgent:
                     model_version=version,
                     previous_model_version=was,
                 )
-        except BundleError as exc:
+        except (BundleError, OSError) as exc:
             self._model_rejected(cid, args.asset, "rollback", str(exc))
         finally:
             shutil.rmtree(hold, ignore_errors=True)
