@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import math
 import signal
@@ -642,6 +643,10 @@ class Agent:
             # Whatever stopped the agent: the rows of every batch the pipelines took are written.
             for recorder in self.recorders.values():
                 recorder.close()
+            # An MQTT client interrupted mid-connect (a strict source failing at start) is left
+            # in a reference cycle; collected here, while the event loop still runs, its
+            # finalizer closes its sockets quietly instead of printing a traceback at exit.
+            gc.collect()
         log.info("stopped")
 
 
