@@ -15,7 +15,8 @@ the run; the agent SIGKILLed and restarted at 70 %.
 Reported:
 - alerts logged by the agent (its log, every process) vs received by a subscriber (de-duplicated
   on alert id and event): lost = logged − received (target 0);
-- the agent's resident memory: growth per simulated day of each process after its warm-up;
+- the agent's resident memory: growth per simulated day of each process, over the second half
+  of its samples (after its warm-up);
 - the longest stretch (simulated seconds) any asset went without a scored window, from its score
   telemetry, outside the restart;
 - per pump, as issue 19 counts them: `raised` alerts before the fault (false alerts, per
@@ -181,12 +182,14 @@ def _junk(port: int) -> None:
 
 
 def _growth_per_day(samples: list[tuple[float, float]], speed: float) -> float | None:
-    """MB per simulated day from the RSS samples of one process (first sample after warm-up
-    to the last); None with fewer than two."""
-    if len(samples) < 2 or samples[-1][0] <= samples[0][0]:
+    """MB per simulated day of one process, over the second half of its RSS samples: the first
+    minutes fill the allocator's arenas, SQLite's page cache and the ONNX sessions (warm-up, a
+    few MB once); a leak is the slope that remains. None with fewer than four samples."""
+    half = samples[len(samples) // 2 :]
+    if len(samples) < 4 or half[-1][0] <= half[0][0]:
         return None
-    sim_days = (samples[-1][0] - samples[0][0]) * speed / 86_400
-    return (samples[-1][1] - samples[0][1]) / sim_days
+    sim_days = (half[-1][0] - half[0][0]) * speed / 86_400
+    return (half[-1][1] - half[0][1]) / sim_days
 
 
 def run(cfg: SoakConfig, workdir: Path, bundle: Path | None = None) -> dict[str, Any]:
