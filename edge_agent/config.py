@@ -73,6 +73,9 @@ class Asset(StrictModel):
     signals: list[SignalRef] = Field(min_length=1)
     # While an alert is active: an `updated` event on a severity change, at most this often.
     alert_update_interval_s: float | None = Field(None, gt=0)
+    # How long an alert's scores must stay calm before its episode clears; None: the bundle's
+    # calibrated quiet period (0 for bundles without one: clear at the first calm window).
+    alert_quiet_period_s: float | None = Field(None, ge=0)
 
     @model_validator(mode="after")
     def _unique_signals(self) -> Asset:

@@ -63,7 +63,12 @@ class AssetPipeline:
             max_age=asset.effective_max_age_s,
             stuck_after=m.stuck_after_samples,
         )
-        self.windows = WindowBuffer(m.window, asset.hop or m.hop, len(m.signals))
+        al = m.alerting
+        # With a gross cut, a window on every sample by default: a gross fault then raises
+        # within a sample or two of its onset instead of waiting for the next hop (issue 17);
+        # persistence is scaled to the hop so marginal scores wait as many samples as before.
+        hop = asset.hop or (1 if al is not None else m.hop)
+        self.windows = WindowBuffer(m.window, hop, len(m.signals))
         self.scaler = Scaler(m.scaler.mean, m.scaler.scale)
         ls = m.level_shift
         self.level_shift = (
@@ -95,7 +100,11 @@ class AssetPipeline:
                 raise_threshold=m.threshold.raise_,
                 clear_threshold=m.threshold.clear,
                 update_interval_s=asset.alert_update_interval_s,
-            ),
+                gross_threshold=al.gross if al is not None else None,
+                quiet_period_s=asset.alert_quiet_period_s
+                if asset.alert_quiet_period_s is not None
+                else (al.quiet_period_s if al is not None else 0.0),
+            ).for_hop(m.hop, hop),
             SignalInfo(
                 names=m.signals,
                 units=m.units or [""] * len(m.signals),

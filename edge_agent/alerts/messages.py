@@ -87,6 +87,7 @@ def alert_payload(e: AlertEvent, site: str, gateway: str) -> dict[str, Any]:
         ],
         "model_version": e.model_version,
         **({"probabilities": dict(e.probabilities)} if e.probabilities else {}),
+        **({"recurrences": e.recurrences} if e.recurrences else {}),
     }
 
 
