@@ -33,8 +33,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edge_agent.alerts.messages import alert_payload, encode
-from edge_agent.config import Identity, Mqtt
-from edge_agent.config import Outbox as OutboxConfig
+from edge_agent.config import IdentityConfig, MqttConfig
+from edge_agent.config import OutboxConfig as OutboxConfig
 from edge_agent.config_base import BackoffConfig
 from edge_agent.types import AlertEvent, AlertEventKind, Contribution
 from edge_agent.upstream.mqtt import MqttPublisher
@@ -157,9 +157,9 @@ async def _wait(predicate: Any, within: float) -> bool:
 
 
 async def _run_publisher(port: int, state: Path) -> tuple[MqttPublisher, asyncio.Task[None]]:
-    cfg = Mqtt(host="127.0.0.1", port=port, backoff=BackoffConfig(initial_s=0.2, max_s=2.0))
+    cfg = MqttConfig(host="127.0.0.1", port=port, backoff=BackoffConfig(initial_s=0.2, max_s=2.0))
     pub = MqttPublisher(
-        cfg, Identity(site=SITE, gateway=GATEWAY), "bench", {}, outbox=OutboxConfig(dir=state)
+        cfg, IdentityConfig(site=SITE, gateway=GATEWAY), "bench", {}, outbox=OutboxConfig(dir=state)
     )
     return pub, asyncio.create_task(pub.run())
 
@@ -213,9 +213,13 @@ async def measure_outage(opts: Options) -> dict[str, Any]:
 async def measure_drain(opts: Options) -> dict[str, Any]:
     workdir = opts.workdir / "drain"
     port = free_port()
-    cfg = Mqtt(host="127.0.0.1", port=port, backoff=BackoffConfig(initial_s=0.1, max_s=0.2))
+    cfg = MqttConfig(host="127.0.0.1", port=port, backoff=BackoffConfig(initial_s=0.1, max_s=0.2))
     pub = MqttPublisher(
-        cfg, Identity(site=SITE, gateway=GATEWAY), "bench", {}, outbox=OutboxConfig(dir=workdir)
+        cfg,
+        IdentityConfig(site=SITE, gateway=GATEWAY),
+        "bench",
+        {},
+        outbox=OutboxConfig(dir=workdir),
     )
     for i in range(opts.backlog):
         pub.submit_alert(f"pump-{i % 4 + 1}", sample_alert(i, f"pump-{i % 4 + 1}"))

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent import __version__
-from edge_agent.alerts.messages import alert_payload
+from edge_agent.alerts.messages import EventType, alert_payload
 from edge_agent.backoff import Backoff
-from edge_agent.config import Asset, LoadedConfig
+from edge_agent.config import AssetConfig, LoadedConfig
 from edge_agent.config_base import BackoffConfig
 from edge_agent.eventfold import EventFolder, PendingEvent
 from edge_agent.inference.bundle import Bundle, BundleError
@@ -29,8 +29,10 @@ from edge_agent.observability.sdnotify import Notifier
 from edge_agent.observability.service import ServiceMonitor
 from edge_agent.pipeline import AssetPipeline
 from edge_agent.recorder import CsvRecorder
+from edge_agent.reload import reload_agent
 from edge_agent.sources.base import BuildContext, Source
 from edge_agent.sources.registry import build_source
+from edge_agent.stream.quality import SourceQualityMonitor
 from edge_agent.types import (
     AlertEvent,
     Batch,
@@ -38,6 +40,7 @@ from edge_agent.types import (
     DataQualityEventKind,
     Quality,
     Reading,
+    SourceQualityEvent,
 )
 from edge_agent.upstream.mqtt import MqttPublisher
 
@@ -45,7 +48,7 @@ log = logging.getLogger(__name__)
 # How long a stop waits for queued alerts to be acknowledged (the unit allows 20 s to stop).
 SHUTDOWN_FLUSH_S = 5.0
 # Event types folded when they repeat within `observability.event_period_s` (see eventfold.py).
-FOLDED_EVENTS = frozenset({"data_quality"})
+FOLDED_EVENTS = frozenset({EventType.DATA_QUALITY})
 # A source or an asset counts as stalled after at least this long (see `source_stall_limits`).
 MIN_STALL_S = 30.0
 
@@ -115,7 +118,7 @@ def clock_limits(cfg: LoadedConfig) -> dict[str, tuple[float, float]]:
     return out
 
 
-def load_bundle(cfg: LoadedConfig, asset: Asset) -> Bundle:
+def load_bundle(cfg: LoadedConfig, asset: AssetConfig) -> Bundle:
     """An asset's bundle, verified against the config's trusted keys (BundleError naming the
     asset, the bundle and the reason)."""
     directory = cfg.bundle_dir(asset)
@@ -184,7 +187,7 @@ class Agent:
         )
         self.publisher.unsigned_models = lambda: self.unsigned_models
         self._source_up: dict[str, bool] = {}
-        self._source_bad: dict[str, bool] = {}
+        self._source_quality = SourceQualityMonitor()
         self._source_reason: dict[str, str | None] = {}
         self._routes: dict[str, list[AssetPipeline]] = {}
         for p in pipelines:
@@ -227,7 +230,7 @@ class Agent:
         self.asset_last_invalid: dict[str, float] = {}
         self.reload_requested = asyncio.Event()
         self.metrics = AgentMetrics(self)
-        self.monitor = ServiceMonitor(self, Notifier.from_environment())
+        self.monitor = ServiceMonitor(self, Notifier.from_environment(), self.metrics)
         m = s.observability.metrics
         self.http = HttpEndpoint(m.host, m.port, self.monitor.routes()) if m.enabled else None
 
@@ -318,7 +321,7 @@ class Agent:
 
     def report_event(
         self,
-        type_: str,
+        type_: EventType,
         message: str,
         severity: str = "warning",
         subject: str | None = None,
@@ -367,7 +370,7 @@ class Agent:
         details.update(extra)
         text = f"asset {p.name}: model {p.model_version}{was}, {b.describe_signature()}"
         severity = "warning" if b.unsigned else "info"
-        self.report_event("model_loaded", text, severity, p.name, details)
+        self.report_event(EventType.MODEL_LOADED, text, severity, p.name, details)
 
     @property
     def unsigned_models(self) -> list[str]:
@@ -384,14 +387,14 @@ class Agent:
         self._source_up[source] = up
         self._source_reason[source] = None if up else reason
         if up:
-            self.report_event("source_online", f"source {source} connected", "info", source)
+            self.report_event(EventType.SOURCE_ONLINE, f"source {source} connected", "info", source)
         elif reason is None:
             self.report_event(
-                "source_offline", f"source {source} is not reachable", "warning", source
+                EventType.SOURCE_OFFLINE, f"source {source} is not reachable", "warning", source
             )
         else:
             self.report_event(
-                "source_offline",
+                EventType.SOURCE_OFFLINE,
                 f"source {source} is not reachable: {reason}",
                 "warning",
                 source,
@@ -401,81 +404,67 @@ class Agent:
     def _watch_quality(self, batch: Batch, reason: str | None = None) -> None:
         # Bad readings from a connected device (exception responses, undecodable values,
         # timestamps off the gateway clock): one event when they start, one when they stop.
-        bad = [r.point for r in batch.readings if r.quality is not Quality.GOOD]
-        if self._source_bad.get(batch.source, False) is bool(bad):
-            return
-        self._source_bad[batch.source] = bool(bad)
-        if bad:
-            details: dict[str, Any] = {"points": bad[:20]}
-            if reason is not None:
-                details["reason"] = reason
-            self.report_event(
-                "data_quality",
-                f"source {batch.source}: {len(bad)} of {len(batch.readings)} readings not good"
-                + (f": {reason}" if reason else ""),
-                "warning",
-                batch.source,
-                details,
-            )
-        else:
-            self.report_event(
-                "data_quality", f"source {batch.source}: all readings good again", "info",
-                batch.source,
-            )  # fmt: skip
+        if (event := self._source_quality.update(batch, reason)) is not None:
+            self._report_quality(event)
 
     def handle(self, batch: Batch) -> None:
         s = self.cfg.settings
         for pipeline in self._routes.get(batch.source, ()):
             if (recorder := self.recorders.get(pipeline.name)) is not None:
                 recorder.add(batch)
-            before = pipeline.last_score
-            windows = pipeline.stats.windows
-            invalid = pipeline.stats.invalid_samples
             started = time.perf_counter()
-            events = pipeline.push(batch)
+            out = pipeline.push(batch)
+            elapsed = time.perf_counter() - started
             now = time.monotonic()
             if any(r.quality is Quality.GOOD for r in batch.readings):
                 self.asset_last_input[pipeline.name] = now
-            if pipeline.stats.invalid_samples != invalid:
+            if out.invalid_samples:
                 self.asset_last_invalid[pipeline.name] = now
-            if (n := pipeline.stats.windows - windows) > 0:
+            if out.scores:
                 self.asset_last_window[pipeline.name] = now
                 # A batch usually completes at most one window; spread the time if it did more.
-                per_window = (time.perf_counter() - started) / n
+                per_window = elapsed / len(out.scores)
                 hist = self.metrics.inference_seconds.labels(pipeline.name)
-                for _ in range(n):
+                for _ in out.scores:
                     hist.observe(per_window)
-            for event in events:
+            for event in out.alerts:
                 log.warning("alert %s %s: %s", event.event.value, event.alert_id, event.message)
                 body = alert_payload(event, s.identity.site, s.identity.gateway)
                 self.publisher.submit_alert(event.asset, body)
                 if self._on_alert is not None:
                     self._on_alert(event)
-            score = pipeline.last_score
-            if score is not None and score is not before:
+            if out.scores:
+                # Telemetry carries the latest score (the publisher rate-limits it further).
+                score = out.scores[-1]
                 self.publisher.submit_telemetry(
                     pipeline.name,
                     score.ts,
                     score.score,
-                    pipeline.policy.params.raise_threshold,
+                    pipeline.raise_threshold,
                     pipeline.model_version,
                 )
-            for q_event in pipeline.take_quality_events():
+            for q_event in out.quality:
                 self.handle_data_quality(q_event)
 
     def handle_data_quality(self, event: DataQualityEvent) -> None:
         """An asset's windows stopped (or resumed) because of stale or bad data: published once
         per episode on the events topic."""
-        raised = event.event is DataQualityEventKind.RAISED
-        self.report_event(
-            "data_quality",
-            event.describe(),
-            "warning" if raised else "info",
-            event.asset,
-            {"issues": [f"{name} {why}" for name, why in event.issues]} if raised else None,
-        )
+        self._report_quality(event)
         if self.on_data_quality is not None:
             self.on_data_quality(event)
+
+    def _report_quality(self, event: DataQualityEvent | SourceQualityEvent) -> None:
+        """The one place `data_quality` events are made: from the transitions of the asset
+        monitors (in the pipelines' output) and of the source monitor, each about its own
+        subject (the asset or the source), each reported once per change."""
+        raised = event.event is DataQualityEventKind.RAISED
+        self.report_event(
+            EventType.DATA_QUALITY,
+            event.describe(),
+            "warning" if raised else "info",
+            event.subject,
+            event.details(),
+        )
 
     async def _process(self) -> None:
         while True:
@@ -535,8 +524,6 @@ class Agent:
         self.models[new.name] = new.model_version
 
     async def _reload_on_request(self) -> None:
-        from edge_agent.reload import reload_agent
-
         while True:
             await self.reload_requested.wait()
             self.reload_requested.clear()

@@ -21,11 +21,16 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from edge_agent.config_base import (
-    NAME,
-    TOPIC_LEVEL,
+    MAX_NAME,
     BackoffConfig,
+    ClientId,
     ClockSkewConfig,
+    Host,
+    Name,
     StrictModel,
+    TopicLevel,
+    check_readable,
+    check_writable_dir,
     resolve_path,
 )
 from edge_agent.csvdata import signal_name
@@ -41,19 +46,19 @@ from edge_agent.sources.registry import (
 )
 
 
-class Identity(StrictModel):
-    site: str = Field(pattern=TOPIC_LEVEL)
-    gateway: str = Field(pattern=TOPIC_LEVEL)
+class IdentityConfig(StrictModel):
+    site: TopicLevel
+    gateway: TopicLevel
 
 
 def _signal_name(value: object) -> object:
     return signal_name(value) if isinstance(value, str) else value
 
 
-class SignalRef(StrictModel):
+class SignalConfig(StrictModel):
     # Any text names a signal, mapped as CSV headers are (`csvdata.signal_name`): `Flow Rate [m3/h]`
     # and `Flow  Rate` are the signal `Flow Rate`, as in a historian export's header.
-    name: Annotated[str, BeforeValidator(_signal_name), Field(min_length=1)]
+    name: Annotated[str, BeforeValidator(_signal_name), Field(min_length=1, max_length=MAX_NAME)]
     source: str
     point: str | None = None  # defaults to the signal name
 
@@ -62,15 +67,15 @@ class SignalRef(StrictModel):
         return self.point or self.name
 
 
-class Asset(StrictModel):
-    name: str = Field(pattern=TOPIC_LEVEL)
+class AssetConfig(StrictModel):
+    name: TopicLevel
     sample_period_s: float = Field(gt=0)
     # A signal older than this at a grid instant makes the sample invalid (no window over it).
     max_age_s: float | None = Field(None, gt=0)
     window: int | None = Field(None, ge=2, le=100_000)
     hop: int | None = Field(None, ge=1)
     bundle: Path
-    signals: list[SignalRef] = Field(min_length=1)
+    signals: list[SignalConfig] = Field(min_length=1)
     # While an alert is active: an `updated` event on a severity change, at most this often.
     alert_update_interval_s: float | None = Field(None, gt=0)
     # How long an alert's scores must stay calm before its episode clears; None: the bundle's
@@ -78,7 +83,7 @@ class Asset(StrictModel):
     alert_quiet_period_s: float | None = Field(None, ge=0)
 
     @model_validator(mode="after")
-    def _unique_signals(self) -> Asset:
+    def _unique_signals(self) -> AssetConfig:
         names = [s.name for s in self.signals]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
@@ -90,46 +95,48 @@ class Asset(StrictModel):
         return self.max_age_s if self.max_age_s is not None else 2.5 * self.sample_period_s
 
 
-class Tls(StrictModel):
+class TlsConfig(StrictModel):
     ca_file: Path  # CA bundle that signed the broker's certificate
     cert_file: Path | None = None  # client certificate (mutual TLS), with key_file
     key_file: Path | None = None
 
     @model_validator(mode="after")
-    def _pair(self) -> Tls:
+    def _pair(self) -> TlsConfig:
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("cert_file and key_file go together")
         return self
 
 
-class Mqtt(StrictModel):
-    host: str = "127.0.0.1"
+class MqttConfig(StrictModel):
+    host: Host = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
-    client_id: str | None = None  # default: edge-agent-{site}-{gateway}
-    topic_prefix: str = Field("edge", pattern=r"^[^#+\s]+$")
+    client_id: ClientId | None = None  # default: edge-agent-{site}-{gateway}
+    topic_prefix: str = Field(
+        "edge", min_length=1, max_length=4 * MAX_NAME, pattern=r"^[^#+\s\x00-\x1f\x7f]+$"
+    )
     # YAML reads `5` as a number and `3.1.1` as a string; both name a protocol version.
     protocol: Annotated[Literal["5", "3.1.1"], BeforeValidator(str)] = "5"
     qos: Literal[0, 1] = 1
     keepalive_s: int = Field(30, ge=5, le=3600)
     # How long the broker keeps our session (MQTT 5 session expiry) while we are away.
     session_expiry_s: int = Field(86_400, ge=0)
-    tls: Tls | None = None
+    tls: TlsConfig | None = None
     username: str | None = None
     # The password comes from exactly one place, never from the YAML itself: a file, a systemd
     # credential ($CREDENTIALS_DIRECTORY/<name>) or an environment variable (the default).
     password_file: Path | None = None
-    password_credential: str | None = Field(None, pattern=NAME)
+    password_credential: Name | None = None
     password_env: str = Field("EDGE_AGENT_MQTT_PASSWORD", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     backoff: BackoffConfig = BackoffConfig()
 
     @model_validator(mode="after")
-    def _one_password_source(self) -> Mqtt:
+    def _one_password_source(self) -> MqttConfig:
         if self.password_file is not None and self.password_credential is not None:
             raise ValueError("password_file and password_credential are exclusive")
         return self
 
 
-class Outbox(StrictModel):
+class OutboxConfig(StrictModel):
     """Persistent upstream queue (SQLite, WAL). Bounds and drop order: docs/UPSTREAM.md."""
 
     dir: Path = Path("/var/lib/edge-agent")
@@ -143,20 +150,20 @@ class Outbox(StrictModel):
     synchronous: Literal["normal", "full"] = "normal"
 
 
-class Telemetry(StrictModel):
+class TelemetryConfig(StrictModel):
     """Optional QoS 0 score telemetry, rate-limited per asset; off by default."""
 
     enabled: bool = False
     interval_s: float = Field(10.0, ge=0.1)
 
 
-class Upstream(StrictModel):
-    mqtt: Mqtt = Mqtt()
-    outbox: Outbox = Outbox()
-    telemetry: Telemetry = Telemetry()
+class UpstreamConfig(StrictModel):
+    mqtt: MqttConfig = MqttConfig()
+    outbox: OutboxConfig = OutboxConfig()
+    telemetry: TelemetryConfig = TelemetryConfig()
 
 
-class Bundles(StrictModel):
+class BundlesConfig(StrictModel):
     """Which model bundles the agent runs: those signed by one of `trusted_keys` (public keys,
     PEM, relative to the config file; `edge-agent keys` makes a pair). Unsigned bundles only with
     `allow_unsigned: true`, which is insecure (anyone who can write the bundle folder decides what
@@ -167,22 +174,22 @@ class Bundles(StrictModel):
     allow_unsigned: bool = False
 
 
-class Logging(StrictModel):
+class LoggingConfig(StrictModel):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
 
 
-class Metrics(StrictModel):
+class MetricsConfig(StrictModel):
     """The HTTP endpoint for Prometheus (/metrics) and for health checks (/healthz, /readyz).
     Loopback by default: it is unauthenticated, so exposing it is a deliberate choice."""
 
     enabled: bool = True
-    host: str = "127.0.0.1"
+    host: Host = "127.0.0.1"
     port: int = Field(default=9810, ge=0, le=65535)  # 0: pick a free port (tests), logged
 
 
-class Observability(StrictModel):
-    metrics: Metrics = Metrics()
+class ObservabilityConfig(StrictModel):
+    metrics: MetricsConfig = MetricsConfig()
     # The pipeline counts as stuck (no watchdog ping, /healthz 503) when batches wait in its
     # queue and none has been processed for this long.
     stall_s: float = Field(default=30.0, gt=0)
@@ -197,13 +204,13 @@ class AgentSettings(BaseSettings):
         env_prefix="EDGE_AGENT_", env_nested_delimiter="__", extra="forbid"
     )
 
-    identity: Identity
+    identity: IdentityConfig
     sources: list[SourceConfig] = Field(min_length=1)
-    assets: list[Asset] = Field(min_length=1)
-    upstream: Upstream = Upstream()
-    bundles: Bundles = Bundles()
-    logging: Logging = Logging()
-    observability: Observability = Observability()
+    assets: list[AssetConfig] = Field(min_length=1)
+    upstream: UpstreamConfig = UpstreamConfig()
+    bundles: BundlesConfig = BundlesConfig()
+    logging: LoggingConfig = LoggingConfig()
+    observability: ObservabilityConfig = ObservabilityConfig()
     clock: ClockSkewConfig = ClockSkewConfig()
     profile_dirs: list[Path] = []
 
@@ -247,7 +254,7 @@ class LoadedConfig:
     # The keys of `bundles.trusted_keys`, read and checked at load (a reload reads them again).
     bundle_trust: BundleTrust = field(default_factory=BundleTrust)
 
-    def bundle_dir(self, asset: Asset) -> Path:
+    def bundle_dir(self, asset: AssetConfig) -> Path:
         return asset.bundle if asset.bundle.is_absolute() else self.path.parent / asset.bundle
 
 
@@ -279,13 +286,49 @@ def format_validation_error(exc: ValidationError, prefix: str = "") -> list[str]
     return lines
 
 
+# A config is a few kilobytes; a cap keeps a wrong file (a log, a dump) from taking the gateway's
+# memory and time before it is refused.
+MAX_CONFIG_BYTES = 1024 * 1024
+# YAML aliases may repeat a block; a few are normal, thousands are a "billion laughs" document
+# whose expansion would take validation forever.
+MAX_ALIASES = 100
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.aliases = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_ALIASES:
+                raise yaml.YAMLError(f"more than {MAX_ALIASES} aliases (*name): refused")
+        return super().compose_node(parent, index)
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                [f"{path}: {size} bytes; a config is at most {MAX_CONFIG_BYTES} bytes"]
+            )
+        raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read config: {exc.strerror or exc}"]) from exc
     try:
-        data = yaml.safe_load(text)
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            [f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})"]
+        ) from None
+    try:
+        loader = _BoundedLoader(text)
+        try:
+            data = loader.get_single_data()
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         raise ConfigError([f"{path}: not valid YAML: {exc}"]) from exc
     if data is None:
@@ -293,6 +336,26 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError([f"{path}: top level must be a mapping, got {type(data).__name__}"])
     return data
+
+
+def check_files(settings: AgentSettings, base: Path) -> list[str]:
+    """Every file the agent-wide sections name is there and readable, and the outbox folder takes
+    writes: `run` would stop on each of them later, `validate` says so now."""
+    errors: list[str] = []
+    mqtt = settings.upstream.mqtt
+    if mqtt.tls is not None:
+        for key in ("ca_file", "cert_file", "key_file"):
+            file = getattr(mqtt.tls, key)
+            if file is not None:
+                errors += check_readable(f"upstream.mqtt.tls.{key}", resolve_path(base, file))
+    if mqtt.password_file is not None:
+        errors += check_readable(
+            "upstream.mqtt.password_file", resolve_path(base, mqtt.password_file)
+        )
+    errors += check_writable_dir(
+        "upstream.outbox.dir", resolve_path(base, settings.upstream.outbox.dir)
+    )
+    return errors
 
 
 def load_config(path: Path) -> LoadedConfig:
@@ -329,6 +392,7 @@ def load_config(path: Path) -> LoadedConfig:
         except (OSError, yaml.YAMLError) as exc:
             errors.append(f"sources[{i}].profile: cannot load {src.profile!r}: {exc}")
 
+    errors.extend(check_files(settings, path.parent))
     for protocol in PROTOCOLS:
         mine = [(i, s) for i, s in enumerate(settings.sources) if s.type in protocol.kinds]
         if mine:

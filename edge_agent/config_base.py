@@ -4,13 +4,51 @@ build their source config models on `SourceConfigBase`; `edge_agent.config` asse
 
 from __future__ import annotations
 
+import ipaddress
+import os
+import re
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
-# MQTT topic levels must not contain wildcards or separators.
-TOPIC_LEVEL = r"^[^/#+\s]+$"
+# MQTT topic levels must not contain wildcards, separators, spaces or control characters (a NUL
+# is forbidden in any MQTT string).
+TOPIC_LEVEL = r"^[^/#+\s\x00-\x1f\x7f]+$"
+# Names end up in topics, payloads and file names: bounded, so a 70,000-character site cannot
+# reach the MQTT encoder (whose length prefix is 16 bits).
+MAX_NAME = 128
+TopicLevel = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_NAME, pattern=TOPIC_LEVEL)
+]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME, pattern=NAME)]
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
+
+
+def _host(value: str) -> str:
+    """A DNS name or an IP address, as a socket connect takes it (no scheme, port or spaces)."""
+    try:
+        ipaddress.ip_address(value)
+        return value
+    except ValueError:
+        pass
+    labels = value.rstrip(".").split(".")
+    if not value or len(value) > 253 or not all(_HOST_LABEL.match(label) for label in labels):
+        raise ValueError(f"not a host name or IP address: {value[:80]!r}")
+    return value
+
+
+Host = Annotated[str, AfterValidator(_host)]
+# MQTT client ids: printable, bounded (brokers may refuse long ones; 23 is the 3.1.1 minimum).
+ClientId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME, pattern=r"^[!-~]+$")]
 
 
 class StrictModel(BaseModel):
@@ -46,7 +84,7 @@ class SourceConfigBase(StrictModel):
     source (the registry in `edge_agent.sources.registry` maps it to its package)."""
 
     type: str
-    name: str = Field(pattern=NAME)
+    name: Name
     # A device profile: a path relative to the config's folder, or a bare name looked up in
     # `profile_dirs`, ./firmware_configs and the packaged profiles.
     profile: str
@@ -61,3 +99,29 @@ class SourceConfigBase(StrictModel):
 def resolve_path(base: Path, p: Path) -> Path:
     """A path from the config, relative to the config file's folder unless absolute."""
     return p if p.is_absolute() else base / p
+
+
+def check_readable(where: str, path: Path) -> list[str]:
+    """A file the config names: there and readable by this user (the agent's, under systemd)."""
+    if not path.is_file():
+        return [
+            f"{where}: {path} does not exist"
+            if not path.exists()
+            else f"{where}: {path} is not a file"
+        ]
+    if not os.access(path, os.R_OK):
+        return [f"{where}: {path} is not readable by this user"]
+    return []
+
+
+def check_writable_dir(where: str, path: Path) -> list[str]:
+    """A folder the agent writes (or creates): the nearest existing folder must take writes."""
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        return [f"{where}: {probe} is not a folder"]
+    if not os.access(probe, os.W_OK | os.X_OK):
+        what = "" if probe == path else f" (to create {path})"
+        return [f"{where}: {probe} is not writable by this user{what}"]
+    return []

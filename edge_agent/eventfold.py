@@ -12,10 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from edge_agent.alerts.messages import EventType
+
 
 @dataclass(frozen=True, slots=True)
 class PendingEvent:
-    type: str
+    type: EventType
     message: str
     severity: str
     subject: str | None
@@ -35,7 +37,7 @@ class EventFolder:
         self.period = period
         self.burst = burst
         self._clock = clock
-        self._periods: dict[tuple[str, str | None], _Period] = {}
+        self._periods: dict[tuple[EventType, str | None], _Period] = {}
         self.folded = 0  # events held back and folded into another, in total
 
     def offer(self, event: PendingEvent) -> list[PendingEvent]:
@@ -79,7 +81,7 @@ class EventFolder:
         return out
 
     def _close(
-        self, key: tuple[str, str | None], period: _Period, now: float
+        self, key: tuple[EventType, str | None], period: _Period, now: float
     ) -> list[PendingEvent]:
         if period.latest is None:
             del self._periods[key]

@@ -1,16 +1,21 @@
 """One asset's path from batches to alert events: assembler → windows → scaler → detector →
 policy. No I/O apart from the detector's in-process ONNX Runtime call; `replay` and the live agent
-run this very class."""
+run this very class.
+
+What a push produced comes back as one `StepOutput` (grid samples, scores, alert events,
+data-quality transitions); consumers read nothing else back from the pipeline. `stats` are
+running counters for the observers (metrics, health), not a way to find out what a push did."""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
 from edge_agent.alerts.policy import AlertPolicy, PolicyParams, SignalInfo
-from edge_agent.config import Asset
+from edge_agent.config import AssetConfig
 from edge_agent.inference.bundle import Bundle, BundleError
 from edge_agent.inference.detector import Detector, DetectorPool, FaultClassifier
 from edge_agent.stream.assembler import Assembler
@@ -25,9 +30,13 @@ from edge_agent.types import (
     DataQualityEvent,
     FloatArray,
     Score,
+    StepOutput,
 )
 
 NORMAL_CLASS = "normal"
+# Scores a stack of normalized windows: (scores, per-signal errors), one row per window. The
+# detector's `score` by default; the quality benchmark passes others (fp32, teacher).
+Scorer = Callable[[FloatArray], tuple[FloatArray, FloatArray]]
 
 
 @dataclass(slots=True)
@@ -40,7 +49,9 @@ class AssetStats:
 
 
 class AssetPipeline:
-    def __init__(self, asset: Asset, bundle: Bundle, detectors: DetectorPool | None = None) -> None:
+    def __init__(
+        self, asset: AssetConfig, bundle: Bundle, detectors: DetectorPool | None = None
+    ) -> None:
         m = bundle.manifest
         bundle.check_signals([s.name for s in asset.signals])
         if not np.isclose(asset.sample_period_s, m.sample_period_s, rtol=1e-6):
@@ -114,18 +125,40 @@ class AssetPipeline:
             m.model_version,
         )
         self.stats = AssetStats()
-        self.last_score: Score | None = None
         self.quality = DataQualityMonitor(asset.name, [s.name for s in asset.signals])
-        self._quality_events: list[DataQualityEvent] = []
 
     @property
     def sources(self) -> set[str]:
         return self.assembler.sources
 
-    def take_quality_events(self) -> list[DataQualityEvent]:
-        """Data-quality changes found by the pushes since the last call (then forgotten)."""
-        events, self._quality_events = self._quality_events, []
-        return events
+    @property
+    def raise_threshold(self) -> float:
+        return self.policy.params.raise_threshold
+
+    @property
+    def alert_active(self) -> bool:
+        return self.policy.active_alert is not None
+
+    def carry_state_from(self, old: AssetPipeline) -> bool:
+        """Take over the live state of `old`, the pipeline this one replaces on a reload: the
+        assembler, the data-quality monitor, the counters and the alert lifecycle (an alert
+        raised under the old model is cleared under this one, with the same alert_id), and the
+        window buffer when the window and hop are the same. True when the buffer was kept."""
+        self.assembler = old.assembler
+        self.quality = old.quality
+        self.stats = old.stats
+        # Keep the alert lifecycle; take this model's thresholds, signal ranges and version.
+        old.policy.params = self.policy.params
+        old.policy.signals = self.policy.signals
+        old.policy.model_version = self.policy.model_version
+        self.policy = old.policy
+        w_old, w_new = old.windows, self.windows
+        # Same signals (a reload never changes them), so the same window and hop is the same
+        # shape.
+        same_shape = (w_old.window, w_old.hop) == (w_new.window, w_new.hop)
+        if same_shape:
+            self.windows = w_old
+        return same_shape
 
     def _classified(self, event: AlertEvent, normalized: FloatArray) -> AlertEvent:
         """With a classifier in the bundle, name the likely fault on raise and update."""
@@ -167,27 +200,91 @@ class AssetPipeline:
             return score, errors
         return level, r.astype(np.float32)
 
-    def push(self, batch: Batch) -> list[AlertEvent]:
-        events: list[AlertEvent] = []
-        for sample in self.assembler.push(batch):
-            self.stats.samples += 1
-            if not sample.valid:
-                self.stats.invalid_samples += 1
-            if (q_event := self.quality.update(sample)) is not None:
-                self._quality_events.append(q_event)
-            ratios = self.shift_ratio(sample.values, sample.valid)
-            window = self.windows.push(sample)
-            if window is None:
-                continue
+    def push(self, batch: Batch) -> StepOutput:
+        """Everything this batch produced: grid samples, scores, alert events and data-quality
+        changes. The live agent calls this; it is `run` with one batch, so replay and the
+        batched replay go through exactly the same steps."""
+        return self.run((batch,), max_batch=1)
+
+    def run(
+        self,
+        batches: Iterable[Batch],
+        scorer: Scorer | None = None,
+        policy: AlertPolicy | None = None,
+        max_batch: int = 1,
+    ) -> StepOutput:
+        """Push `batches` in order and return what they produced, each part in time order.
+
+        Windows are scored `max_batch` at a time in one detector call (the batched replay
+        uses large batches for speed; a score may then differ from the window's score alone in
+        the last float bits, from ONNX Runtime's batched kernels, as it always has). The
+        alert policy sees the scores in time order either way. `scorer` and `policy` replace
+        the bundle's detector and alert policy (the quality benchmark compares detectors on
+        identical windows); the data-quality monitor and the level shift always run."""
+        grid: list[float] = []
+        valid: list[bool] = []
+        quality: list[DataQualityEvent] = []
+        scores: list[Score] = []
+        alerts: list[AlertEvent] = []
+        pending: list[_Window] = []
+        score = scorer or self.detector.score
+        pol = policy or self.policy
+        for batch in batches:
+            for sample in self.assembler.push(batch):
+                grid.append(sample.ts)
+                valid.append(sample.valid)
+                self.stats.samples += 1
+                if not sample.valid:
+                    self.stats.invalid_samples += 1
+                if (q_event := self.quality.update(sample)) is not None:
+                    quality.append(q_event)
+                ratios = self.shift_ratio(sample.values, sample.valid)
+                window = self.windows.push(sample)
+                if window is None:
+                    continue
+                pending.append(_Window(sample.ts, window, ratios))
+                if len(pending) >= max_batch:
+                    self._score(pending, score, pol, scores, alerts)
+                    pending.clear()
+        if pending:
+            self._score(pending, score, pol, scores, alerts)
+        return StepOutput(tuple(grid), tuple(valid), tuple(scores), tuple(alerts), tuple(quality))
+
+    def _score(
+        self,
+        windows: list[_Window],
+        score: Scorer,
+        policy: AlertPolicy,
+        scores: list[Score],
+        alerts: list[AlertEvent],
+    ) -> None:
+        """Score `windows` in one detector call, then run them through the alert policy in
+        order, appending to `scores` and `alerts`."""
+        # The live path scores one window at a time: a view, not a copy, of it as a stack.
+        stacked = (
+            windows[0].values[np.newaxis]
+            if len(windows) == 1
+            else np.stack([w.values for w in windows])
+        )
+        normalized = self.scaler.apply(stacked)
+        raw, errors = score(normalized)
+        threshold = policy.params.raise_threshold
+        for i, w in enumerate(windows):
+            value, why = self.combined(float(raw[i]), errors[i], w.ratios, threshold)
+            s = Score(self.name, w.ts, value, why, w.values[-1])
+            scores.append(s)
             self.stats.windows += 1
-            normalized = self.scaler.apply(window)
-            scores, errors = self.detector.score(normalized)
-            value, why = self.combined(float(scores[0]), errors[0], ratios)
-            score = Score(self.name, sample.ts, value, why, window[-1])
-            self.last_score = score
-            self.stats.last_score = score.score
-            event = self.policy.update(score)
+            self.stats.last_score = value
+            event = policy.update(s)
             if event is not None:
                 self.stats.alerts += 1
-                events.append(self._classified(event, normalized))
-        return events
+                alerts.append(self._classified(event, normalized[i]))
+
+
+@dataclass(frozen=True, slots=True)
+class _Window:
+    """A window waiting to be scored: its end, raw values and the level-shift ratios then."""
+
+    ts: float
+    values: FloatArray
+    ratios: FloatArray | None

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from edge_agent.config import SignalRef
+from edge_agent.config import SignalConfig
 from edge_agent.csvdata import BAD_CELL, format_time
 from edge_agent.private_files import make_private_dir, make_private_file
 from edge_agent.types import Batch, Quality
@@ -66,7 +66,7 @@ class CsvRecorder:
     def __init__(
         self,
         path: Path,
-        signals: Sequence[SignalRef],
+        signals: Sequence[SignalConfig],
         flush_rows: int = 256,
         flush_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,

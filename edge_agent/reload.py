@@ -14,14 +14,14 @@ model has the same window and hop, so no data is dropped and scoring continues w
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import Any, Protocol
 
-from edge_agent.config import AgentSettings, Asset, ConfigError, load_config
+from edge_agent.alerts.messages import EventType
+from edge_agent.config import AgentSettings, AssetConfig, ConfigError, LoadedConfig, load_config
 from edge_agent.inference.bundle import Bundle, BundleError
+from edge_agent.inference.detector import DetectorPool
 from edge_agent.pipeline import AssetPipeline
-
-if TYPE_CHECKING:
-    from edge_agent.agent import Agent
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,34 @@ APPLIED = "applied"
 UNCHANGED = "unchanged"
 CONFIG_REJECTED = "config_rejected"
 MODEL_REJECTED = "model_rejected"
+
+
+class ReloadHost(Protocol):
+    """What a reload needs of the running agent: its config, pipelines and shared detector
+    pool to read, and the agent's own methods to swap a pipeline and to report events (the
+    reload changes nothing of the agent's from outside)."""
+
+    @property
+    def cfg(self) -> LoadedConfig: ...
+    @property
+    def pipelines(self) -> Sequence[AssetPipeline]: ...
+    @property
+    def detectors(self) -> DetectorPool: ...
+
+    def report_event(
+        self,
+        type_: EventType,
+        message: str,
+        severity: str = ...,
+        subject: str | None = ...,
+        details: dict[str, Any] | None = ...,
+    ) -> None: ...
+
+    def report_model_loaded(
+        self, p: AssetPipeline, previous: str | None = ..., **extra: Any
+    ) -> None: ...
+
+    def replace_pipeline(self, old: AssetPipeline, new: AssetPipeline) -> None: ...
 
 
 def _needs_restart(old: AgentSettings, new: AgentSettings) -> list[str]:
@@ -53,7 +81,7 @@ def _needs_restart(old: AgentSettings, new: AgentSettings) -> list[str]:
     return changed
 
 
-def _same_model(old: AssetPipeline, asset: Asset, bundle: Bundle) -> bool:
+def _same_model(old: AssetPipeline, asset: AssetConfig, bundle: Bundle) -> bool:
     return (
         old.asset == asset
         and old.bundle.directory == bundle.directory
@@ -63,26 +91,7 @@ def _same_model(old: AssetPipeline, asset: Asset, bundle: Bundle) -> bool:
     )
 
 
-def _carry_over(old: AssetPipeline, new: AssetPipeline) -> bool:
-    """Move the live state of `old` into `new`; True when the window buffer was kept."""
-    new.assembler = old.assembler
-    new.quality = old.quality
-    new.stats = old.stats
-    new.last_score = old.last_score
-    # Keep the alert lifecycle; take the new model's thresholds, signal ranges and version.
-    old.policy.params = new.policy.params
-    old.policy.signals = new.policy.signals
-    old.policy.model_version = new.policy.model_version
-    new.policy = old.policy
-    w_old, w_new = old.windows, new.windows
-    # Same signals (a reload never changes them), so the same window and hop is the same shape.
-    same_shape = (w_old.window, w_old.hop) == (w_new.window, w_new.hop)
-    if same_shape:
-        new.windows = w_old
-    return same_shape
-
-
-def reload_agent(agent: Agent) -> str:
+def reload_agent(agent: ReloadHost) -> str:
     """Apply what can be applied live; returns one of the outcomes above. Never raises for a
     bad config or bundle: those are logged and published as events, the running ones stay."""
     path = agent.cfg.path
@@ -93,7 +102,7 @@ def reload_agent(agent: Agent) -> str:
         for line in exc.errors:
             log.error("reload: %s", line)
         agent.report_event(
-            "config_rejected",
+            EventType.CONFIG_REJECTED,
             f"config {path} rejected ({len(exc.errors)} problem(s)); keeping the running one",
             "error",
             str(path),
@@ -130,7 +139,7 @@ def reload_agent(agent: Agent) -> str:
         except (BundleError, ValueError) as exc:
             log.error("reload: asset %s: %s", old.name, exc)
             agent.report_event(
-                "model_rejected",
+                EventType.MODEL_REJECTED,
                 f"asset {old.name}: bundle {bundle_dir} rejected, keeping model "
                 f"{old.model_version}: {exc}",
                 "error",
@@ -143,9 +152,7 @@ def reload_agent(agent: Agent) -> str:
             )
             outcome = MODEL_REJECTED
             continue
-        for q_event in old.take_quality_events():
-            agent.handle_data_quality(q_event)
-        kept_window = _carry_over(old, new)
+        kept_window = new.carry_state_from(old)
         agent.replace_pipeline(old, new)
         if bundle.unsigned:
             log.warning(

@@ -3,22 +3,22 @@ detector, alert policy), in virtual time: each CSV row becomes one batch at its 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from edge_agent.alerts.policy import AlertPolicy
-from edge_agent.config import SignalRef
+from edge_agent.config import SignalConfig
 from edge_agent.csvdata import Table
-from edge_agent.pipeline import AssetPipeline
+from edge_agent.pipeline import AssetPipeline, Scorer
 from edge_agent.stream.rows import table_batches
 from edge_agent.types import (
     AlertEvent,
+    AlertEventKind,
     Batch,
+    DataQualityEvent,
     DataQualityEventKind,
-    FloatArray,
-    Score,
 )
 
 
@@ -34,31 +34,37 @@ class ReplayRow:
     bad_data_raised: bool = False  # a data-quality episode started at this row
 
 
-def batches(sigs: Sequence[SignalRef], table: Table) -> Iterator[tuple[float, list[Batch]]]:
+def batches(sigs: Sequence[SignalConfig], table: Table) -> Iterator[tuple[float, list[Batch]]]:
     """Each CSV row as the batches the asset's sources would have delivered (`stream/rows.py`)."""
     return table_batches([(s.source, s.point_name) for s in sigs], [s.name for s in sigs], table)
 
 
 def replay(pipeline: AssetPipeline, table: Table) -> Iterator[ReplayRow]:
     """Rows are fed as batches of the signals' sources (empty cells: no reading; bad cells:
-    bad-quality readings)."""
+    bad-quality readings), each batch pushed as the live agent pushes it."""
     bad = ""
+    active = pipeline.policy.active_alert is not None
     for ts, row_batches in batches(pipeline.asset.signals, table):
-        before = pipeline.stats.windows
-        events: list[AlertEvent] = []
-        for b in row_batches:
-            events.extend(pipeline.push(b))
+        outs = [pipeline.push(b) for b in row_batches]
+        events = tuple(e for out in outs for e in out.alerts)
+        active = _active_after(events, active)
         raised = False
-        for q in pipeline.take_quality_events():
+        for q in (q for out in outs for q in out.quality):
             if q.event is DataQualityEventKind.RAISED:
                 raised = True
                 bad = ", ".join(f"{n} {why}" for n, why in q.issues) or "bad data"
             else:
                 bad = ""
-        scored = pipeline.stats.windows > before and pipeline.last_score is not None
-        score = pipeline.last_score.score if scored and pipeline.last_score else float("nan")
-        active = pipeline.policy.active_alert is not None
-        yield ReplayRow(ts, score, active, tuple(events), bad, raised)
+        scores = [s for out in outs for s in out.scores]
+        score = scores[-1].score if scores else float("nan")
+        yield ReplayRow(ts, score, active, events, bad, raised)
+
+
+def _active_after(events: Sequence[AlertEvent], active: bool) -> bool:
+    """Whether an alert is active after `events`, given whether one was before them."""
+    for e in events:
+        active = e.event is not AlertEventKind.CLEARED
+    return active
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,67 +75,40 @@ class BatchedReplay:
     alert_active: np.ndarray  # per grid sample
     invalid: np.ndarray  # per grid sample: bad data (missing, stale, stuck), so not scored
     events: tuple[AlertEvent, ...]
+    quality: tuple[DataQualityEvent, ...] = ()
 
 
 def replay_batched(
     pipeline: AssetPipeline,
     table: Table,
-    score: Callable[[FloatArray], tuple[FloatArray, FloatArray]] | None = None,
+    score: Scorer | None = None,
     policy: AlertPolicy | None = None,
     batch: int = 1024,
 ) -> BatchedReplay:
-    """The same computation as `replay`, reordered for speed: collect every window first, score
-    them in large batches, then run the alert policy over the scores in time order. Used by the
-    quality benchmark to compare detectors (int8, fp32, teacher) on identical windows."""
-    sample_ts: list[float] = []
-    invalid: list[bool] = []
-    win_ts: list[float] = []
-    windows: list[FloatArray] = []
-    lasts: list[FloatArray] = []
-    ratios: list[FloatArray | None] = []
-    for _ts, row_batches in batches(pipeline.asset.signals, table):
-        for b in row_batches:
-            for sample in pipeline.assembler.push(b):
-                sample_ts.append(sample.ts)
-                invalid.append(not sample.valid)
-                r = pipeline.shift_ratio(sample.values, sample.valid)
-                w = pipeline.windows.push(sample)
-                if w is not None:
-                    win_ts.append(sample.ts)
-                    windows.append(w)
-                    lasts.append(w[-1])
-                    ratios.append(r)
-    n = len(pipeline.bundle.manifest.signals)
-    stacked = np.stack(windows) if windows else np.zeros((0, 1, n), np.float32)
-    normalized = pipeline.scaler.apply(stacked)
-    if score is None:
-        parts = [
-            pipeline.detector.score(normalized[i : i + batch])
-            for i in range(0, len(normalized), batch)
-        ]
-        scores = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.float32)
-        errors = np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, n), np.float32)
-    else:
-        scores, errors = score(normalized)
-    policy = policy or pipeline.policy
-    events: list[AlertEvent] = []
-    active_at: list[tuple[float, bool]] = []
-    combined: list[float] = []
-    for t, s, e, last, r in zip(win_ts, scores, errors, lasts, ratios, strict=True):
-        value, why = pipeline.combined(float(s), e, r, policy.params.raise_threshold)
-        combined.append(value)
-        ev = policy.update(Score(pipeline.name, t, value, why, last))
-        if ev is not None:
-            events.append(ev)
-        active_at.append((t, policy.active_alert is not None))
-    grid = np.asarray(sample_ts)
+    """The same computation as `replay` (the pipeline's own `run`, which `push` is too), with
+    windows scored `batch` at a time for speed, and the result as arrays over the grid. Used by
+    the benchmarks to compare detectors (int8, fp32, teacher) on identical windows: `score` and
+    `policy` replace the bundle's detector and alert policy."""
+    active = (policy or pipeline.policy).active_alert is not None
+    all_batches = (
+        b for _ts, row_batches in batches(pipeline.asset.signals, table) for b in row_batches
+    )
+    out = pipeline.run(all_batches, score, policy, max_batch=batch)
+    grid = np.asarray(out.grid, dtype=np.float64)
+    win_ts = np.asarray([s.ts for s in out.scores], dtype=np.float64)
+    # The alert state changes only at the windows that produced an event: state after each
+    # window, then per grid sample the state of the last window ended at or before it.
+    changes = {e.ts: e.event is not AlertEventKind.CLEARED for e in out.alerts}
+    states: list[bool] = []
+    for t in win_ts:
+        active = changes.get(float(t), active)
+        states.append(active)
     alert = np.zeros(len(grid), dtype=bool)
-    if active_at:
-        wt = np.array([t for t, _ in active_at])
-        st = np.array([a for _, a in active_at])
-        idx = np.searchsorted(wt, grid, side="right") - 1
+    if states:
+        st = np.asarray(states, dtype=bool)
+        idx = np.searchsorted(win_ts, grid, side="right") - 1
         alert = np.where(idx >= 0, st[np.maximum(idx, 0)], False)
     return BatchedReplay(
-        grid, np.asarray(win_ts), np.asarray(combined), alert, np.asarray(invalid, bool),
-        tuple(events),
+        grid, win_ts, np.asarray([s.score for s in out.scores]), alert,
+        ~np.asarray(out.valid, dtype=bool), out.alerts, out.quality,
     )  # fmt: skip

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_agent.config import Asset, ConfigError, LoadedConfig, SignalRef, load_config
+from edge_agent.config import AssetConfig, ConfigError, LoadedConfig, SignalConfig, load_config
 from edge_agent.csvdata import CsvError, Table, read_table
 from edge_agent.evaluation import DetectionQuality, evaluate, evaluate_pooled, is_fault
 from edge_agent.inference.bundle import Bundle, BundleError
@@ -31,11 +31,11 @@ from edge_agent.replay import ReplayRow, replay
 def pipeline_for(bundle: Bundle, name: str = "replay") -> AssetPipeline:
     """An asset that takes the bundle's signals, in order, from one CSV 'source'."""
     m = bundle.manifest
-    asset = Asset(
+    asset = AssetConfig(
         name=name,
         sample_period_s=m.sample_period_s,
         bundle=bundle.directory,
-        signals=[SignalRef(name=s, source="csv") for s in m.signals],
+        signals=[SignalConfig(name=s, source="csv") for s in m.signals],
     )
     return AssetPipeline(asset, bundle)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -130,8 +131,67 @@ class DataQualityEvent:
     issues: tuple[tuple[str, str], ...]
     invalid_samples: int = 0  # on clear: how many grid samples the episode lasted
 
+    @property
+    def subject(self) -> str:
+        return self.asset
+
     def describe(self) -> str:
         if self.event is DataQualityEventKind.CLEARED:
             return f"{self.asset}: data quality restored after {self.invalid_samples} sample(s)"
         what = ", ".join(f"{name} {why}" for name, why in self.issues) or "no valid samples"
         return f"{self.asset}: data quality degraded ({what}); windows skipped"
+
+    def details(self) -> dict[str, Any] | None:
+        if self.event is DataQualityEventKind.CLEARED:
+            return None
+        return {"issues": [f"{name} {why}" for name, why in self.issues]}
+
+
+@dataclass(frozen=True, slots=True)
+class SourceQualityEvent:
+    """A connected source's readings stopped being all good (exception responses, undecodable
+    values, timestamps off the gateway clock) or became all good again: raised once when it
+    starts and cleared once when it ends, never per batch."""
+
+    source: str
+    event: DataQualityEventKind
+    # On raise: the points whose readings are not good, how many readings the batch had, and
+    # the reason when the gateway judged them (a timestamp off its clock).
+    points: tuple[str, ...] = ()
+    readings: int = 0
+    reason: str | None = None
+
+    @property
+    def subject(self) -> str:
+        return self.source
+
+    def describe(self) -> str:
+        if self.event is DataQualityEventKind.CLEARED:
+            return f"source {self.source}: all readings good again"
+        why = f": {self.reason}" if self.reason else ""
+        return f"source {self.source}: {len(self.points)} of {self.readings} readings not good{why}"
+
+    def details(self) -> dict[str, Any] | None:
+        if self.event is DataQualityEventKind.CLEARED:
+            return None
+        details: dict[str, Any] = {"points": list(self.points[:20])}
+        if self.reason is not None:
+            details["reason"] = self.reason
+        return details
+
+
+@dataclass(frozen=True, slots=True)
+class StepOutput:
+    """Everything an asset pipeline produced from the batches it was pushed, each part in time
+    order: the one output stream that the agent, replay and the batched replay consume (nothing
+    is read back from the pipeline's attributes afterwards, so they cannot drift apart)."""
+
+    grid: tuple[float, ...]  # every grid sample assembled
+    valid: tuple[bool, ...]  # per grid sample: complete and good (only such samples are scored)
+    scores: tuple[Score, ...]  # every window scored
+    alerts: tuple[AlertEvent, ...]
+    quality: tuple[DataQualityEvent, ...]  # data-quality episodes that started or ended
+
+    @property
+    def invalid_samples(self) -> int:
+        return self.valid.count(False)

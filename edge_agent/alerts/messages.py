@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import uuid
 from dataclasses import dataclass
@@ -17,19 +18,24 @@ EVENT_SCHEMA = "edge-agent/event/1"
 TELEMETRY_SCHEMA = "edge-agent/telemetry/1"
 SCHEMA_NAMES = ("alert", "status", "event", "telemetry")
 
-# System event types (schemas/event.v1.json lists the same).
-EVENT_TYPES = (
-    "source_offline",
-    "source_online",
-    "data_quality",
-    "model_loaded",
-    "model_rejected",
-    "config_rejected",
-    "outbox_dropped",
-    "outbox_error",
-    "outbox_recovered",
-    "publish_rejected",
-)
+
+class EventType(enum.StrEnum):
+    """System event types: the `type` field of edge-agent/event/1 (schemas/event.v1.json lists
+    the same values; a StrEnum, so the wire strings are the values)."""
+
+    SOURCE_OFFLINE = "source_offline"
+    SOURCE_ONLINE = "source_online"
+    DATA_QUALITY = "data_quality"
+    MODEL_LOADED = "model_loaded"
+    MODEL_REJECTED = "model_rejected"
+    CONFIG_REJECTED = "config_rejected"
+    OUTBOX_DROPPED = "outbox_dropped"
+    OUTBOX_ERROR = "outbox_error"
+    OUTBOX_RECOVERED = "outbox_recovered"
+    PUBLISH_REJECTED = "publish_rejected"
+
+
+EVENT_TYPES = tuple(EventType)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +121,7 @@ def status_payload(
 
 
 def event_payload(
-    type_: str,
+    type_: EventType,
     severity: str,
     message: str,
     site: str,
@@ -124,13 +130,15 @@ def event_payload(
     subject: str | None = None,
     details: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    if type_ not in EVENT_TYPES:
-        raise ValueError(f"unknown event type {type_!r}")
+    try:
+        kind = EventType(type_)  # a plain string from a caller outside the type checker
+    except ValueError:
+        raise ValueError(f"unknown event type {type_!r}") from None
     body: dict[str, Any] = {
         "schema": EVENT_SCHEMA,
         # Random: events have no natural identity; it lets consumers drop redeliveries.
         "event_id": str(uuid.uuid4()),
-        "type": type_,
+        "type": kind.value,
         "severity": severity,
         "site": site,
         "gateway": gateway,

@@ -10,8 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import (
@@ -23,16 +22,14 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from edge_agent import __version__
+from edge_agent.observability.view import AgentView
 from edge_agent.sources.registry import ERROR_COUNTERS
-
-if TYPE_CHECKING:
-    from edge_agent.agent import Agent
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class _AgentCollector(Collector):
-    def __init__(self, agent: Agent) -> None:
+    def __init__(self, agent: AgentView) -> None:
         self._agent = agent
 
     def collect(self) -> Iterator[Metric]:
@@ -110,8 +107,8 @@ class _AgentCollector(Collector):
             alerts.add_metric([p.name], st.alerts)
             if not math.isnan(st.last_score):
                 score.add_metric([p.name], st.last_score)
-            threshold.add_metric([p.name], p.policy.params.raise_threshold)
-            active.add_metric([p.name], 0.0 if p.policy.active_alert is None else 1.0)
+            threshold.add_metric([p.name], p.raise_threshold)
+            active.add_metric([p.name], 1.0 if p.alert_active else 0.0)
             model.add_metric([p.name], {"model_version": p.model_version})
         yield from (samples, windows, alerts, score, threshold, active, model)
 
@@ -175,7 +172,7 @@ class _AgentCollector(Collector):
         yield _reloads(a.reload_counts)
 
 
-def _reloads(counts: dict[str, int]) -> CounterMetricFamily:
+def _reloads(counts: Mapping[str, int]) -> CounterMetricFamily:
     fam = CounterMetricFamily("edge_agent_reloads", "SIGHUP reloads by outcome", labels=["outcome"])
     for outcome, n in sorted(counts.items()):
         fam.add_metric([outcome], n)
@@ -183,7 +180,7 @@ def _reloads(counts: dict[str, int]) -> CounterMetricFamily:
 
 
 class AgentMetrics:
-    def __init__(self, agent: Agent) -> None:
+    def __init__(self, agent: AgentView) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_AgentCollector(agent))
         # Measured in Agent.handle around the pipeline's push of a batch that completed windows

@@ -10,14 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
 
 from edge_agent.observability.http import Handler, Response, json_response
-from edge_agent.observability.metrics import CONTENT_TYPE
+from edge_agent.observability.metrics import CONTENT_TYPE, AgentMetrics
 from edge_agent.observability.sdnotify import Notifier
-
-if TYPE_CHECKING:
-    from edge_agent.agent import Agent
+from edge_agent.observability.view import AgentView
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +22,12 @@ STATUS_INTERVAL_S = 5.0  # STATUS= refresh (and watchdog ping when no WatchdogSe
 
 
 class ServiceMonitor:
-    def __init__(self, agent: Agent, notifier: Notifier) -> None:
+    def __init__(
+        self, agent: AgentView, notifier: Notifier, metrics: AgentMetrics | None = None
+    ) -> None:
         self.agent = agent
         self.notifier = notifier
+        self.metrics = metrics
         self.started = False
         self._stalled_since: float | None = None
 
@@ -36,7 +36,7 @@ class ServiceMonitor:
         a = self.agent
         up = sum(1 for s in a.sources if s.stats.connected)
         windows = sum(p.stats.windows for p in a.pipelines)
-        active = sum(1 for p in a.pipelines if p.policy.active_alert is not None)
+        active = sum(1 for p in a.pipelines if p.alert_active)
         broker = "connected" if a.publisher.stats.connected else "disconnected"
         return (
             f"{up}/{len(a.sources)} sources up, {len(a.pipelines)} assets, {windows} windows, "
@@ -81,11 +81,13 @@ class ServiceMonitor:
         }
 
     def routes(self) -> dict[str, Handler]:
-        return {
-            "/metrics": lambda: Response(200, self.agent.metrics.render(), CONTENT_TYPE),
+        out: dict[str, Handler] = {
             "/healthz": lambda: json_response(*self.health()),
             "/readyz": lambda: json_response(*self.readiness()),
         }
+        if (metrics := self.metrics) is not None:
+            out["/metrics"] = lambda: Response(200, metrics.render(), CONTENT_TYPE)
+        return out
 
     async def run(self) -> None:
         a = self.agent

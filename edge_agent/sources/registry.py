@@ -26,6 +26,7 @@ from edge_agent.sources.base import BuildContext
 from edge_agent.sources.modbus import config as modbus_config
 from edge_agent.sources.modbus.config import ModbusRtuConfig, ModbusTcpConfig
 from edge_agent.sources.modbus.profile import ModbusProfile
+from edge_agent.sources.mqtt import config as mqtt_config
 from edge_agent.sources.mqtt.config import MqttInConfig
 from edge_agent.sources.mqtt.profile import MqttProfile
 from edge_agent.sources.opcua import config as opcua_config
@@ -73,7 +74,7 @@ PROTOCOLS: tuple[Protocol, ...] = (
         "mqtt",
         MqttProfile,
         {"mqtt": (MqttInConfig, "edge_agent.sources.mqtt.source:build")},
-        lambda sources, base_dir: [],
+        mqtt_config.check_sources,
         ("malformed", "dropped"),
     ),
 )

@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from edge_agent.types import DataQualityEvent, DataQualityEventKind, Sample
+from edge_agent.types import (
+    Batch,
+    DataQualityEvent,
+    DataQualityEventKind,
+    Quality,
+    Sample,
+    SourceQualityEvent,
+)
 
 
 class DataQualityMonitor:
@@ -38,3 +45,23 @@ class DataQualityMonitor:
         self.degraded = True
         issues = tuple((self.signals[col], why) for col, why in sample.issues)
         return DataQualityEvent(self.asset, sample.ts, DataQualityEventKind.RAISED, issues)
+
+
+class SourceQualityMonitor:
+    """The readings of connected sources, as pure state: batches in, at most one event per
+    change (some readings not good / all good again), per source. The asset-level episodes
+    above are what windows see; this says which device delivers the bad data."""
+
+    def __init__(self) -> None:
+        self._bad: dict[str, bool] = {}
+
+    def update(self, batch: Batch, reason: str | None = None) -> SourceQualityEvent | None:
+        bad = tuple(r.point for r in batch.readings if r.quality is not Quality.GOOD)
+        if self._bad.get(batch.source, False) is bool(bad):
+            return None
+        self._bad[batch.source] = bool(bad)
+        if not bad:
+            return SourceQualityEvent(batch.source, DataQualityEventKind.CLEARED)
+        return SourceQualityEvent(
+            batch.source, DataQualityEventKind.RAISED, bad, len(batch.readings), reason
+        )

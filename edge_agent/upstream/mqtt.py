@@ -26,6 +26,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edge_agent.alerts.messages import (
+    EventType,
     Topics,
     encode,
     event_payload,
@@ -33,10 +34,18 @@ from edge_agent.alerts.messages import (
     telemetry_payload,
 )
 from edge_agent.backoff import Backoff
-from edge_agent.config import Identity, Mqtt, Telemetry
-from edge_agent.config import Outbox as OutboxConfig
+from edge_agent.config import IdentityConfig, MqttConfig, TelemetryConfig
+from edge_agent.config import OutboxConfig as OutboxConfig
 from edge_agent.logs import RateLimitedLog
-from edge_agent.upstream.outbox import Kind, Limits, Message, Outbox, Stored
+from edge_agent.upstream.outbox import (
+    Kind,
+    Limits,
+    Message,
+    Outbox,
+    Problem,
+    ProblemKind,
+    Stored,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +54,24 @@ HOUSEKEEPING_S = 30.0
 PUBLISH_TIMEOUT_S = 10.0
 # PUBACK reason codes that mean "not now" rather than "never": the message is retried.
 _TRANSIENT = {0x89, 0x97}  # server busy, quota exceeded
+# The event each outbox problem is reported as, and its severity.
+_PROBLEM_EVENTS: dict[ProblemKind, tuple[EventType, str]] = {
+    ProblemKind.WRITE_FAILED: (EventType.OUTBOX_ERROR, "error"),
+    ProblemKind.CORRUPT_REPLACED: (EventType.OUTBOX_ERROR, "error"),
+    ProblemKind.WRITE_RECOVERED: (EventType.OUTBOX_RECOVERED, "info"),
+    ProblemKind.DEAD_LETTER: (EventType.PUBLISH_REJECTED, "error"),
+    ProblemKind.DROPPED: (EventType.OUTBOX_DROPPED, "warning"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Report:
+    """A system event about the outbox, waiting to be queued in it."""
+
+    type: EventType
+    text: str
+    severity: str
+    details: dict[str, Any] | None
 
 
 @dataclass(slots=True)
@@ -97,13 +124,13 @@ class _ConnectionLost(Exception):
 class MqttPublisher:
     def __init__(
         self,
-        cfg: Mqtt,
-        identity: Identity,
+        cfg: MqttConfig,
+        identity: IdentityConfig,
         agent_version: str,
         models: dict[str, str],
         password: str | None = None,
         outbox: OutboxConfig | None = None,
-        telemetry: Telemetry | None = None,
+        telemetry: TelemetryConfig | None = None,
         base_dir: Path | None = None,
     ) -> None:
         self.cfg = cfg
@@ -132,7 +159,7 @@ class MqttPublisher:
             on_problem=self._outbox_problem,
         )
         self._opened = False
-        self._telemetry = telemetry or Telemetry()
+        self._telemetry = telemetry or TelemetryConfig()
         self._telemetry_last: dict[str, float] = {}
         self._wakeup = asyncio.Event()
         # Set while the drain loop has found the outbox empty; cleared by every submit.
@@ -140,7 +167,12 @@ class MqttPublisher:
         self._client: _AckingClient | None = None
         self._errors = RateLimitedLog(log)
         self._housekept = time.monotonic()
-        self._early_events: list[tuple[str, str, str, str | None, dict[str, Any] | None]] = []
+        # Outbox problems become events, but never from inside the outbox call that reported
+        # them (the outbox is mid-operation there): they wait here until that call returns and
+        # `_send_outbox_reports` queues them. Set while it does, so the reports that queueing a
+        # report may cause are sent by the same loop instead of a nested one.
+        self._outbox_reports: list[_Report] = []
+        self._sending_reports = False
         self.connected = asyncio.Event()
 
     # -- entry points for the agent (non-blocking) ----------------------------------------------
@@ -152,6 +184,7 @@ class MqttPublisher:
             self._opened = True
             if self.outbox.stats.queued:
                 log.info("outbox holds %d message(s) from before", self.outbox.stats.queued)
+            self._send_outbox_reports()  # e.g. a corrupt file replaced on opening
 
     def submit(
         self, topic: str, payload: bytes, qos: int | None = None, kind: Kind = Kind.ALERT
@@ -161,13 +194,14 @@ class MqttPublisher:
         self.outbox.put(Message(topic, payload, self.cfg.qos if qos is None else qos, kind))
         self._drained.clear()
         self._wakeup.set()
+        self._send_outbox_reports()
 
     def submit_alert(self, asset: str, body: dict[str, Any]) -> None:
         self._submit_body(self.topics.alert(asset), body, Kind.ALERT)
 
     def submit_event(
         self,
-        type_: str,
+        type_: EventType,
         message: str,
         severity: str = "warning",
         subject: str | None = None,
@@ -210,9 +244,9 @@ class MqttPublisher:
             # NaN or a non-JSON value: the message cannot be sent; say so instead of crashing.
             self.stats.bad_payloads += 1
             log.error("cannot serialize message for %s: %s", topic, exc)
-            if kind is not Kind.EVENT:
-                self._defer_event(
-                    "publish_rejected",
+            if kind is not Kind.EVENT:  # an event about an unsendable event could loop
+                self.submit_event(
+                    EventType.PUBLISH_REJECTED,
                     f"message for {topic} not serializable: {exc}",
                     "error",
                     topic,
@@ -220,34 +254,32 @@ class MqttPublisher:
             return
         self.submit(topic, payload, qos, kind)
 
-    def _outbox_problem(self, problem: str, text: str) -> None:
-        if problem == "dead_letter" and self.topics.events in text:
+    def _outbox_problem(self, problem: Problem) -> None:
+        """The outbox's problem hook: note the event; `_send_outbox_reports` queues it."""
+        if problem.kind is ProblemKind.DEAD_LETTER and problem.message_kind is Kind.EVENT:
             return  # a refused event must not produce another event (it could loop forever)
-        type_, severity = {
-            "write_failed": ("outbox_error", "error"),
-            "corrupt_replaced": ("outbox_error", "error"),
-            "write_recovered": ("outbox_recovered", "info"),
-            "dead_letter": ("publish_rejected", "error"),
-            "dropped": ("outbox_dropped", "warning"),
-        }[problem]
-        details = {"dropped": dict(self.outbox.stats.dropped)} if problem == "dropped" else None
-        self._defer_event(type_, text, severity, None, details)
+        type_, severity = _PROBLEM_EVENTS[problem.kind]
+        details = (
+            {"dropped": dict(self.outbox.stats.dropped)}
+            if problem.kind is ProblemKind.DROPPED
+            else None
+        )
+        self._outbox_reports.append(_Report(type_, problem.text, severity, details))
 
-    def _defer_event(
-        self,
-        type_: str,
-        text: str,
-        severity: str,
-        subject: str | None,
-        details: dict[str, Any] | None = None,
-    ) -> None:
-        # Not from inside the outbox call that reported the problem: queue it on the next turn.
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # opened before the loop started: sent when `run` starts
-            self._early_events.append((type_, text, severity, subject, details))
+    def _send_outbox_reports(self) -> None:
+        """Queue the events about outbox problems reported so far; called after each outbox
+        call of the publisher has returned. Terminates: problems are reported once per
+        episode, drops evict down to 95 % of the bound, and a dead-lettered event is never
+        reported."""
+        if self._sending_reports:
             return
-        loop.call_soon(self.submit_event, type_, text, severity, subject, details)
+        self._sending_reports = True
+        try:
+            while self._outbox_reports:
+                r = self._outbox_reports.pop(0)
+                self.submit_event(r.type, r.text, r.severity, None, r.details)
+        finally:
+            self._sending_reports = False
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -304,9 +336,6 @@ class MqttPublisher:
     async def run(self) -> None:
         """Connect, publish birth, drain the outbox; reconnect forever with backoff."""
         self.open()
-        for early in self._early_events:
-            self.submit_event(*early)
-        self._early_events.clear()
         backoff = Backoff.from_config(self.cfg.backoff)
         try:
             while True:
@@ -373,6 +402,7 @@ class MqttPublisher:
             self._housekept = now
             self.outbox.expire()
             self.outbox.retry_spill()
+            self._send_outbox_reports()
 
     # -- draining -----------------------------------------------------------------------------
 
@@ -458,6 +488,7 @@ class MqttPublisher:
         # Acknowledged messages leave the outbox in one transaction.
         self.outbox.ack(acked)
         self.stats.published += len(acked)
+        self._send_outbox_reports()  # dead letters (refused, failed too often)
         if lost or watcher.done():
             raise _ConnectionLost("connection lost while publishing")
 

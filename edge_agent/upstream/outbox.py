@@ -15,7 +15,7 @@ When the database cannot be written (disk full, I/O error) messages wait in a bo
 spill and are still delivered; the first write that succeeds again ends the episode
 (`write_recovered`, whether or not messages were still held in memory). When the file is corrupt
 it is renamed aside and a new one started. Either way `put` never raises: problems are counted
-and handed to `on_problem` once per episode.
+and handed to `on_problem` (a typed `Problem`) once per episode.
 
 The directory is created 0700 and the database with its WAL and shared-memory files 0600,
 whatever the umask (SQLite gives the WAL and SHM files the database file's mode).
@@ -93,9 +93,26 @@ class OutboxStats:
         return self.queued + self.spilled
 
 
-# Called with (problem, text): "write_failed", "write_recovered", "corrupt_replaced",
-# "dead_letter", "dropped".
-ProblemHook = Callable[[str, str], None]
+class ProblemKind(enum.StrEnum):
+    WRITE_FAILED = "write_failed"
+    WRITE_RECOVERED = "write_recovered"
+    CORRUPT_REPLACED = "corrupt_replaced"
+    DEAD_LETTER = "dead_letter"
+    DROPPED = "dropped"
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Something the outbox could not do as asked, reported once per episode."""
+
+    kind: ProblemKind
+    text: str
+    # DEAD_LETTER: the kind of the message that was dead-lettered (a publisher must not answer
+    # a refused event with another event: it could be refused in turn, forever).
+    message_kind: Kind | None = None
+
+
+ProblemHook = Callable[[Problem], None]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -202,7 +219,7 @@ class Outbox:
                 src.replace(Path(f"{aside}{suffix}"))
         self.stats.recovered_corrupt += 1
         self._problem(
-            "corrupt_replaced",
+            ProblemKind.CORRUPT_REPLACED,
             f"outbox {self.path} was corrupt ({exc}); moved to {aside.name}, started a new one",
         )
         self._connect()
@@ -264,7 +281,7 @@ class Outbox:
         if not self._write_failing:
             self._write_failing = True
             self._problem(
-                "write_failed",
+                ProblemKind.WRITE_FAILED,
                 f"cannot write outbox {self.path}: {exc}; holding up to {SPILL_MAX} messages "
                 "in memory until it can",
             )
@@ -306,7 +323,7 @@ class Outbox:
         self._write_failing = False
         held, self._held_in_episode = self._held_in_episode, 0
         self._problem(
-            "write_recovered",
+            ProblemKind.WRITE_RECOVERED,
             f"outbox {self.path} is writable again; {held} message(s) were held in memory "
             "meanwhile",
         )
@@ -428,7 +445,9 @@ class Outbox:
             )
         except sqlite3.Error as exc:
             self._write_failed(exc)
-        self._problem("dead_letter", f"message to {msg.topic} dead-lettered: {reason}")
+        self._problem(
+            ProblemKind.DEAD_LETTER, f"message to {msg.topic} dead-lettered: {reason}", msg.kind
+        )
 
     def dead_letters(self, limit: int = 100) -> list[tuple[str, int, str]]:
         """(topic, size, reason) of the newest dead letters, for diagnosis and tests."""
@@ -495,15 +514,15 @@ class Outbox:
         for kind, n in by_kind.items():
             self._count_drop(kind, n)
         text = ", ".join(f"{n} {k.name.lower()}" for k, n in sorted(by_kind.items()))
-        self._problem("dropped", f"outbox dropped {text}: {why}")
+        self._problem(ProblemKind.DROPPED, f"outbox dropped {text}: {why}")
 
     def retry_spill(self) -> None:
         """Try again to move spilled messages into the database (called periodically)."""
         if self._spill:
             self._flush_spill()
 
-    def _problem(self, kind: str, text: str) -> None:
-        level = logging.WARNING if kind in ("write_recovered", "dropped") else logging.ERROR
-        log.log(level, "%s", text)
+    def _problem(self, kind: ProblemKind, text: str, message_kind: Kind | None = None) -> None:
+        quiet = kind in (ProblemKind.WRITE_RECOVERED, ProblemKind.DROPPED)
+        log.log(logging.WARNING if quiet else logging.ERROR, "%s", text)
         if self._on_problem is not None:
-            self._on_problem(kind, text)
+            self._on_problem(Problem(kind, text, message_kind))

@@ -19,8 +19,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edge_agent.alerts.messages import SCHEMA_NAMES, alert_payload, load_schema
-from edge_agent.config import Identity, Mqtt
-from edge_agent.config import Outbox as OutboxConfig
+from edge_agent.config import IdentityConfig, MqttConfig
+from edge_agent.config import OutboxConfig as OutboxConfig
 from edge_agent.config_base import BackoffConfig
 from edge_agent.types import AlertEvent, AlertEventKind, Contribution
 from edge_agent.upstream.mqtt import MqttPublisher
@@ -83,9 +83,11 @@ def synthetic_alerts(assets: int, per_asset: int, t0: float = 1.8e9) -> list[dic
 
 
 def publisher(port: int, state: Path, **mqtt: Any) -> MqttPublisher:
-    cfg = Mqtt(host="127.0.0.1", port=port, backoff=BackoffConfig(initial_s=0.1, max_s=0.5), **mqtt)
+    cfg = MqttConfig(
+        host="127.0.0.1", port=port, backoff=BackoffConfig(initial_s=0.1, max_s=0.5), **mqtt
+    )
     return MqttPublisher(
-        cfg, Identity(site=SITE, gateway=GATEWAY), "test", {}, outbox=OutboxConfig(dir=state)
+        cfg, IdentityConfig(site=SITE, gateway=GATEWAY), "test", {}, outbox=OutboxConfig(dir=state)
     )
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 
-from edge_agent.config import Tls
+from edge_agent.config import TlsConfig
 from edge_agent.upstream.mqtt import MqttPublisher
 from simulators.broker import Mosquitto
 from tests.reliability.certs import Pki, make_pki
@@ -75,7 +75,7 @@ async def test_connects_over_tls_with_password(tmp_path: Path, protocol: str) ->
     broker, pki = secure_broker(tmp_path)
     sub, got = tls_subscriber(broker.port, pki.ca)
     pub = publisher(
-        broker.port, tmp_path / "state", protocol=protocol, tls=Tls(ca_file=pki.ca),
+        broker.port, tmp_path / "state", protocol=protocol, tls=TlsConfig(ca_file=pki.ca),
         username="agent",
     )  # fmt: skip
     pub._password = PASSWORD
@@ -100,7 +100,9 @@ async def test_wrong_password_is_a_clear_error_with_backoff_and_no_crash(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     broker, pki = secure_broker(tmp_path)
-    pub = publisher(broker.port, tmp_path / "state", tls=Tls(ca_file=pki.ca), username="agent")
+    pub = publisher(
+        broker.port, tmp_path / "state", tls=TlsConfig(ca_file=pki.ca), username="agent"
+    )
     pub._password = "wrong-password-123"
     caplog.set_level(logging.INFO)
     task = await run_task(pub)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_agent.config import Asset
+from edge_agent.config import AssetConfig
 from edge_agent.csvdata import Table
 from edge_agent.inference.bundle import Bundle, BundleError
 from edge_agent.pipeline import AssetPipeline
@@ -57,7 +57,7 @@ def test_signal_mismatch_names_the_difference(trained_bundle):
 
 
 def test_sample_period_mismatch_is_refused(trained_bundle):
-    asset = Asset(
+    asset = AssetConfig(
         name="pump-1", sample_period_s=1.0, bundle=trained_bundle.directory,
         signals=[{"name": s, "source": "plc"} for s in SIGNALS],
     )  # fmt: skip

@@ -52,3 +52,21 @@ def test_start_up_gap_is_not_an_episode_unless_it_lasts():
     assert [(e.event, e.issues) for e in events] == [
         (DataQualityEventKind.RAISED, (("b", "missing"),))
     ]
+
+
+def test_source_monitor_reports_bad_readings_once_per_change_per_source():
+    from edge_agent.stream.quality import SourceQualityMonitor
+
+    mon = SourceQualityMonitor()
+    bad = Batch("plc", 1.0, (Reading("a", 1.0, Quality.BAD), Reading("b", 1.0)))
+    assert mon.update(good(0.0)) is None  # all good from the start: nothing to say
+    raised = mon.update(bad, "clock")
+    assert raised is not None and raised.event is DataQualityEventKind.RAISED
+    assert raised.describe() == "source plc: 1 of 2 readings not good: clock"
+    assert raised.details() == {"points": ["a"], "reason": "clock"}
+    assert mon.update(bad) is None
+    assert mon.update(Batch("hub", 1.0, (Reading("x", 1.0, Quality.BAD),))) is not None
+    cleared = mon.update(good(2.0))
+    assert cleared is not None and cleared.event is DataQualityEventKind.CLEARED
+    assert cleared.describe() == "source plc: all readings good again"
+    assert cleared.details() is None and cleared.subject == "plc"

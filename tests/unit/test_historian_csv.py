@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge_agent.config import Asset, SignalRef
+from edge_agent.config import AssetConfig, SignalConfig
 from edge_agent.csvdata import (
     CsvError,
     Table,
@@ -64,9 +64,9 @@ def test_signal_name_is_idempotent(text: str) -> None:
 def test_command_line_lists_and_config_names_map_like_headers() -> None:
     assert signal_names("Flow Rate [m3/h], motor_current,,") == ["Flow Rate", "motor_current"]
     for given_name in ("Flow Rate [m3/h]", "Flow  Rate", " Flow Rate (m3/h)"):
-        assert SignalRef(name=given_name, source="plc").name == "Flow Rate"
+        assert SignalConfig(name=given_name, source="plc").name == "Flow Rate"
     with pytest.raises(ValueError, match="duplicate signal names: Flow Rate"):
-        Asset(
+        AssetConfig(
             name="a", sample_period_s=1.0, bundle=Path("b"),
             signals=[{"name": "Flow Rate", "source": "x"}, {"name": "Flow [l/s]", "source": "x"},
                      {"name": "Flow Rate [l/s]", "source": "x"}],

@@ -15,7 +15,7 @@ def msg(i: int, kind: Kind = Kind.ALERT, size: int = 10) -> Message:
 
 def opened(tmp: Path, **limits: object) -> tuple[Outbox, list[tuple[str, str]]]:
     problems: list[tuple[str, str]] = []
-    box = Outbox(tmp, Limits(**limits), on_problem=lambda k, t: problems.append((k, t)))  # type: ignore[arg-type]
+    box = Outbox(tmp, Limits(**limits), on_problem=lambda p: problems.append((p.kind, p.text)))  # type: ignore[arg-type]
     box.open()
     return box, problems
 

@@ -5,7 +5,6 @@ delivered from there; `edge_agent_outbox_messages` counts messages held in memor
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from pathlib import Path
@@ -13,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from edge_agent.agent import Agent
-from edge_agent.config import Identity, Mqtt, load_config
-from edge_agent.config import Outbox as OutboxConfig
+from edge_agent.config import IdentityConfig, MqttConfig, load_config
+from edge_agent.config import OutboxConfig as OutboxConfig
 from edge_agent.upstream.mqtt import MqttPublisher
 from edge_agent.upstream.outbox import Outbox
 from tests.conftest import agent_config
@@ -43,20 +42,23 @@ async def test_recovery_is_published_and_logged(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     pub = MqttPublisher(
-        Mqtt(), Identity(site="s", gateway="g"), "v", {}, outbox=OutboxConfig(dir=tmp_path)
+        MqttConfig(),
+        IdentityConfig(site="s", gateway="g"),
+        "v",
+        {},
+        outbox=OutboxConfig(dir=tmp_path),
     )
     pub.open()
     fill_disk(pub.outbox)
     for i in range(20):
         pub.submit_alert("pump-1", {"n": i, "pad": "x" * 3000})
-    await asyncio.sleep(0)  # the outbox_error event is queued on the next loop turn
+    # The outbox_error event is queued once the put that found the disk full has returned.
     assert pub.outbox.stats.spilled > 0
     # The broker took everything, straight from memory.
     pub.outbox.ack([s.id for s in pub.outbox.peek(1000)])
     free_disk(pub.outbox)
     with caplog.at_level(logging.WARNING, logger="edge_agent.upstream.outbox"):
         pub.submit_alert("pump-1", {"n": 99})
-        await asyncio.sleep(0)
     assert any("is writable again" in r.getMessage() for r in caplog.records)
     bodies = [json.loads(s.message.payload) for s in pub.outbox.peek(100)]
     events = [b for b in bodies if b.get("type") == "outbox_recovered"]
@@ -79,5 +81,7 @@ def test_messages_held_in_memory_are_in_the_metrics(tmp_path: Path) -> None:
     assert held > 0
     text = agent.metrics.render().decode()
     assert metric(text, "edge_agent_outbox_memory_messages") == held
-    assert metric(text, "edge_agent_outbox_messages") == pub.outbox.stats.queued + held == 20
+    # The 20 alerts and the outbox_error event about the full disk (queued as soon as the
+    # outbox call that found the problem returned, also before the publisher runs).
+    assert metric(text, "edge_agent_outbox_messages") == pub.outbox.stats.queued + held == 21
     pub.outbox.close()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.config import SignalRef
+from edge_agent.config import SignalConfig
 from edge_agent.recorder import CsvRecorder
 from edge_agent.types import Batch, Quality, Reading
 from edge_agent.upstream.outbox import DB_NAME, Kind, Message, Outbox
@@ -70,7 +70,7 @@ def test_an_existing_directory_is_left_as_it_is(tmp_path: Path, open_umask: None
 
 def test_recordings_are_private(tmp_path: Path, open_umask: None) -> None:
     rec_dir = tmp_path / "rec"
-    rec = CsvRecorder(rec_dir / "pump-1.csv", [SignalRef(name="a", source="plc")])
+    rec = CsvRecorder(rec_dir / "pump-1.csv", [SignalConfig(name="a", source="plc")])
     rec.add(Batch(ts=1.0, source="plc", readings=(Reading("a", 1.0, Quality.GOOD),)))
     rec.close()
     assert (rec_dir / "pump-1.csv").read_text().count("\n") >= 2

@@ -2,28 +2,32 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 
-from edge_agent.config import Identity, Mqtt, Telemetry
-from edge_agent.config import Outbox as OutboxConfig
+from edge_agent.alerts.messages import EventType
+from edge_agent.config import IdentityConfig, MqttConfig, TelemetryConfig
+from edge_agent.config import OutboxConfig as OutboxConfig
 from edge_agent.upstream.mqtt import MqttPublisher
 from edge_agent.upstream.outbox import Kind
 
 
 def make(tmp_path, telemetry=False):
     return MqttPublisher(
-        Mqtt(), Identity(site="s", gateway="g"), "v", {}, outbox=OutboxConfig(dir=tmp_path),
-        telemetry=Telemetry(enabled=telemetry, interval_s=10),
-    )  # fmt: skip
+        MqttConfig(),
+        IdentityConfig(site="s", gateway="g"),
+        "v",
+        {},
+        outbox=OutboxConfig(dir=tmp_path),
+        telemetry=TelemetryConfig(enabled=telemetry, interval_s=10),
+    )
 
 
 async def test_non_serializable_alert_is_counted_and_reported_not_raised(tmp_path):
     pub = make(tmp_path)
     pub.submit_alert("pump-1", {"score": math.nan})
     pub.submit_alert("pump-1", {"score": object()})
-    await asyncio.sleep(0)  # the problem event is queued on the next loop turn
+    # The problem events are queued at once (no loop turn needed).
     assert pub.stats.bad_payloads == 2
     queued = pub.outbox.peek(10)
     assert [s.message.kind for s in queued] == [Kind.EVENT, Kind.EVENT]
@@ -45,3 +49,19 @@ async def test_telemetry_is_off_by_default_and_rate_limited_per_asset(tmp_path):
         ("edge/s/g/telemetry/pump-1", 0, Kind.TELEMETRY),
         ("edge/s/g/telemetry/pump-2", 0, Kind.TELEMETRY),
     ]
+
+
+def test_a_dead_lettered_alert_is_reported_but_a_dead_lettered_event_is_not(tmp_path):
+    # The outbox says which kind of message it dead-lettered; an event about a refused event
+    # could be refused in turn, forever, so only other kinds are reported.
+    pub = MqttPublisher(
+        MqttConfig(), IdentityConfig(site="s", gateway="g"), "v", {},
+        outbox=OutboxConfig(dir=tmp_path, max_message_bytes=1024),
+    )  # fmt: skip
+    pub.submit_alert("pump-1", {"pad": "x" * 2000})
+    queued = pub.outbox.peek(10)
+    assert [json.loads(s.message.payload)["type"] for s in queued] == ["publish_rejected"]
+    pub.outbox.ack([s.id for s in queued])
+    pub.submit_event(EventType.MODEL_LOADED, "y" * 2000)
+    assert pub.outbox.peek(10) == []
+    assert pub.outbox.stats.dead_letters == 2

@@ -11,14 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_agent.config import SignalRef
+from edge_agent.config import SignalConfig
 from edge_agent.csvdata import format_time, parse_time, read_table
 from edge_agent.recorder import CsvRecorder
 from edge_agent.replay import batches as table_batches
 from edge_agent.stream.assembler import Assembler
 from edge_agent.types import Batch, Quality, Reading, Sample
 
-SIGNALS = [SignalRef(name=n, source="plc") for n in ("current", "pressure", "flow")]
+SIGNALS = [SignalConfig(name=n, source="plc") for n in ("current", "pressure", "flow")]
 
 
 def test_format_time_reads_back_as_the_same_float() -> None:
@@ -87,7 +87,7 @@ def test_replaying_the_recording_assembles_the_same_samples(tmp_path: Path, peri
 def test_two_sources_replay_the_same_samples(tmp_path: Path) -> None:
     # Two devices polled on their own schedules, half a period apart, one of them going quiet for
     # a while: each row holds only its own device's cells, so replay delivers what the agent got.
-    sigs = [SignalRef(name="a", source="s1"), SignalRef(name="b", source="s2")]
+    sigs = [SignalConfig(name="a", source="s1"), SignalConfig(name="b", source="s2")]
     period, t0 = 0.05, 1_795_000_000.0 + 0.01234567
     live = []
     for k in range(400):

@@ -39,15 +39,15 @@ def test_a_session_goes_with_its_last_user(trained_bundle):  # type: ignore[no-u
 
 
 def test_pipelines_share_through_the_pool_they_are_given(trained_bundle):  # type: ignore[no-untyped-def]
-    from edge_agent.config import Asset, SignalRef
+    from edge_agent.config import AssetConfig, SignalConfig
     from edge_agent.pipeline import AssetPipeline
 
     m = trained_bundle.manifest
 
-    def asset(name: str) -> Asset:
-        return Asset(
+    def asset(name: str) -> AssetConfig:
+        return AssetConfig(
             name=name, sample_period_s=m.sample_period_s, bundle=trained_bundle.directory,
-            signals=[SignalRef(name=s, source="plc") for s in m.signals],
+            signals=[SignalConfig(name=s, source="plc") for s in m.signals],
         )  # fmt: skip
 
     pool = DetectorPool()

@@ -80,7 +80,14 @@ def test_password_from_file_credential_or_env(tmp_path, monkeypatch):
 
 
 def test_unreadable_password_file_exits_2_naming_the_field_not_the_secret(tmp_path, capsys):
-    cfg = load_config(config(tmp_path, mqtt__password_file="missing"))
+    with pytest.raises(
+        ConfigError, match=r"upstream\.mqtt\.password_file: .*missing does not exist"
+    ):
+        load_config(config(tmp_path, mqtt__password_file="missing"))
+    # Gone between validation and start: still the field, never a traceback or the secret.
+    (tmp_path / "secret").write_text("hunter2\n")
+    cfg = load_config(config(tmp_path, mqtt__password_file="secret"))
+    (tmp_path / "secret").unlink()
     with pytest.raises(SystemExit) as exc:
         _read_password(cfg)
     assert exc.value.code == 2

@@ -9,12 +9,12 @@ from typing import Literal
 
 from pydantic import Field
 
-from edge_agent.config_base import SourceConfigBase
+from edge_agent.config_base import Host, SourceConfigBase
 
 
 class ModbusTcpConfig(SourceConfigBase):
     type: Literal["modbus_tcp"]
-    host: str
+    host: Host
     port: int = Field(502, ge=1, le=65535)
     unit_id: int = Field(1, ge=0, le=255)
     poll_interval_s: float = Field(1.0, gt=0)

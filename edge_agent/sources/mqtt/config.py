@@ -3,22 +3,39 @@ a broker."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 
-from edge_agent.config_base import SourceConfigBase
+from edge_agent.config_base import (
+    ClientId,
+    Host,
+    SourceConfigBase,
+    check_readable,
+    resolve_path,
+)
 
 
 class MqttInConfig(SourceConfigBase):
     """Consume readings that sensors/gateways publish to an MQTT broker."""
 
     type: Literal["mqtt"]
-    host: str = "127.0.0.1"
+    host: Host = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
-    client_id: str | None = None
+    client_id: ClientId | None = None
     username: str | None = None
     password_file: Path | None = None
     qos: Literal[0, 1, 2] = 1
     keepalive_s: int = Field(30, ge=5, le=3600)
+
+
+def check_sources(sources: Sequence[tuple[int, SourceConfigBase]], base_dir: Path) -> list[str]:
+    """The password files the sources name are there and readable."""
+    errors: list[str] = []
+    for i, src in sources:
+        if isinstance(src, MqttInConfig) and src.password_file is not None:
+            path = resolve_path(base_dir, src.password_file)
+            errors += check_readable(f"sources[{i}].password_file", path)
+    return errors

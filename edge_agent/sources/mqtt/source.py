@@ -14,12 +14,13 @@ import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Self
 
 import aiomqtt
 
 from edge_agent.backoff import Backoff
-from edge_agent.config_base import SourceConfigBase
+from edge_agent.config_base import SourceConfigBase, resolve_path
 from edge_agent.logs import RateLimitedLog
 from edge_agent.sources.base import BuildContext, TaskOwner, read_password_file
 from edge_agent.sources.mqtt.config import MqttInConfig
@@ -45,8 +46,18 @@ class MqttInStats:
 
 
 class MqttInSource(TaskOwner):
-    def __init__(self, cfg: MqttInConfig, profile: MqttProfile, points: Sequence[str]) -> None:
+    def __init__(
+        self,
+        cfg: MqttInConfig,
+        profile: MqttProfile,
+        points: Sequence[str],
+        base_dir: Path | None = None,
+    ) -> None:
+        """`base_dir`: the config file's folder, which a relative `password_file` starts from."""
         self.cfg = cfg
+        self._password_file = (
+            resolve_path(base_dir or Path.cwd(), cfg.password_file) if cfg.password_file else None
+        )
         self.name = cfg.name
         self.profile = profile
         self.wanted = set(points)
@@ -76,7 +87,7 @@ class MqttInSource(TaskOwner):
                     self.cfg.port,
                     identifier=self.cfg.client_id,
                     username=self.cfg.username,
-                    password=read_password_file(self.cfg.password_file),
+                    password=read_password_file(self._password_file),
                     keepalive=self.cfg.keepalive_s,
                     timeout=10,
                 ) as client:
@@ -158,4 +169,4 @@ def build(
 ) -> MqttInSource:
     """The registry's factory for `type: mqtt`."""
     assert isinstance(cfg, MqttInConfig) and isinstance(profile, MqttProfile)
-    return MqttInSource(cfg, profile, points)
+    return MqttInSource(cfg, profile, points, base_dir=ctx.base_dir)

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from edge_agent.config_base import SourceConfigBase, StrictModel, resolve_path
+from edge_agent.config_base import SourceConfigBase, StrictModel, check_readable, resolve_path
 
 
 class DeadbandConfig(StrictModel):
@@ -122,4 +122,7 @@ def check_sources(sources: Sequence[tuple[int, SourceConfigBase]], base_dir: Pat
     for i, src in sources:
         if isinstance(src, OpcUaConfig):
             errors.extend(check_opcua_security(f"sources[{i}].security", src.security, base_dir))
+            if src.password_file is not None:
+                path = resolve_path(base_dir, src.password_file)
+                errors += check_readable(f"sources[{i}].password_file", path)
     return errors

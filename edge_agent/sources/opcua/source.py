@@ -129,7 +129,8 @@ class OpcUaSource(TaskOwner):
         points: Sequence[str],
         base_dir: Path | None = None,
     ) -> None:
-        """`base_dir`: the config file's folder, which relative certificate paths start from."""
+        """`base_dir`: the config file's folder, which relative certificate and password file
+        paths start from."""
         self.cfg = cfg
         self.name = cfg.name
         self.profile = profile
@@ -151,6 +152,7 @@ class OpcUaSource(TaskOwner):
         self._secure = sec.policy != "None"
         self._certificate = resolve_path(base, sec.certificate) if sec.certificate else None
         self._private_key = resolve_path(base, sec.private_key) if sec.private_key else None
+        self._password_file = resolve_path(base, cfg.password_file) if cfg.password_file else None
         # The URI and name announced in CreateSession: the certificate's unless configured
         # (`validate` has checked that they agree).
         self.identity = client_identity(
@@ -234,7 +236,7 @@ class OpcUaSource(TaskOwner):
             )
         if self.cfg.username is not None:
             client.set_user(self.cfg.username)
-            password = read_password_file(self.cfg.password_file)
+            password = read_password_file(self._password_file)
             if password is not None:
                 client.set_password(password)
 
