@@ -16,7 +16,7 @@ import numpy as np
 
 from edge_agent.alerts.policy import AlertPolicy, PolicyParams, SignalInfo
 from edge_agent.config import AssetConfig
-from edge_agent.inference.bundle import Bundle, BundleError
+from edge_agent.inference.bundle import AlertingSpec, Bundle, BundleError
 from edge_agent.inference.detector import Detector, DetectorPool, FaultClassifier
 from edge_agent.stream.assembler import Assembler
 from edge_agent.stream.level_shift import LevelShift, ShiftParams
@@ -34,6 +34,16 @@ from edge_agent.types import (
 )
 
 NORMAL_CLASS = "normal"
+
+
+def quiet_period(configured: float | str | None, alerting: AlertingSpec | None) -> float:
+    """The asset's quiet period: as configured, the bundle's calibrated one for "bundle" (0 when
+    the bundle has none), or 0 (no episodes beyond the hysteresis) by default."""
+    if configured == "bundle":
+        return alerting.quiet_period_s if alerting is not None else 0.0
+    return float(configured or 0.0)
+
+
 # Scores a stack of normalized windows: (scores, per-signal errors), one row per window. The
 # detector's `score` by default; the quality benchmark passes others (fp32, teacher).
 Scorer = Callable[[FloatArray], tuple[FloatArray, FloatArray]]
@@ -112,9 +122,7 @@ class AssetPipeline:
                 clear_threshold=m.threshold.clear,
                 update_interval_s=asset.alert_update_interval_s,
                 gross_threshold=al.gross if al is not None else None,
-                quiet_period_s=asset.alert_quiet_period_s
-                if asset.alert_quiet_period_s is not None
-                else (al.quiet_period_s if al is not None else 0.0),
+                quiet_period_s=quiet_period(asset.alert_quiet_period_s, al),
             ).for_hop(m.hop, hop),
             SignalInfo(
                 names=m.signals,

@@ -5,11 +5,13 @@
   persistence is for marginal scores; a score far beyond anything the asset's normal data
   produced is not made to wait, issue 17); and no alert is active, and the cooldown since the
   last clear has passed;
-- episode: the raise rule holding again while an alert is active is the same condition. After
-  the last `n` scores are all below the clear threshold (hysteresis: clear < raise) the episode
-  is *subsiding*; it clears only when the scores have stayed calm for `quiet_period_s` of data
-  time. If the raise rule holds again before that, the fault recurred inside its episode: an
-  `updated` event with the count of recurrences so far, not a new alert (issue 19);
+- episode: the raise rule holding again while an alert is active is the same condition. The
+  alert clears when the last `n` scores are all below the clear threshold (hysteresis: clear <
+  raise) and the raise rule has not held for `quiet_period_s` of data time. If it holds again
+  after the scores had calmed, the fault recurred inside its episode: an `updated` event with the
+  count of recurrences so far, not a new alert (issue 19). The quiet period runs from the last
+  window the raise rule held, so its first part overlaps the calm-down the hysteresis asks for
+  anyway;
 - update (optional, `update_interval_s`): while active, an `updated` event when the severity
   differs from the last one sent, at most once per `update_interval_s` of data time, so a score
   hovering around the critical ratio does not page on every window.
@@ -36,6 +38,8 @@ import numpy as np
 from edge_agent.types import AlertEvent, AlertEventKind, Contribution, Score
 
 _ALERT_NS = uuid.UUID("6f1d6c1e-2b8a-4d0b-9c57-0e7e4a1f3b21")
+# A score this many times the raise threshold is `critical`; the gross cut is never below it.
+CRITICAL_RATIO = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,12 +49,13 @@ class PolicyParams:
     k: int = 3
     n: int = 5
     cooldown_s: float = 0.0
-    critical_ratio: float = 3.0
+    critical_ratio: float = CRITICAL_RATIO
     top_signals: int = 3
     update_interval_s: float | None = None  # None: no `updated` events on severity changes
     # A score at or above this raises on its own window (None: persistence for every score).
     gross_threshold: float | None = None
-    # Data time the scores must stay calm before an episode clears (0: at the first calm window).
+    # Data time without the raise rule holding before an episode clears (0: at the first calm
+    # window, as without episodes).
     quiet_period_s: float = 0.0
 
     def __post_init__(self) -> None:
@@ -97,6 +102,7 @@ class AlertPolicy:
         # Episode state: since when the scores have been calm (None: the condition holds), and
         # how often the condition came back within the open episode.
         self._calm_since: float | None = None
+        self._last_hot = 0.0  # data time the raise rule last held
         self._recurrences = 0
 
     @property
@@ -131,12 +137,13 @@ class AlertPolicy:
         if self._active is None:
             if hot and s.ts - self._cleared_at >= p.cooldown_s:
                 self._active = str(uuid.uuid5(_ALERT_NS, f"{self.asset}/{s.ts:.6f}"))
-                self._active_since = s.ts
+                self._active_since = self._last_hot = s.ts
                 self._calm_since = None
                 self._recurrences = 0
                 return self._sent(self._event(AlertEventKind.RAISED, s))
             return None
         if hot:
+            self._last_hot = s.ts
             if self._calm_since is not None:
                 # Back within the quiet period: the same episode, one more recurrence.
                 self._calm_since = None
@@ -145,7 +152,7 @@ class AlertPolicy:
         elif len(self._recent) == p.n and all(v < p.clear_threshold for v in self._recent):
             if self._calm_since is None:
                 self._calm_since = s.ts
-            if s.ts - self._calm_since >= p.quiet_period_s:
+            if s.ts - self._last_hot >= p.quiet_period_s:
                 event = self._event(AlertEventKind.CLEARED, s)
                 self._active = None
                 self._cleared_at = s.ts

@@ -4,8 +4,10 @@
   scores (above their 95th percentile) is fitted with an exponential (peaks over threshold) and
   extrapolated to the score a normal window exceeds with probability `GROSS_FALSE_PER_HOUR` per
   asset-hour when every sample is scored; never below the largest held-out score times
-  (1 + margin), nor below the raise threshold. A score beyond it is not something this asset's
-  normal operation produces, so persistence has nothing to protect against.
+  (1 + margin), nor below a critical score (`CRITICAL_RATIO` times the raise threshold: a score
+  the policy would only call a warning keeps its persistence). A score beyond it is not something
+  this asset's normal operation produces, so persistence has nothing to protect against. Minutes
+  of held-out data (tens of correlated windows) cannot show a tail; then the floors decide.
 - quiet period: how long an alert's scores must stay calm before its episode clears. Scores of
   overlapping windows are correlated; the decorrelation length D (samples until the held-out
   scores' autocorrelation falls below 0.05, at least one window) is one independent look at the
@@ -25,7 +27,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from edge_agent.alerts.policy import AlertPolicy, PolicyParams, SignalInfo
+from edge_agent.alerts.policy import CRITICAL_RATIO, AlertPolicy, PolicyParams, SignalInfo
 from edge_agent.types import Score
 
 F32 = npt.NDArray[np.float32]
@@ -38,9 +40,10 @@ DECORRELATED = 0.05
 METHOD = (
     f"gross: exponential tail above the {TAIL_QUANTILE:g} quantile of held-out normal scores, "
     f"extrapolated to {GROSS_FALSE_PER_HOUR:g} exceedances per asset-hour at hop 1 (at least the "
-    f"largest held-out score x (1 + margin)); quiet period: the looks (score decorrelation "
-    f"lengths) a fault seen in {RECUR_SHARE:.0%} of them needs to show again with probability "
-    f"{1 - MISS:.0%}; budget: the policy's raises on held-out scores per hour (at least 3 / hours)"
+    f"largest held-out score x (1 + margin) and {CRITICAL_RATIO:g} x raise); quiet period: the "
+    f"looks (score decorrelation lengths) a fault seen in {RECUR_SHARE:.0%} of them needs to "
+    f"show again with probability {1 - MISS:.0%}; budget: the policy's raises on held-out "
+    f"scores per hour (at least 3 / hours)"
 )
 
 
@@ -52,7 +55,7 @@ def gross_cut(scores: F32, raise_t: float, margin: float, period_s: float) -> fl
     # Exceedance per window (one window per sample) that gives the target rate per hour.
     p = GROSS_FALSE_PER_HOUR * period_s / 3600.0
     tail = u + beta * math.log((1.0 - TAIL_QUANTILE) / p) if p < 1.0 - TAIL_QUANTILE else u
-    return max(tail, float(s.max()) * (1.0 + margin), raise_t)
+    return max(tail, float(s.max()) * (1.0 + margin), CRITICAL_RATIO * raise_t)
 
 
 def decorrelation_samples(scores: F32, window: int) -> int:

@@ -131,14 +131,14 @@ def test_persistence_is_counted_in_samples_whatever_the_hop():
 
 def test_a_recurrence_within_the_quiet_period_is_one_alert_updated_with_a_count():
     p = policy(quiet_period_s=10.0)
-    # Raised at 2; calm from 7 (the last 5 below clear); back at 10 (3 of the last 5 above);
-    # calm again from 15; cleared 10 s later, at 25.
+    # Raised at 2; calm from 7 (the last 5 below clear); back at 10 (3 of the last 5 above),
+    # the raise rule holding until 12; calm again from 15; cleared 10 s after 12, at 22.
     scores = [2.0] * 3 + [0.1] * 5 + [2.0] * 3 + [0.1] * 20
     events = feed(p, scores)
     assert [(i, e.event) for i, e in events] == [
         (2, AlertEventKind.RAISED),
         (10, AlertEventKind.UPDATED),
-        (25, AlertEventKind.CLEARED),
+        (22, AlertEventKind.CLEARED),
     ]
     assert len({e.alert_id for _, e in events}) == 1
     assert [e.recurrences for _, e in events] == [0, 1, 1]
@@ -148,10 +148,11 @@ def test_a_recurrence_within_the_quiet_period_is_one_alert_updated_with_a_count(
 def test_clears_only_after_the_quiet_period_and_then_a_new_fault_is_a_new_alert():
     p = policy(quiet_period_s=10.0)
     first = feed(p, [2.0] * 3 + [0.1] * 16)
-    # Calm from 7; not cleared at 16 (9 s), cleared at 17 (10 s).
+    # The raise rule holds at 2, 3 and 4 (3 of the last 5 above); calm from 7 (the last 5 below
+    # clear), but cleared only 10 s after 4, at 14.
     assert [(i, e.event) for i, e in first] == [
         (2, AlertEventKind.RAISED),
-        (17, AlertEventKind.CLEARED),
+        (14, AlertEventKind.CLEARED),
     ]
     assert p.active_alert is None and p.recurrences == 0
     later = feed(p, [2.0] * 3, t0=19)
