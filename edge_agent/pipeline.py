@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge_agent.alerts.budget import FalseAlarmBudget
 from edge_agent.alerts.policy import AlertPolicy, PolicyParams, SignalInfo
 from edge_agent.config import AssetConfig
 from edge_agent.inference.bundle import AlertingSpec, Bundle, BundleError
@@ -133,6 +134,10 @@ class AssetPipeline:
             m.model_version,
         )
         self.stats = AssetStats()
+        # Raised alerts per hour of valid data against the bundle's calibration (issue 19).
+        self.budget = (
+            FalseAlarmBudget(al.expected_false_alerts_per_hour) if al is not None else None
+        )
         self.quality = DataQualityMonitor(asset.name, [s.name for s in asset.signals])
 
     @property
@@ -167,6 +172,15 @@ class AssetPipeline:
         if same_shape:
             self.windows = w_old
         return same_shape
+
+    def budget_exceeded(self, out: StepOutput) -> str | None:
+        """Feed the false-alarm budget what a push produced; the message of the one event to
+        send when raised alerts come several-fold faster than the calibration expects."""
+        if self.budget is None:
+            return None
+        raised = sum(1 for e in out.alerts if e.event is AlertEventKind.RAISED)
+        valid = len(out.valid) - out.invalid_samples
+        return self.budget.observe(valid, self.asset.sample_period_s, raised)
 
     def _classified(self, event: AlertEvent, normalized: FloatArray) -> AlertEvent:
         """With a classifier in the bundle, name the likely fault on raise and update."""

@@ -33,6 +33,7 @@ class EventType(enum.StrEnum):
     OUTBOX_ERROR = "outbox_error"
     OUTBOX_RECOVERED = "outbox_recovered"
     PUBLISH_REJECTED = "publish_rejected"
+    ALERT_BUDGET_EXCEEDED = "alert_budget_exceeded"
 
 
 EVENT_TYPES = tuple(EventType)
