@@ -16,6 +16,7 @@ from typing import Any
 
 from edge_agent import __version__
 from edge_agent.alerts.messages import EventType, alert_payload
+from edge_agent.alerts.policy import orphan_cleared
 from edge_agent.backoff import Backoff
 from edge_agent.config import AssetConfig, LoadedConfig
 from edge_agent.config_base import BackoffConfig
@@ -35,6 +36,7 @@ from edge_agent.sources.registry import build_source
 from edge_agent.stream.quality import SourceQualityMonitor
 from edge_agent.types import (
     AlertEvent,
+    AlertEventKind,
     Batch,
     DataQualityEvent,
     DataQualityEventKind,
@@ -43,6 +45,7 @@ from edge_agent.types import (
     SourceQualityEvent,
 )
 from edge_agent.upstream.mqtt import MqttPublisher
+from edge_agent.upstream.outbox import AlertChange, OpenAlert
 
 log = logging.getLogger(__name__)
 # How long a stop waits for queued alerts to be acknowledged (the unit allows 20 s to stop).
@@ -150,6 +153,16 @@ def build_sources(cfg: LoadedConfig) -> list[Source]:
         for src in cfg.settings.sources
         if src.name in points
     ]
+
+
+def alert_change(event: AlertEvent) -> AlertChange:
+    """What an alert message does to the open alerts the outbox keeps."""
+    if event.event is AlertEventKind.CLEARED:
+        return AlertChange(event.asset, None)
+    held = OpenAlert(
+        event.asset, event.alert_id, event.ts, event.severity, event.model_version, event.threshold
+    )
+    return AlertChange(event.asset, held)
 
 
 class Agent:
@@ -430,7 +443,7 @@ class Agent:
             for event in out.alerts:
                 log.warning("alert %s %s: %s", event.event.value, event.alert_id, event.message)
                 body = alert_payload(event, s.identity.site, s.identity.gateway)
-                self.publisher.submit_alert(event.asset, body)
+                self.publisher.submit_alert(event.asset, body, alert_change(event))
                 if self._on_alert is not None:
                     self._on_alert(event)
             if out.scores:
@@ -549,7 +562,29 @@ class Agent:
         await self.publisher.close()
         raise _Stop
 
+    def resume_open_alerts(self) -> None:
+        """Alerts that consumers hold open from the previous run (the outbox keeps them): each
+        continues under its id in its asset's policy, or, when the asset is gone from the
+        config, is cleared now with the reason."""
+        self.publisher.open()
+        by_name = {p.name: p for p in self.pipelines}
+        s = self.cfg.settings
+        for asset, held in sorted(self.publisher.outbox.open_alerts().items()):
+            pipeline = by_name.get(asset)
+            if pipeline is not None:
+                pipeline.policy.resume(held.alert_id, held.raised_ts, held.severity)
+                log.info("alert %s of %s held open from before: continued", held.alert_id, asset)
+                continue
+            event = orphan_cleared(
+                asset, held.alert_id, held.severity, held.threshold, held.model_version,
+                time.time(), "the asset is no longer in this gateway's config",
+            )  # fmt: skip
+            log.warning("alert cleared %s: %s", event.alert_id, event.message)
+            body = alert_payload(event, s.identity.site, s.identity.gateway)
+            self.publisher.submit_alert(asset, body, alert_change(event))
+
     async def run(self) -> None:
+        self.resume_open_alerts()
         if self.http is not None:
             try:
                 await self.http.start()

@@ -38,10 +38,10 @@ def _config_path(arg: str | None) -> Path:
     return Path(value)
 
 
-def _load(arg: str | None) -> LoadedConfig:
+def _load(arg: str | None, *, files: bool = True) -> LoadedConfig:
     path = _config_path(arg)
     try:
-        return load_config(path)
+        return load_config(path, files=files)
     except ConfigError as exc:
         print(f"edge-agent: invalid config {path}:", file=sys.stderr)
         for line in exc.errors:
@@ -315,7 +315,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     """Ask a running agent (its /healthz and /readyz on the configured metrics port)."""
     from edge_agent.observability.client import print_status
 
-    cfg = _load(args.config)
+    cfg = _load(args.config, files=False)  # the operator's user need not read the agent's files
     m = cfg.settings.observability.metrics
     if not m.enabled or m.port == 0:
         print(

@@ -291,22 +291,25 @@ def format_validation_error(exc: ValidationError, prefix: str = "") -> list[str]
 # A config is a few kilobytes; a cap keeps a wrong file (a log, a dump) from taking the gateway's
 # memory and time before it is refused.
 MAX_CONFIG_BYTES = 1024 * 1024
-# YAML aliases may repeat a block; a few are normal, thousands are a "billion laughs" document
-# whose expansion would take validation forever.
-MAX_ALIASES = 100
+# YAML aliases may repeat a block; a "billion laughs" document nests them so that a few hundred
+# bytes stand for hundreds of millions of values, which validation would then walk. A config has
+# hundreds of values: its size counted with every alias expanded is capped.
+MAX_EXPANDED_NODES = 100_000
 
 
-class _BoundedLoader(yaml.SafeLoader):
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self.aliases = 0
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            self.aliases += 1
-            if self.aliases > MAX_ALIASES:
-                raise yaml.YAMLError(f"more than {MAX_ALIASES} aliases (*name): refused")
-        return super().compose_node(parent, index)
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """Nodes of `node` with aliases expanded, each shared node measured once."""
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    memo[key] = 1  # a recursive alias counts once instead of forever
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded_size(child, memo) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size += sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    memo[key] = size
+    return size
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -325,14 +328,22 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(
             [f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})"]
         ) from None
+    loader = yaml.SafeLoader(text)
     try:
-        loader = _BoundedLoader(text)
-        try:
-            data = loader.get_single_data()
-        finally:
-            loader.dispose()
+        node = loader.get_single_node()
+        size = _expanded_size(node, {}) if node is not None else 0
+        if size > MAX_EXPANDED_NODES:
+            raise ConfigError(
+                [f"{path}: {size} values once its aliases (*name) are expanded; a config has at "
+                 f"most {MAX_EXPANDED_NODES}"]
+            )  # fmt: skip
+        data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         raise ConfigError([f"{path}: not valid YAML: {exc}"]) from exc
+    except RecursionError:
+        raise ConfigError([f"{path}: nested too deeply to be a config"]) from None
+    finally:
+        loader.dispose()
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -360,8 +371,11 @@ def check_files(settings: AgentSettings, base: Path) -> list[str]:
     return errors
 
 
-def load_config(path: Path) -> LoadedConfig:
-    """Parse, validate and cross-check a config file. Raises ConfigError listing every problem."""
+def load_config(path: Path, *, files: bool = True) -> LoadedConfig:
+    """Parse, validate and cross-check a config file. Raises ConfigError listing every problem.
+
+    `files=False` leaves out what only the agent's own user on the gateway can check (files it
+    reads, folders it writes): for `edge-agent status`, which an operator may run as anyone."""
     data = _read_yaml(path)
     try:
         settings = AgentSettings(**data)
@@ -394,11 +408,12 @@ def load_config(path: Path) -> LoadedConfig:
         except (OSError, yaml.YAMLError) as exc:
             errors.append(f"sources[{i}].profile: cannot load {src.profile!r}: {exc}")
 
-    errors.extend(check_files(settings, path.parent))
+    if files:
+        errors.extend(check_files(settings, path.parent))
     for protocol in PROTOCOLS:
         mine = [(i, s) for i, s in enumerate(settings.sources) if s.type in protocol.kinds]
         if mine:
-            errors.extend(protocol.check(mine, path.parent))
+            errors.extend(protocol.check(mine, path.parent if files else None))
 
     by_name = {s.name: s for s in settings.sources}
     for a_i, asset in enumerate(settings.assets):

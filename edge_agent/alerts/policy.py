@@ -99,6 +99,7 @@ class AlertPolicy:
         self._cleared_at = -np.inf
         self._last_sent_at = 0.0
         self._last_severity = ""
+        self._resumed = False  # the active alert was held open across an agent restart
         # Episode state: since when the scores have been calm (None: the condition holds), and
         # how often the condition came back within the open episode.
         self._calm_since: float | None = None
@@ -124,6 +125,19 @@ class AlertPolicy:
         """Times the condition came back inside the open episode (0 without an alert)."""
         return self._recurrences
 
+    def resume(self, alert_id: str, since: float, severity: str) -> None:
+        """Continue an alert that consumers still hold open from before a restart: while its
+        condition persists it is not raised again (no second id for one fault), and it clears by
+        the usual rule (the last n scores below the clear threshold, and the quiet period since
+        the raise rule last held, counted from the restart) once the condition is gone."""
+        self._active = alert_id
+        self._active_since = since
+        self._last_severity = severity
+        self._resumed = True
+        self._calm_since = None
+        self._last_hot = -np.inf  # set by the first window after the restart
+        self._recurrences = 0
+
     def _raise_rule(self, score: float) -> bool:
         p = self._params
         if p.gross_threshold is not None and score >= p.gross_threshold:
@@ -142,6 +156,8 @@ class AlertPolicy:
                 self._recurrences = 0
                 return self._sent(self._event(AlertEventKind.RAISED, s))
             return None
+        if self._last_hot == -np.inf:
+            self._last_hot = s.ts  # resumed: the quiet period runs from the first window seen
         if hot:
             self._last_hot = s.ts
             if self._calm_since is not None:
@@ -155,6 +171,7 @@ class AlertPolicy:
             if s.ts - self._last_hot >= p.quiet_period_s:
                 event = self._event(AlertEventKind.CLEARED, s)
                 self._active = None
+                self._resumed = False
                 self._cleared_at = s.ts
                 self._calm_since = None
                 self._recurrences = 0
@@ -215,6 +232,7 @@ class AlertPolicy:
             message = (
                 f"{self.asset}: anomaly cleared after {s.ts - self._active_since:.0f} s{again}, "
                 f"score {s.score:.3g} back below {p.clear_threshold:.3g}"
+                + (" (the alert was held open across an agent restart)" if self._resumed else "")
             )
         return AlertEvent(
             alert_id=self._active,
@@ -230,3 +248,29 @@ class AlertPolicy:
             model_version=self.model_version,
             recurrences=self._recurrences,
         )
+
+
+def orphan_cleared(
+    asset: str,
+    alert_id: str,
+    severity: str,
+    threshold: float,
+    model_version: str,
+    ts: float,
+    reason: str,
+) -> AlertEvent:
+    """A `cleared` event for an alert left open by an earlier run whose asset no longer has a
+    pipeline to clear it (removed from the config): consumers must not hold it forever."""
+    return AlertEvent(
+        alert_id=alert_id,
+        event=AlertEventKind.CLEARED,
+        asset=asset,
+        ts=ts,
+        score=0.0,
+        threshold=threshold,
+        severity=severity,
+        kind="anomaly",
+        message=f"{asset}: anomaly cleared: {reason}",
+        contributions=(),
+        model_version=model_version,
+    )

@@ -37,8 +37,9 @@ from edge_agent.sources.profile_base import ProfileBase
 if TYPE_CHECKING:
     from edge_agent.sources.base import Source
 
-# Config checks that span the sources of one protocol (a shared serial line, certificate files).
-Check = Callable[[Sequence[tuple[int, SourceConfigBase]], Path], list[str]]
+# Config checks that span the sources of one protocol (a shared serial line, certificate files);
+# the config's folder, or None to leave the files alone (`load_config(files=False)`).
+Check = Callable[[Sequence[tuple[int, SourceConfigBase]], Path | None], list[str]]
 
 
 @dataclass(frozen=True)

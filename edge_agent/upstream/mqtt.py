@@ -38,6 +38,7 @@ from edge_agent.config import IdentityConfig, MqttConfig, TelemetryConfig
 from edge_agent.config import OutboxConfig as OutboxConfig
 from edge_agent.logs import RateLimitedLog
 from edge_agent.upstream.outbox import (
+    AlertChange,
     Kind,
     Limits,
     Message,
@@ -187,17 +188,27 @@ class MqttPublisher:
             self._send_outbox_reports()  # e.g. a corrupt file replaced on opening
 
     def submit(
-        self, topic: str, payload: bytes, qos: int | None = None, kind: Kind = Kind.ALERT
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int | None = None,
+        kind: Kind = Kind.ALERT,
+        alert_change: AlertChange | None = None,
     ) -> None:
         """Queue a message durably; returns at once (one small SQLite insert)."""
         self.open()
-        self.outbox.put(Message(topic, payload, self.cfg.qos if qos is None else qos, kind))
+        qos = self.cfg.qos if qos is None else qos
+        self.outbox.put(Message(topic, payload, qos, kind, alert_change=alert_change))
         self._drained.clear()
         self._wakeup.set()
         self._send_outbox_reports()
 
-    def submit_alert(self, asset: str, body: dict[str, Any]) -> None:
-        self._submit_body(self.topics.alert(asset), body, Kind.ALERT)
+    def submit_alert(
+        self, asset: str, body: dict[str, Any], change: AlertChange | None = None
+    ) -> None:
+        """Queue an alert message; `change` (what it does to the asset's open alert) is stored
+        with it in one transaction, so a restart knows which alerts consumers hold open."""
+        self._submit_body(self.topics.alert(asset), body, Kind.ALERT, alert_change=change)
 
     def submit_event(
         self,
@@ -236,7 +247,12 @@ class MqttPublisher:
         self._submit_body(self.topics.telemetry(asset), body, Kind.TELEMETRY, qos=0)
 
     def _submit_body(
-        self, topic: str, body: dict[str, Any], kind: Kind, qos: int | None = None
+        self,
+        topic: str,
+        body: dict[str, Any],
+        kind: Kind,
+        qos: int | None = None,
+        alert_change: AlertChange | None = None,
     ) -> None:
         try:
             payload = encode(body)
@@ -252,7 +268,7 @@ class MqttPublisher:
                     topic,
                 )
             return
-        self.submit(topic, payload, qos, kind)
+        self.submit(topic, payload, qos, kind, alert_change)
 
     def _outbox_problem(self, problem: Problem) -> None:
         """The outbox's problem hook: note the event; `_send_outbox_reports` queues it."""

@@ -17,6 +17,11 @@ spill and are still delivered; the first write that succeeds again ends the epis
 it is renamed aside and a new one started. Either way `put` never raises: problems are counted
 and handed to `on_problem` (a typed `Problem`) once per episode.
 
+Open alerts are kept beside the queue (table `open_alert`, one row per asset), changed in the
+same transaction as the alert message that opens, updates or closes them: after a crash the agent
+knows exactly which alerts its consumers hold open, no more and no fewer, and can continue or
+close each one (issue 12: no consumer is left with an alert that can never close).
+
 The directory is created 0700 and the database with its WAL and shared-memory files 0600,
 whatever the umask (SQLite gives the WAL and SHM files the database file's mode).
 """
@@ -24,6 +29,7 @@ whatever the umask (SQLite gives the WAL and SHM files the database file's mode)
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
 import logging
 import sqlite3
@@ -56,6 +62,28 @@ class Message:
     qos: int
     kind: Kind
     retain: bool = False
+    alert_change: AlertChange | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAlert:
+    """An alert the consumers hold open: raised and not yet cleared."""
+
+    asset: str
+    alert_id: str
+    raised_ts: float
+    severity: str
+    model_version: str
+    threshold: float
+
+
+@dataclass(frozen=True, slots=True)
+class AlertChange:
+    """What an alert message does to the open alerts: `opened` (raised or updated: upserted,
+    keeping the first raise time) or, with `opened` None, the asset's alert closed."""
+
+    asset: str
+    opened: OpenAlert | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +154,14 @@ CREATE TABLE IF NOT EXISTS outbox (
     attempts INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS outbox_drop_order ON outbox (kind, id);
+CREATE TABLE IF NOT EXISTS open_alert (
+    asset TEXT PRIMARY KEY,
+    alert_id TEXT NOT NULL,
+    raised REAL NOT NULL,
+    severity TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    threshold REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS dead_letter (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     topic TEXT NOT NULL,
@@ -251,12 +287,56 @@ class Outbox:
 
     def _insert(self, msg: Message) -> None:
         db = self._require_db()
-        db.execute(
-            "INSERT INTO outbox (topic, payload, qos, retain, kind, created) VALUES (?,?,?,?,?,?)",
-            (msg.topic, msg.payload, msg.qos, int(msg.retain), int(msg.kind), self._clock()),
-        )
+        row = (msg.topic, msg.payload, msg.qos, int(msg.retain), int(msg.kind), self._clock())
+        with db:  # one transaction: the message and the open-alert change it carries
+            db.execute("BEGIN")
+            db.execute(
+                "INSERT INTO outbox (topic, payload, qos, retain, kind, created) "
+                "VALUES (?,?,?,?,?,?)",
+                row,
+            )
+            change = msg.alert_change
+            if change is not None and change.opened is not None:
+                a = change.opened
+                db.execute(
+                    "INSERT INTO open_alert "
+                    "(asset, alert_id, raised, severity, model_version, threshold) "
+                    "VALUES (?,?,?,?,?,?) ON CONFLICT(asset) DO UPDATE SET "
+                    "raised = CASE WHEN alert_id = excluded.alert_id THEN raised "
+                    "ELSE excluded.raised END, alert_id = excluded.alert_id, "
+                    "severity = excluded.severity, model_version = excluded.model_version, "
+                    "threshold = excluded.threshold",
+                    (a.asset, a.alert_id, a.raised_ts, a.severity, a.model_version, a.threshold),
+                )
+            elif change is not None:
+                db.execute("DELETE FROM open_alert WHERE asset = ?", (change.asset,))
         self.stats.queued += 1
         self.stats.queued_bytes += len(msg.payload)
+
+    def open_alerts(self) -> dict[str, OpenAlert]:
+        """The alerts consumers hold open, by asset, as of the last message written (those
+        still spilled to memory included, newest last)."""
+        found: dict[str, OpenAlert] = {}
+        with contextlib.suppress(sqlite3.Error):
+            db = self._require_db()
+            for asset, alert_id, raised, severity, version, threshold in db.execute(
+                "SELECT asset, alert_id, raised, severity, model_version, threshold FROM open_alert"
+            ):
+                found[asset] = OpenAlert(
+                    asset, alert_id, float(raised), severity, version, float(threshold)
+                )
+        for stored in self._spill:
+            change = stored.message.alert_change
+            if change is None:
+                continue
+            known, opened = found.get(change.asset), change.opened
+            if opened is None:
+                found.pop(change.asset, None)
+            elif known is not None and known.alert_id == opened.alert_id:
+                found[change.asset] = dataclasses.replace(opened, raised_ts=known.raised_ts)
+            else:
+                found[change.asset] = opened
+        return found
 
     def _require_db(self) -> sqlite3.Connection:
         if self._db is None:

@@ -103,3 +103,81 @@ def test_alert_queued_before_sigkill_is_delivered_after_restart(tmp_path, traine
     events = {b["type"] for t, b in sub.received if t.endswith("/events")}
     assert {"model_loaded", "source_online"} <= events
     assert "Traceback" not in log.read_text()
+
+
+def test_an_open_alert_continues_across_sigkills_and_clears_once_its_fault_is_gone(
+    tmp_path, trained_bundle
+):
+    """Issue 12, item 4: SIGKILL while an alert is open, restart with the fault still there (the
+    alert continues under its id, no second one), SIGKILL again, restart with the fault gone (the
+    same id is cleared, saying so). Real simulator, agent processes and Mosquitto."""
+    import yaml
+
+    port = free_port()
+    broker = Mosquitto(tmp_path / "broker", port=port)
+    broker.start()
+    sub = DedupSubscriber(port, client_id="held-open")
+    sim = start_modbus_sim(
+        PROFILE, seed=SEED, scenario="cavitation", at=FAULT_AT, speed=SPEED,
+        log=tmp_path / "sim.log",
+    )  # fmt: skip
+    cfg = agent_config(
+        tmp_path / "agent.yaml", sim_port=sim.port, broker_port=port,
+        bundle=trained_bundle.directory,
+    )  # fmt: skip
+    data = yaml.safe_load(cfg.read_text())
+    # Telemetry tells the test how many windows an agent has scored (synchronisation, no sleeps).
+    data["upstream"]["telemetry"] = {"enabled": True, "interval_s": 0.1}
+    cfg.write_text(yaml.safe_dump(data))
+    log = tmp_path / "agent.log"
+
+    def telemetry() -> int:
+        return sum(1 for t, _ in list(sub.received) if "/telemetry/" in t)
+
+    def alerts(event: str) -> list[dict]:
+        return [b for b in sub.unique_alerts() if b["event"] == event]
+
+    procs: list[subprocess.Popen[bytes]] = []
+    normal = None
+    try:
+        procs.append(start_agent(cfg, log))
+        raised = wait_for("the fault raised", lambda: alerts("raised"), 90)
+        assert isinstance(raised, list)
+        alert_id = raised[0]["alert_id"]
+        procs[-1].kill()
+        procs[-1].wait(10)
+
+        # The fault goes on: the restarted agent scores many windows and raises nothing new.
+        seen = telemetry()
+        procs.append(start_agent(cfg, log))
+        wait_for("windows scored after the restart", lambda: telemetry() >= seen + 40, 90)
+        procs[-1].kill()
+        procs[-1].wait(10)
+
+        # The pump is repaired while the agent is down: the held alert clears under its id.
+        sim.stop()
+        normal = start_modbus_sim(PROFILE, seed=SEED, speed=SPEED, log=tmp_path / "sim2.log")
+        data["sources"][0]["port"] = normal.port
+        cfg.write_text(yaml.safe_dump(data))
+        procs.append(start_agent(cfg, log))
+        wait_for(
+            "the held alert cleared",
+            lambda: any(b["alert_id"] == alert_id for b in alerts("cleared")),
+            90,
+        )
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+        sim.stop()
+        if normal is not None:
+            normal.stop()
+        sub.close()
+        broker.stop()
+    assert [b["alert_id"] for b in alerts("raised")] == [alert_id]  # one fault, one alert
+    (cleared,) = [b for b in alerts("cleared") if b["alert_id"] == alert_id]
+    assert "held open across an agent restart" in cleared["message"]
+    for _, body in sub.received:
+        validate(body)
+    assert "Traceback" not in log.read_text()

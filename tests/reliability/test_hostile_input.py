@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -80,8 +80,12 @@ def write_config(
 
 
 @asynccontextmanager
-async def running(path: Path) -> AsyncIterator[_Watching]:
+async def running(
+    path: Path, before_start: Callable[[], None] | None = None
+) -> AsyncIterator[_Watching]:
     cfg = load_config(path)
+    if before_start is not None:
+        before_start()
     agent = _Watching(cfg, build_pipelines(cfg))
     run = asyncio.create_task(agent.run())
     try:
@@ -144,13 +148,16 @@ async def test_a_missing_password_file_is_reported_and_retried_until_it_appears(
     tmp_path: Path, trained_bundle: Any, mosquitto: Mosquitto
 ) -> None:
     secret = tmp_path / "secret"
+    secret.write_text("anything\n")
     path = write_config(
         tmp_path, trained_bundle.directory, mosquitto.port,
         {"username": "edge", "password_file": str(secret)},
     )  # fmt: skip
     sub = DedupSubscriber(mosquitto.port, client_id="hostile-pw", topic="edge/+/+/events")
     try:
-        async with gateway(tmp_path, mosquitto.port), running(path) as agent:
+        # Validation found the file (a missing one is a config error, exit 2); it is gone by the
+        # time the source connects (a credential store not mounted yet, a file rotated away).
+        async with gateway(tmp_path, mosquitto.port), running(path, secret.unlink) as agent:
             await asyncio.to_thread(
                 sub.wait_until, lambda s: bool(events(s, "source_offline", "hub")), 20
             )

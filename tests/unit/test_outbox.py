@@ -6,7 +6,15 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from edge_agent.upstream.outbox import DB_NAME, Kind, Limits, Message, Outbox
+from edge_agent.upstream.outbox import (
+    DB_NAME,
+    AlertChange,
+    Kind,
+    Limits,
+    Message,
+    OpenAlert,
+    Outbox,
+)
 
 
 def msg(i: int, kind: Kind = Kind.ALERT, size: int = 10) -> Message:
@@ -200,3 +208,37 @@ def test_pending_counts_messages_held_in_memory(tmp_path: Path) -> None:
         box.put(msg(i, size=3000))
     assert box.stats.spilled > 0
     assert box.stats.pending == len(box.peek(1000)) == 20
+
+
+def _alert(asset: str, alert_id: str, ts: float, severity: str) -> Message:
+    held = OpenAlert(asset, alert_id, ts, severity, "m1", 2.5)
+    return Message(f"a/{asset}", b"{}", 1, Kind.ALERT, alert_change=AlertChange(asset, held))
+
+
+def test_open_alerts_follow_their_messages_and_survive_a_crash(tmp_path: Path) -> None:
+    box, _ = opened(tmp_path)
+    box.put(_alert("pump-1", "A", 10.0, "warning"))
+    box.put(_alert("pump-2", "B", 11.0, "warning"))
+    box.put(_alert("pump-1", "A", 15.0, "critical"))  # updated: raise time kept
+    box.put(Message("a/pump-2", b"{}", 1, Kind.ALERT, alert_change=AlertChange("pump-2", None)))
+    box.close()  # as after a SIGKILL
+    again, _ = opened(tmp_path)
+    assert again.open_alerts() == {"pump-1": OpenAlert("pump-1", "A", 10.0, "critical", "m1", 2.5)}
+    # A new alert for the asset replaces the old one whole (its clear was lost somehow).
+    again.put(_alert("pump-1", "C", 20.0, "warning"))
+    assert again.open_alerts()["pump-1"] == OpenAlert("pump-1", "C", 20.0, "warning", "m1", 2.5)
+    assert again.stats.queued == 5  # every change came with its message
+
+
+def test_open_alert_changes_held_in_memory_while_the_disk_fails(tmp_path: Path) -> None:
+    box, _ = opened(tmp_path)
+    box.put(_alert("pump-1", "A", 10.0, "warning"))
+    assert box._db is not None
+    box._db.execute("PRAGMA query_only = ON")  # every write fails from now on, as on a full disk
+    box.put(_alert("pump-1", "A", 12.0, "critical"))
+    box.put(_alert("pump-2", "B", 13.0, "warning"))
+    assert box.stats.spilled == 2
+    assert box.open_alerts() == {
+        "pump-1": OpenAlert("pump-1", "A", 10.0, "critical", "m1", 2.5),
+        "pump-2": OpenAlert("pump-2", "B", 13.0, "warning", "m1", 2.5),
+    }

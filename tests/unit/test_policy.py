@@ -180,3 +180,25 @@ def test_recurrence_count_is_in_the_payload_and_valid_against_the_schema():
     schema = load_schema("alert")
     for body in (raised, updated):
         jsonschema.Draft202012Validator(schema).validate(body)
+
+
+def test_a_resumed_alert_is_not_raised_again_and_clears_under_its_id():
+    """After a restart (issue 12): the alert consumers hold open continues, never a second id."""
+    p = policy()
+    p.resume("held-id", since=-100.0, severity="critical")
+    assert p.active_alert == "held-id"
+    assert feed(p, [5.0] * 10) == []  # the fault goes on: no new raise
+    events = feed(p, [0.1] * 5, t0=10.0)
+    assert [(i, e.event, e.alert_id) for i, e in events] == [(4, AlertEventKind.CLEARED, "held-id")]
+    assert "held open across an agent restart" in events[0][1].message
+    assert "after 114 s" in events[0][1].message  # since the first raise, before the restart
+
+
+def test_a_resumed_alert_waits_its_quiet_period_from_the_first_window_after_the_restart():
+    p = policy(quiet_period_s=10.0)
+    p.resume("held-id", since=-100.0, severity="warning")
+    events = feed(p, [0.1] * 12)
+    # Calm from the 5th window (index 4), but the quiet period runs from the first one (0).
+    assert [(i, e.event, e.alert_id) for i, e in events] == [
+        (10, AlertEventKind.CLEARED, "held-id")
+    ]

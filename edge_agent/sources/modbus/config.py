@@ -48,7 +48,9 @@ class ModbusRtuConfig(SourceConfigBase):
     strict: bool = False
 
 
-def check_sources(sources: Sequence[tuple[int, SourceConfigBase]], base_dir: Path) -> list[str]:
+def check_sources(
+    sources: Sequence[tuple[int, SourceConfigBase]], base_dir: Path | None
+) -> list[str]:
     """Sources naming the same serial port share the line: its settings must agree."""
     errors: list[str] = []
     lines: dict[str, tuple[int, ModbusRtuConfig]] = {}

@@ -31,9 +31,13 @@ class MqttInConfig(SourceConfigBase):
     keepalive_s: int = Field(30, ge=5, le=3600)
 
 
-def check_sources(sources: Sequence[tuple[int, SourceConfigBase]], base_dir: Path) -> list[str]:
+def check_sources(
+    sources: Sequence[tuple[int, SourceConfigBase]], base_dir: Path | None
+) -> list[str]:
     """The password files the sources name are there and readable."""
     errors: list[str] = []
+    if base_dir is None:
+        return errors
     for i, src in sources:
         if isinstance(src, MqttInConfig) and src.password_file is not None:
             path = resolve_path(base_dir, src.password_file)

@@ -117,8 +117,12 @@ def check_opcua_security(where: str, sec: OpcUaSecurityConfig, base: Path) -> li
     return errors
 
 
-def check_sources(sources: Sequence[tuple[int, SourceConfigBase]], base_dir: Path) -> list[str]:
+def check_sources(
+    sources: Sequence[tuple[int, SourceConfigBase]], base_dir: Path | None
+) -> list[str]:
     errors: list[str] = []
+    if base_dir is None:
+        return errors
     for i, src in sources:
         if isinstance(src, OpcUaConfig):
             errors.extend(check_opcua_security(f"sources[{i}].security", src.security, base_dir))
