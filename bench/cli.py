@@ -57,6 +57,18 @@ def cmd_bench_upstream(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_bench_soak(args: argparse.Namespace) -> int:
+    from bench.soak import SoakConfig
+    from bench.soak import main as bench_soak
+
+    cfg = SoakConfig(
+        minutes=args.minutes, pumps=args.pumps, speed=args.speed, outage_s=args.outage,
+        junk_every_s=args.junk_every,
+    )  # fmt: skip
+    bundle = Path(args.bundle) if args.bundle else None
+    return bench_soak(cfg, Path(args.workdir), Path(args.json), bundle)
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `bench` and its sub-commands to `edge-agent`'s parser."""
     p = sub.add_parser("bench", help="measure figures on this machine (tools)")
@@ -97,4 +109,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--workdir", default="bench-quality")
     p.add_argument("--json", default="bench-quality.json")
     p.set_defaults(func=cmd_bench_quality)
+    p = bench.add_parser(
+        "soak", help="hours of simulated plant: outage, SIGKILL, junk; alerts lost, RSS growth"
+    )
+    p.add_argument("--minutes", type=float, default=10.0, help="wall minutes (× speed simulated)")
+    p.add_argument("--pumps", type=int, default=6, help="Modbus pumps, scenarios cycled")
+    p.add_argument("--speed", type=float, default=20.0, help="simulated seconds per wall second")
+    p.add_argument("--outage", type=float, default=20.0, help="broker down this many seconds")
+    p.add_argument("--junk-every", type=float, default=5.0, help="seconds between junk rounds")
+    p.add_argument("--bundle", help="bundle trained at one sample per simulated second")
+    p.add_argument("--workdir", default="bench-soak")
+    p.add_argument("--json", default="bench-soak.json")
+    p.set_defaults(func=cmd_bench_soak)
     add_perf_parsers(bench, run_perf)

@@ -122,6 +122,7 @@ def agent_config(path: Path, bundle: Path, period: float, sim_port: int, broker:
         # A measurement on any bundle (--bundle), not a deployment: unsigned ones are accepted.
         "bundles": {"allow_unsigned": True},
         "logging": {"level": "WARNING"},
+        "observability": {"metrics": {"port": 0}},  # a free port, never a fixed one
     }  # fmt: skip
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path

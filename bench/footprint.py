@@ -142,6 +142,7 @@ def agent_config(
         # A measurement, not a deployment: the bench's own unsigned bundles are accepted.
         "bundles": {"allow_unsigned": True},
         "logging": {"level": "INFO"},
+        "observability": {"metrics": {"port": 0}},  # a free port, never a fixed one
     }
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path

@@ -78,3 +78,19 @@ def test_bench_footprint(tmp_path: Path, trained_bundle) -> None:  # type: ignor
     cases = r["cases"]
     assert isinstance(cases, list) and [c["case"] for c in cases] == ["idle", "modbus-1"]
     assert all(c["rss_mb"] > 10 and c["cpu_share_of_one_core"] >= 0 for c in cases)
+
+
+def test_bench_soak(tmp_path: Path, trained_bundle) -> None:  # type: ignore[no-untyped-def]
+    """A one-minute soak (hours are for `bench soak` itself): outage, SIGKILL, junk, and the
+    report says nothing was lost and every asset scored."""
+    r = bench(
+        tmp_path, "soak", "--minutes", "1", "--pumps", "2", "--outage", "2", "--junk-every", "3",
+        "--bundle", str(trained_bundle.directory), "--workdir", str(tmp_path / "wd"),
+    )  # fmt: skip
+    assert r["alerts_lost"] == []
+    gaps = r["longest_unscored_sim_s"]
+    assert isinstance(gaps, dict) and set(gaps) == {"pump-0", "pump-1", "pump-mqtt"}
+    assert all(g is not None for g in gaps.values())
+    assert r["restart_wall_s"] is not None and r["rss_mb"]
+    pumps = r["pumps"]
+    assert isinstance(pumps, list) and [p["scenario"] for p in pumps] == ["none", "cavitation"]
