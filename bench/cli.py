@@ -73,6 +73,13 @@ def cmd_bench_soak(args: argparse.Namespace) -> int:
     return bench_soak(cfg, Path(args.workdir), Path(args.json), bundle)
 
 
+def cmd_bench_fleet(args: argparse.Namespace) -> int:
+    from bench.fleet import main as bench_fleet
+
+    counts = [int(x) for x in args.agents.split(",")]
+    return bench_fleet(counts, Path(args.json), Path(args.workdir) if args.workdir else None)
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `bench` and its sub-commands to `edge-agent`'s parser."""
     p = sub.add_parser("bench", help="measure figures on this machine (tools)")
@@ -90,6 +97,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--backlog", type=int, default=10_000, help="queued alerts for the drain rate")
     p.add_argument("--gen-rate", type=float, default=100.0, help="alerts/s when compressed")
     p.set_defaults(func=cmd_bench_upstream)
+    p = bench.add_parser(
+        "fleet", help="time for N agent processes to converge to a new bundle, bytes moved"
+    )
+    p.add_argument("--agents", default="20,50,100", help="comma-separated fleet sizes")
+    p.add_argument("--json", default="bench-fleet.json", help="where to write the figures")
+    p.add_argument("--workdir", help="keep the bundle, broker and agent files here (reused)")
+    p.set_defaults(func=cmd_bench_fleet)
     p = bench.add_parser(
         "quality", help="detection quality per simulator scenario over seeds (extra: train)"
     )

@@ -224,6 +224,8 @@ def run(cfg: SoakConfig, workdir: Path, bundle: Path | None = None) -> dict[str,
     log = workdir / "agent.log"
     log.write_text("")
     restart: tuple[float, float] | None = None
+    outage: tuple[float, float] | None = None
+    started_at = time.time()
     try:
         for scenario in scenarios:
             sims.append(
@@ -245,7 +247,7 @@ def run(cfg: SoakConfig, workdir: Path, bundle: Path | None = None) -> dict[str,
             broker.port,
             cfg.quiet_period,
         )
-        started = time.monotonic()
+        started, started_at = time.monotonic(), time.time()
         procs.append(_start_agent(config, log))
         rss.append([])
         outage_done = killed = False
@@ -256,9 +258,11 @@ def run(cfg: SoakConfig, workdir: Path, bundle: Path | None = None) -> dict[str,
                 tail = "\n".join(log.read_text().splitlines()[-5:])
                 raise RuntimeError(f"the agent exited with {procs[-1].returncode}:\n{tail}")
             if not outage_done and elapsed >= 0.4 * wall:
+                down = time.time() - started_at
                 broker.stop()
                 time.sleep(cfg.outage_s)
                 broker.start()
+                outage = (round(down, 1), round(time.time() - started_at, 1))
                 outage_done = True
                 continue
             if not killed and elapsed >= 0.7 * wall:
@@ -289,7 +293,7 @@ def run(cfg: SoakConfig, workdir: Path, bundle: Path | None = None) -> dict[str,
             s.stop()
         watch.close()
         broker.stop()
-    return summarize(cfg, scenarios, sims, watch, log, rss, restart, fault_at)
+    return summarize(cfg, scenarios, sims, watch, log, rss, restart, fault_at, started_at, outage)
 
 
 def summarize(
@@ -301,6 +305,8 @@ def summarize(
     rss: list[list[tuple[float, float]]],
     restart: tuple[float, float] | None,
     fault_at: float,
+    started_at: float,
+    outage: tuple[float, float] | None,
 ) -> dict[str, Any]:
     logged = {(m.group(2), m.group(1)) for m in _ALERT_LOG.finditer(log.read_text())}
     received = set(watch.alerts)
@@ -326,17 +332,24 @@ def summarize(
         sim_hours if p["scenario"] == "none" else sim_hours / 3 for p in pumps
     )  # the stretch before each fault is normal too
     gaps: dict[str, float | None] = {}
+    gap_at: dict[str, float] = {}
     for asset in [p["asset"] for p in pumps] + ["pump-mqtt"]:
         ts = sorted(watch.telemetry.get(asset, []))
         if not ts:
             gaps[asset] = None  # never scored: a failure of the run, not a gap
             continue
-        worst = 0.0
+        worst, where = 0.0, ts[0]
         for a, b in itertools.pairwise(ts):
             if restart is not None and a <= restart[1] and b >= restart[0]:
                 continue  # the restart itself: nothing can score while no agent runs
-            worst = max(worst, b - a)
+            if asset == "pump-mqtt" and outage is not None:
+                down, up = started_at + outage[0], started_at + outage[1]
+                if a <= up and b >= down:
+                    continue  # its readings come through the broker that is down
+            if b - a > worst:
+                worst, where = b - a, a
         gaps[asset] = round(worst * cfg.speed, 1)  # simulated seconds
+        gap_at[asset] = round(where - started_at, 1)  # wall seconds into the run
     growth = [_growth_per_day(r, cfg.speed) for r in rss]
     return {
         "config": asdict(cfg),
@@ -348,13 +361,23 @@ def summarize(
         "rss_mb": [[round(mb, 1) for _, mb in r] for r in rss],
         "rss_growth_mb_per_sim_day": [None if g is None else round(g, 1) for g in growth],
         "longest_unscored_sim_s": gaps,
+        "longest_unscored_began_s": gap_at,  # wall seconds into the run
+        "outage_s": outage,  # (start, end), wall seconds into the run
         "false_alerts_per_asset_hour": round(
             sum(p["raised_before_fault"] for p in pumps) / normal_hours, 3
         ),
         "pumps": pumps,
         "events": dict(sorted(watch.events.items())),
-        "restart_wall_s": None if restart is None else round(restart[1] - restart[0], 2),
+        # SIGKILL to the first window the new process scored (start-up, window fill).
+        "restart_to_first_score_s": _first_after(watch, restart),
     }
+
+
+def _first_after(watch: Watch, restart: tuple[float, float] | None) -> float | None:
+    if restart is None:
+        return None
+    after = [t for ts in watch.telemetry.values() for t in ts if t > restart[1]]
+    return round(min(after) - restart[0], 1) if after else None
 
 
 def main(cfg: SoakConfig, workdir: Path, out: Path, bundle: Path | None = None) -> int:

@@ -9,7 +9,7 @@ import logging
 import math
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,8 +19,9 @@ from edge_agent.alerts.messages import EventType, alert_payload
 from edge_agent.alerts.policy import orphan_cleared
 from edge_agent.backoff import Backoff
 from edge_agent.config import AssetConfig, LoadedConfig
-from edge_agent.config_base import BackoffConfig
+from edge_agent.config_base import BackoffConfig, resolve_path
 from edge_agent.eventfold import EventFolder, PendingEvent
+from edge_agent.fleet.agent_side import FleetAgent
 from edge_agent.inference.bundle import Bundle, BundleError
 from edge_agent.inference.detector import DetectorPool
 from edge_agent.logs import RateLimitedLog
@@ -199,6 +200,16 @@ class Agent:
             base_dir=cfg.path.parent,
         )
         self.publisher.unsigned_models = lambda: self.unsigned_models
+        # Fleet commands (fleet.enabled, docs/FLEET.md): taken through the publisher's session.
+        self.fleet: FleetAgent | None = None
+        if s.fleet.enabled:
+            state = resolve_path(cfg.path.parent, s.upstream.outbox.dir) / "fleet"
+            self.fleet = FleetAgent(
+                self, s.identity, s.upstream.mqtt.topic_prefix, s.fleet, state,
+                on_model_change=self.publisher.submit_status,
+            )  # fmt: skip
+            self.publisher.subscriptions = self.fleet.subscriptions
+            self.publisher.on_message = self.fleet.offer
         self._source_up: dict[str, bool] = {}
         self._source_quality = SourceQualityMonitor()
         self._source_reason: dict[str, str | None] = {}
@@ -545,6 +556,21 @@ class Agent:
                     routed[i] = new
         self.models[new.name] = new.model_version
 
+    async def _supervise_loop(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
+        """Run a loop of the agent's own (not a source) for as long as the agent runs: a fault
+        is logged (rate-limited) and the loop started again after a backoff."""
+        backoff = Backoff.from_config(BackoffConfig())
+        while True:
+            try:
+                await loop()
+            except Exception as exc:
+                kind, reason = _describe(exc)
+                self._fault_log.log(
+                    logging.ERROR, f"fault:{name}:{kind}", "%s stopped: %s (restarting)",
+                    name, reason,
+                )  # fmt: skip
+            await asyncio.sleep(backoff.next_delay())
+
     async def _reload_on_request(self) -> None:
         while True:
             await self.reload_requested.wait()
@@ -605,6 +631,8 @@ class Agent:
                 tg.create_task(self._wait_stop(), name="stop")
                 tg.create_task(self.monitor.run(), name="service-monitor")
                 tg.create_task(self._reload_on_request(), name="reload")
+                if self.fleet is not None:
+                    tg.create_task(self._supervise_loop("fleet", self.fleet.run), name="fleet")
                 if self.http is not None:
                     tg.create_task(self.http.serve_forever(), name="http")
                 if not self.sources:

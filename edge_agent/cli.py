@@ -1,5 +1,5 @@
-"""`edge-agent` command line: run, validate, status, train, keys, sign, replay, opcua-cert; and
-`demo` and `bench` where the tools are installed (plugins, see `add_plugin_commands`).
+"""`edge-agent` command line: run, validate, status, train, keys, sign, replay, opcua-cert,
+fleet; and `demo` and `bench` where the tools are installed (plugins, see `add_plugin_commands`).
 
 Exit codes: 0 ok, 1 runtime failure (`status`: unhealthy), 2 bad configuration / bundle / input
 data, unreadable config, state directory not writable, metrics port in use (the unit lists 2 in
@@ -558,6 +558,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--exclude", help="comma-separated columns that are not signals (no warning)")
     p.add_argument("--plot", help="PNG with signals, score, threshold, alerts and labels")
     p.set_defaults(func=cmd_replay)
+    from edge_agent.fleet.cli import register as register_fleet
+
+    register_fleet(sub)
     add_plugin_commands(sub)
     args = ap.parse_args(argv)
     if args.cmd in ("train", "replay") and bool(args.config) != bool(args.asset):

@@ -176,6 +176,20 @@ class BundlesConfig(StrictModel):
     allow_unsigned: bool = False
 
 
+class FleetConfig(StrictModel):
+    """Remote deployment over MQTT (docs/FLEET.md): the agent takes commands (deploy a bundle,
+    roll back, push a config, status) signed by a key of `bundles.trusted_keys` on
+    `{prefix}/{site}/{gateway}/cmd/#` and `{prefix}/fleet/cmd/#`. Off by default: whoever holds
+    a trusted key can then change the model and the config remotely."""
+
+    enabled: bool = False
+    # Clock difference allowed between the operator and the gateway when judging a command's
+    # issue and expiry times.
+    max_skew_s: float = Field(60.0, ge=0, le=3600)
+    # A deploy whose next chunk does not arrive within this long is refused (missing chunk).
+    chunk_timeout_s: float = Field(30.0, gt=0, le=3600)
+
+
 class LoggingConfig(StrictModel):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
@@ -211,6 +225,7 @@ class AgentSettings(BaseSettings):
     assets: list[AssetConfig] = Field(min_length=1)
     upstream: UpstreamConfig = UpstreamConfig()
     bundles: BundlesConfig = BundlesConfig()
+    fleet: FleetConfig = FleetConfig()
     logging: LoggingConfig = LoggingConfig()
     observability: ObservabilityConfig = ObservabilityConfig()
     clock: ClockSkewConfig = ClockSkewConfig()
@@ -446,6 +461,11 @@ def load_config(path: Path, *, files: bool = True) -> LoadedConfig:
             continue
         keys[key_id(key)] = key
     trust = BundleTrust(keys, settings.bundles.allow_unsigned)
+    if settings.fleet.enabled and not settings.bundles.trusted_keys:
+        errors.append(
+            "fleet.enabled: fleet commands must be signed by a key in bundles.trusted_keys, "
+            "and none is configured"
+        )
     if errors:
         raise ConfigError(errors)
     return LoadedConfig(settings=settings, path=path, profiles=profiles, bundle_trust=trust)

@@ -63,7 +63,7 @@ class ReloadHost(Protocol):
 def _needs_restart(old: AgentSettings, new: AgentSettings) -> list[str]:
     changed = [
         section
-        for section in ("identity", "sources", "upstream", "observability", "profile_dirs")
+        for section in ("identity", "sources", "upstream", "observability", "profile_dirs", "fleet")
         if getattr(old, section) != getattr(new, section)
     ]
     old_assets = {a.name: a for a in old.assets}
@@ -79,6 +79,12 @@ def _needs_restart(old: AgentSettings, new: AgentSettings) -> list[str]:
         ):
             changed.append(f"assets[{name}] signals or timing")
     return changed
+
+
+def needs_restart(old: AgentSettings, new: AgentSettings) -> list[str]:
+    """What of `new` a reload would not apply (the sections and assets that need a restart);
+    a fleet config push refuses a config that lists any, so a push is applied whole or not."""
+    return _needs_restart(old, new)
 
 
 def _same_model(old: AssetPipeline, asset: AssetConfig, bundle: Bundle) -> bool:

@@ -34,6 +34,13 @@ class EventType(enum.StrEnum):
     OUTBOX_RECOVERED = "outbox_recovered"
     PUBLISH_REJECTED = "publish_rejected"
     ALERT_BUDGET_EXCEEDED = "alert_budget_exceeded"
+    # Fleet commands (docs/FLEET.md): every step of a command answers with one of these (and
+    # model_loaded / model_rejected / config_rejected above), `details.command_id` naming it.
+    COMMAND_ACCEPTED = "command_accepted"
+    COMMAND_REJECTED = "command_rejected"
+    BUNDLE_STAGED = "bundle_staged"
+    ROLLED_BACK = "rolled_back"
+    CONFIG_APPLIED = "config_applied"
 
 
 EVENT_TYPES = tuple(EventType)

@@ -175,6 +175,11 @@ class MqttPublisher:
         self._outbox_reports: list[_Report] = []
         self._sending_reports = False
         self.connected = asyncio.Event()
+        # Fleet commands (edge_agent/fleet): topics subscribed at QoS 1 on every connect, within
+        # this client's persistent session so the broker keeps what arrives while we are away;
+        # each message received is handed to `on_message` (which must not block).
+        self.subscriptions: tuple[str, ...] = ()
+        self.on_message: Callable[[str, bytes], None] | None = None
 
     # -- entry points for the agent (non-blocking) ----------------------------------------------
 
@@ -230,6 +235,16 @@ class MqttPublisher:
             details=details,
         )
         self._submit_body(self.topics.events, body, Kind.EVENT)
+
+    def submit_status(self) -> None:
+        """Publish the retained `online` status again through the outbox, e.g. after a model
+        changed, so the fleet's retained status shows the model each gateway runs."""
+        topic, payload = self._status("online")
+        self.open()
+        self.outbox.put(Message(topic, payload, 1, Kind.EVENT, retain=True))
+        self._drained.clear()
+        self._wakeup.set()
+        self._send_outbox_reports()
 
     def submit_telemetry(
         self, asset: str, ts: float, score: float, threshold: float, model: str
@@ -362,6 +377,8 @@ class MqttPublisher:
                         backoff.reset()
                         topic, payload = self._status("online")
                         await client.publish(topic, payload, qos=1, retain=True)
+                        for sub in self.subscriptions:
+                            await client.subscribe(sub, qos=1)
                         self.connected.set()
                         await self._drain(client)
                 except (aiomqtt.MqttError, _ConnectionLost, ssl.SSLError, OSError) as exc:
@@ -425,8 +442,11 @@ class MqttPublisher:
     async def _drain(self, client: _AckingClient) -> None:
         # Iterating `messages` raises MqttError when the connection drops, even while idle.
         async def watch() -> None:
-            async for _ in client.messages:
-                pass
+            async for msg in client.messages:
+                if self.on_message is not None:
+                    p = msg.payload
+                    data = bytes(p) if isinstance(p, bytes | bytearray) else str(p).encode()
+                    self.on_message(str(msg.topic), data)
 
         watcher = asyncio.create_task(watch(), name="mqtt-connection-watch")
         try:

@@ -91,6 +91,6 @@ def test_bench_soak(tmp_path: Path, trained_bundle) -> None:  # type: ignore[no-
     gaps = r["longest_unscored_sim_s"]
     assert isinstance(gaps, dict) and set(gaps) == {"pump-0", "pump-1", "pump-mqtt"}
     assert all(g is not None for g in gaps.values())
-    assert r["restart_wall_s"] is not None and r["rss_mb"]
+    assert r["restart_to_first_score_s"] is not None and r["rss_mb"]
     pumps = r["pumps"]
     assert isinstance(pumps, list) and [p["scenario"] for p in pumps] == ["none", "cavitation"]
