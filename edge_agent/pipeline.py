@@ -134,6 +134,7 @@ class AssetPipeline:
             m.model_version,
         )
         self.stats = AssetStats()
+        self._unnamed = False  # the open alert's fault class is not known yet (classifier)
         # Raised alerts per hour of valid data against the bundle's calibration (issue 19).
         self.budget = (
             FalseAlarmBudget(al.expected_false_alerts_per_hour) if al is not None else None
@@ -300,7 +301,22 @@ class AssetPipeline:
             event = policy.update(s)
             if event is not None:
                 self.stats.alerts += 1
-                alerts.append(self._classified(event, normalized[i]))
+                classified = self._classified(event, normalized[i])
+                # A gross fault raises on its first window, which holds one faulty sample: too
+                # few for the classifier. Then the class follows in an `updated` event as soon
+                # as a window of the open alert names one.
+                self._unnamed = (
+                    self.classifier is not None
+                    and classified.event is not AlertEventKind.CLEARED
+                    and classified.kind == "anomaly"
+                )
+                alerts.append(classified)
+            elif self._unnamed and policy.active_alert is not None:
+                named = self._classified(policy.updated(s), normalized[i])
+                if named.kind != "anomaly":
+                    self._unnamed = False
+                    self.stats.alerts += 1
+                    alerts.append(named)
 
 
 @dataclass(frozen=True, slots=True)

@@ -184,6 +184,12 @@ class AlertPolicy:
             return self._sent(self._event(AlertEventKind.UPDATED, s))
         return None
 
+    def updated(self, s: Score) -> AlertEvent:
+        """An `updated` event of the open alert at this score, for news the policy does not
+        judge itself (the fault class, once a window names it)."""
+        assert self._active is not None
+        return self._sent(self._event(AlertEventKind.UPDATED, s))
+
     def _sent(self, event: AlertEvent) -> AlertEvent:
         self._last_sent_at = event.ts
         self._last_severity = event.severity
