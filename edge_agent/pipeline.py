@@ -122,7 +122,9 @@ class AssetPipeline:
                 raise_threshold=m.threshold.raise_,
                 clear_threshold=m.threshold.clear,
                 update_interval_s=asset.alert_update_interval_s,
-                gross_threshold=al.gross if al is not None else None,
+                # Training never writes a gross cut below raise; a raise threshold edited (and
+                # re-signed) above it must not be undercut by it either.
+                gross_threshold=max(al.gross, m.threshold.raise_) if al is not None else None,
                 quiet_period_s=quiet_period(asset.alert_quiet_period_s, al),
             ).for_hop(m.hop, hop),
             SignalInfo(

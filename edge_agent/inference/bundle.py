@@ -206,8 +206,6 @@ class Manifest(_Frozen):
         ):
             if len(arr) != n:
                 raise ValueError(f"{name} has {len(arr)} entries for {n} signals")
-        if self.alerting is not None and self.alerting.gross < self.threshold.raise_:
-            raise ValueError("alerting.gross must not be below the raise threshold")
         for f in (self.model.file, self.classifier.file if self.classifier else None):
             if f is not None and f not in self.files:
                 raise ValueError(f"model file {f!r} has no entry in files")
