@@ -57,13 +57,17 @@ def cmd_bench_upstream(args: argparse.Namespace) -> int:
     )
 
 
+def _quiet(value: str | None) -> float | str | None:
+    return value if value in (None, "bundle") else float(value)
+
+
 def cmd_bench_soak(args: argparse.Namespace) -> int:
     from bench.soak import SoakConfig
     from bench.soak import main as bench_soak
 
     cfg = SoakConfig(
         minutes=args.minutes, pumps=args.pumps, speed=args.speed, outage_s=args.outage,
-        junk_every_s=args.junk_every,
+        junk_every_s=args.junk_every, quiet_period=_quiet(args.quiet_period),
     )  # fmt: skip
     bundle = Path(args.bundle) if args.bundle else None
     return bench_soak(cfg, Path(args.workdir), Path(args.json), bundle)
@@ -132,6 +136,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--outage", type=float, default=20.0, help="broker down this many seconds")
     p.add_argument("--junk-every", type=float, default=5.0, help="seconds between junk rounds")
     p.add_argument("--bundle", help="bundle trained at one sample per simulated second")
+    p.add_argument(
+        "--quiet-period",
+        help="every asset's alert_quiet_period_s (episodes): seconds or 'bundle' (default: off)",
+    )
     p.add_argument("--workdir", default="bench-soak")
     p.add_argument("--json", default="bench-soak.json")
     p.set_defaults(func=cmd_bench_soak)

@@ -45,7 +45,14 @@ def add_perf_parsers(bench: Any, handler: Handler) -> None:
 
     p = bench.add_parser("e2e", help="fault onset → alert at a subscriber, p50/p99 over runs")
     p.add_argument("--runs", type=int, default=10)
-    p.add_argument("--scenario", default="cavitation", choices=["cavitation", "rotor_imbalance"])
+    p.add_argument(
+        "--scenario", default="cavitation",
+        choices=["cavitation", "rotor_imbalance", "vibration_step"],
+    )  # fmt: skip
+    p.add_argument(
+        "--period", type=float, default=0.05,
+        help="sample period of the bench bundle, s (1: real time, no acceleration)",
+    )  # fmt: skip
     p.add_argument("--at", type=float, default=300.0, help="onset, simulated seconds")
     p.add_argument("--bundle", help="bundle to use (default: train one at 0.05 s, 20x)")
     p.add_argument("--workdir", help="keep runs and the bench bundle here (reused)")
@@ -94,7 +101,7 @@ def run_perf(args: argparse.Namespace) -> int:
 
         return e2e(
             Path(args.json), _path(args.workdir), _path(args.bundle), args.runs, args.scenario,
-            args.at,
+            args.at, args.period,
         )  # fmt: skip
     if name == "footprint":
         from bench.footprint import main as footprint

@@ -79,6 +79,8 @@ class SoakConfig:
     outage_s: float = 20.0
     junk_every_s: float = 5.0
     sample_every_s: float = 10.0  # RSS samples
+    # Every asset's `alert_quiet_period_s` (issue 19 episodes): seconds, "bundle", None: off.
+    quiet_period: float | str | None = None
 
 
 @dataclass
@@ -124,12 +126,20 @@ class Watch:
         self.client.disconnect()
 
 
-def agent_config(path: Path, bundle: Path, period: float, ports: list[int], broker: int) -> Path:
+def agent_config(
+    path: Path, bundle: Path, period: float, ports: list[int], broker: int,
+    quiet_period: float | str | None = None,
+) -> Path:  # fmt: skip
     backoff = {"initial_s": 0.2, "max_s": 2.0}
 
     def asset(name: str, source: str) -> dict[str, object]:
-        return {"name": name, "sample_period_s": period, "bundle": str(bundle),
-                "signals": [{"name": s, "source": source} for s in PUMP_SIGNALS]}  # fmt: skip
+        a: dict[str, object] = {
+            "name": name, "sample_period_s": period, "bundle": str(bundle),
+            "signals": [{"name": s, "source": source} for s in PUMP_SIGNALS],
+        }  # fmt: skip
+        if quiet_period is not None:
+            a["alert_quiet_period_s"] = quiet_period
+        return a
 
     sources: list[dict[str, object]] = [
         {"type": "modbus_tcp", "name": f"plc{i}", "host": "127.0.0.1", "port": port,
@@ -233,7 +243,12 @@ def run(cfg: SoakConfig, workdir: Path, bundle: Path | None = None) -> dict[str,
                       speed=cfg.speed, log=workdir / "sims.log")
         )  # fmt: skip
         config = agent_config(
-            workdir / "agent.yaml", bundle, period, [s.port for s in sims[:-1]], broker.port
+            workdir / "agent.yaml",
+            bundle,
+            period,
+            [s.port for s in sims[:-1]],
+            broker.port,
+            cfg.quiet_period,
         )
         started, started_at = time.monotonic(), time.time()
         procs.append(_start_agent(config, log))

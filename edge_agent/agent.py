@@ -470,6 +470,15 @@ class Agent:
                 )
             for q_event in out.quality:
                 self.handle_data_quality(q_event)
+            if (budget := pipeline.budget_exceeded(out)) is not None:
+                b = pipeline.budget
+                assert b is not None
+                self.report_event(
+                    EventType.ALERT_BUDGET_EXCEEDED, f"{pipeline.name}: {budget}", "warning",
+                    pipeline.name,
+                    {"observed_per_hour": round(b.observed_per_hour, 4),
+                     "budget_per_hour": round(b.expected_per_hour, 4), "alerts": b.raised},
+                )  # fmt: skip
 
     def handle_data_quality(self, event: DataQualityEvent) -> None:
         """An asset's windows stopped (or resumed) because of stale or bad data: published once

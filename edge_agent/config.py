@@ -78,6 +78,11 @@ class AssetConfig(StrictModel):
     signals: list[SignalConfig] = Field(min_length=1)
     # While an alert is active: an `updated` event on a severity change, at most this often.
     alert_update_interval_s: float | None = Field(None, gt=0)
+    # Episodes (issue 19): data time without the raise rule holding before an alert clears;
+    # recurrences within it are `updated`. "bundle": the bundle's calibrated quiet period. None
+    # (default): 0, clear at the first calm window, as before: a quiet period keeps every alert
+    # open that much longer after its fault ends (docs/QUALITY.md measures the trade).
+    alert_quiet_period_s: Annotated[float, Field(ge=0)] | Literal["bundle"] | None = None
 
     @model_validator(mode="after")
     def _unique_signals(self) -> AssetConfig:

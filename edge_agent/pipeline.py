@@ -14,9 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge_agent.alerts.budget import FalseAlarmBudget
 from edge_agent.alerts.policy import AlertPolicy, PolicyParams, SignalInfo
 from edge_agent.config import AssetConfig
-from edge_agent.inference.bundle import Bundle, BundleError
+from edge_agent.inference.bundle import AlertingSpec, Bundle, BundleError
 from edge_agent.inference.detector import Detector, DetectorPool, FaultClassifier
 from edge_agent.stream.assembler import Assembler
 from edge_agent.stream.level_shift import LevelShift, ShiftParams
@@ -34,6 +35,16 @@ from edge_agent.types import (
 )
 
 NORMAL_CLASS = "normal"
+
+
+def quiet_period(configured: float | str | None, alerting: AlertingSpec | None) -> float:
+    """The asset's quiet period: as configured, the bundle's calibrated one for "bundle" (0 when
+    the bundle has none), or 0 (no episodes beyond the hysteresis) by default."""
+    if configured == "bundle":
+        return alerting.quiet_period_s if alerting is not None else 0.0
+    return float(configured or 0.0)
+
+
 # Scores a stack of normalized windows: (scores, per-signal errors), one row per window. The
 # detector's `score` by default; the quality benchmark passes others (fp32, teacher).
 Scorer = Callable[[FloatArray], tuple[FloatArray, FloatArray]]
@@ -74,7 +85,12 @@ class AssetPipeline:
             max_age=asset.effective_max_age_s,
             stuck_after=m.stuck_after_samples,
         )
-        self.windows = WindowBuffer(m.window, asset.hop or m.hop, len(m.signals))
+        al = m.alerting
+        # With a gross cut, a window on every sample by default: a gross fault then raises
+        # within a sample or two of its onset instead of waiting for the next hop (issue 17);
+        # persistence is scaled to the hop so marginal scores wait as many samples as before.
+        hop = asset.hop or (1 if al is not None else m.hop)
+        self.windows = WindowBuffer(m.window, hop, len(m.signals))
         self.scaler = Scaler(m.scaler.mean, m.scaler.scale)
         ls = m.level_shift
         self.level_shift = (
@@ -106,7 +122,11 @@ class AssetPipeline:
                 raise_threshold=m.threshold.raise_,
                 clear_threshold=m.threshold.clear,
                 update_interval_s=asset.alert_update_interval_s,
-            ),
+                # Training never writes a gross cut below raise; a raise threshold edited (and
+                # re-signed) above it must not be undercut by it either.
+                gross_threshold=max(al.gross, m.threshold.raise_) if al is not None else None,
+                quiet_period_s=quiet_period(asset.alert_quiet_period_s, al),
+            ).for_hop(m.hop, hop),
             SignalInfo(
                 names=m.signals,
                 units=m.units or [""] * len(m.signals),
@@ -116,6 +136,11 @@ class AssetPipeline:
             m.model_version,
         )
         self.stats = AssetStats()
+        self._unnamed = False  # the open alert's fault class is not known yet (classifier)
+        # Raised alerts per hour of valid data against the bundle's calibration (issue 19).
+        self.budget = (
+            FalseAlarmBudget(al.expected_false_alerts_per_hour) if al is not None else None
+        )
         self.quality = DataQualityMonitor(asset.name, [s.name for s in asset.signals])
 
     @property
@@ -150,6 +175,15 @@ class AssetPipeline:
         if same_shape:
             self.windows = w_old
         return same_shape
+
+    def budget_exceeded(self, out: StepOutput) -> str | None:
+        """Feed the false-alarm budget what a push produced; the message of the one event to
+        send when raised alerts come several-fold faster than the calibration expects."""
+        if self.budget is None:
+            return None
+        raised = sum(1 for e in out.alerts if e.event is AlertEventKind.RAISED)
+        valid = len(out.valid) - out.invalid_samples
+        return self.budget.observe(valid, self.asset.sample_period_s, raised)
 
     def _classified(self, event: AlertEvent, normalized: FloatArray) -> AlertEvent:
         """With a classifier in the bundle, name the likely fault on raise and update."""
@@ -269,7 +303,22 @@ class AssetPipeline:
             event = policy.update(s)
             if event is not None:
                 self.stats.alerts += 1
-                alerts.append(self._classified(event, normalized[i]))
+                classified = self._classified(event, normalized[i])
+                # A gross fault raises on its first window, which holds one faulty sample: too
+                # few for the classifier. Then the class follows in an `updated` event as soon
+                # as a window of the open alert names one.
+                self._unnamed = (
+                    self.classifier is not None
+                    and classified.event is not AlertEventKind.CLEARED
+                    and classified.kind == "anomaly"
+                )
+                alerts.append(classified)
+            elif self._unnamed and policy.active_alert is not None:
+                named = self._classified(policy.updated(s), normalized[i])
+                if named.kind != "anomaly":
+                    self._unnamed = False
+                    self.stats.alerts += 1
+                    alerts.append(named)
 
 
 @dataclass(frozen=True, slots=True)

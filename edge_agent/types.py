@@ -110,6 +110,8 @@ class AlertEvent:
     model_version: str
     # Fault class probabilities when the bundle has a classifier, most likely first.
     probabilities: tuple[tuple[str, float], ...] = ()
+    # Times the condition came back inside this alert's episode (alerts/policy.py), so far.
+    recurrences: int = 0
 
 
 class DataQualityEventKind(enum.StrEnum):

@@ -149,8 +149,11 @@ class PumpSimulator:
         if self.scenario is not None:
             self.scenario.apply(s.t, clean, noise, rng)
         out = {k: v + noise[k] * float(rng.standard_normal()) for k, v in clean.items()}
-        out["vibration_de"] = max(0.0, out["vibration_de"])
-        out["vibration_nde"] = max(0.0, out["vibration_nde"])
+        # RMS is never negative. `max(0.0, nan)` is 0.0, so a dropout (NaN) must bypass the clamp:
+        # a dead sensor that read as 0 mm/s would look like a machine fault, not a data fault.
+        for k in ("vibration_de", "vibration_nde"):
+            if not math.isnan(out[k]):
+                out[k] = max(0.0, out[k])
         out["run_hours"] = math.floor(s.run_hours)
         # Discrete states for profiles that expose them (coils, discrete inputs, status bits).
         out["motor_running"] = out["run_command"] = 1.0

@@ -133,6 +133,19 @@ class RotorImbalance(Scenario):
 
 
 @dataclass
+class VibrationStep(Scenario):
+    """A gross step: drive-end vibration jumps by 2 mm/s (about 20 standard deviations of its
+    normal noise) and stays there, as in the side-by-side measurement of issue 17. Nothing else
+    moves: a limit alarm's case, the one persistence must not delay."""
+
+    def apply(
+        self, t: float, clean: dict[str, float], noise: dict[str, float], rng: np.random.Generator
+    ) -> None:
+        if self.active(t):
+            clean["vibration_de"] += 2.0 * self.magnitude
+
+
+@dataclass
 class SensorDrift(Scenario):
     """A fluid temperature sensor drifts away from the truth at `rate` degrees per hour; the
     process itself is healthy (a data-quality problem, not a machine fault)."""
@@ -264,6 +277,7 @@ SCENARIOS.update(
     {
         "valve_closure": ValveClosure,
         "rotor_imbalance": RotorImbalance,
+        "vibration_step": VibrationStep,
         "sensor_drift": SensorDrift,
         "stuck_sensor": StuckSensor,
         "dropout": Dropout,

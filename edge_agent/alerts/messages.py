@@ -33,6 +33,7 @@ class EventType(enum.StrEnum):
     OUTBOX_ERROR = "outbox_error"
     OUTBOX_RECOVERED = "outbox_recovered"
     PUBLISH_REJECTED = "publish_rejected"
+    ALERT_BUDGET_EXCEEDED = "alert_budget_exceeded"
     # Fleet commands (docs/FLEET.md): every step of a command answers with one of these (and
     # model_loaded / model_rejected / config_rejected above), `details.command_id` naming it.
     COMMAND_ACCEPTED = "command_accepted"
@@ -100,6 +101,7 @@ def alert_payload(e: AlertEvent, site: str, gateway: str) -> dict[str, Any]:
         ],
         "model_version": e.model_version,
         **({"probabilities": dict(e.probabilities)} if e.probabilities else {}),
+        **({"recurrences": e.recurrences} if e.recurrences else {}),
     }
 
 

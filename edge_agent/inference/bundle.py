@@ -107,6 +107,24 @@ class ThresholdSpec(_Frozen):
         return self
 
 
+class AlertingSpec(_Frozen):
+    """How the alert policy treats this asset's scores (`alerts/policy.py`), calibrated on the same
+    held-out normal windows as the thresholds (`training/alerting.py`). Absent in bundles trained
+    before issues 17/19: those keep persistence for every score and clear at the first calm
+    window."""
+
+    # A score at or above this raises on its own window (severity-aware raising).
+    gross: float = Field(gt=0)
+    # Data time the scores must stay calm before an alert's episode clears.
+    quiet_period_s: float = Field(ge=0)
+    # False alerts per asset-hour this calibration supports (the agent's false-alarm budget).
+    expected_false_alerts_per_hour: float = Field(ge=0)
+    calibration_hours: float = Field(gt=0)
+    calibration_false_alerts: int = Field(ge=0)
+    decorrelation_samples: int = Field(ge=1)
+    method: str
+
+
 class ModelSpec(_Frozen):
     file: str
     input: str
@@ -155,6 +173,7 @@ class Manifest(_Frozen):
     # signals that were constant in training. Absent in bundles trained before the check existed.
     stuck_after_samples: list[Annotated[int, Field(ge=1)] | None] | None = None
     threshold: ThresholdSpec
+    alerting: AlertingSpec | None = None
     model: ModelSpec
     classifier: ClassifierSpec | None = None
     files: dict[str, FileSpec]

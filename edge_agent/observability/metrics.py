@@ -99,6 +99,16 @@ class _AgentCollector(Collector):
             "edge_agent_asset_alert_active", "1 while an alert is raised", labels=["asset"]
         )
         model = InfoMetricFamily("edge_agent_model", "Model bundle in use", labels=["asset"])
+        rate = GaugeMetricFamily(
+            "edge_agent_asset_alerts_per_hour",
+            "Raised alerts per hour of valid data since the model was loaded",
+            labels=["asset"],
+        )
+        budget = GaugeMetricFamily(
+            "edge_agent_asset_alert_budget_per_hour",
+            "False alerts per hour the bundle's calibration expects on normal data",
+            labels=["asset"],
+        )
         for p in a.pipelines:
             st = p.stats
             samples.add_metric([p.name, "true"], st.samples - st.invalid_samples)
@@ -110,7 +120,10 @@ class _AgentCollector(Collector):
             threshold.add_metric([p.name], p.raise_threshold)
             active.add_metric([p.name], 1.0 if p.alert_active else 0.0)
             model.add_metric([p.name], {"model_version": p.model_version})
-        yield from (samples, windows, alerts, score, threshold, active, model)
+            if (b := p.budget) is not None:
+                rate.add_metric([p.name], b.observed_per_hour)
+                budget.add_metric([p.name], b.expected_per_hour)
+        yield from (samples, windows, alerts, score, threshold, active, model, rate, budget)
 
         pub = a.publisher
         ob = pub.outbox.stats

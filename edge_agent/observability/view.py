@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
+from edge_agent.alerts.budget import FalseAlarmBudget
 from edge_agent.pipeline import AssetStats
 from edge_agent.recorder import RecorderStats
 from edge_agent.upstream.mqtt import PublisherStats
@@ -41,6 +42,8 @@ class PipelineView(Protocol):
     def raise_threshold(self) -> float: ...
     @property
     def alert_active(self) -> bool: ...
+    @property
+    def budget(self) -> FalseAlarmBudget | None: ...
 
 
 class OutboxView(Protocol):

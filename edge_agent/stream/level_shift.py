@@ -43,7 +43,11 @@ class ShiftParams:
 
 class LevelShift:
     """Per valid sample: each signal's shift ratio (NaN until a window of valid samples is in).
-    An invalid sample (a gap) restarts the window; the reference is kept across gaps."""
+    An invalid sample (a gap) restarts the window and the reference: the tolerance describes
+    a window against a reference that followed it sample by sample, not against one left behind
+    before a dropout (the first window after a gap of any length compared with it would be judged
+    by the wrong yardstick, and flapping data would raise alerts of its own; issue 19). Shifts
+    are judged within each gap-free stretch; a gap is a data-quality event, not a level shift."""
 
     def __init__(self, params: ShiftParams) -> None:
         n = len(params.tolerance)
@@ -66,6 +70,7 @@ class LevelShift:
         self._run = 0
         self._pos = 0
         self._sum[:] = 0.0
+        self._ref = None
 
     def push(self, z: npt.ArrayLike) -> F64:
         """`z`: one standardized sample (signals,) → ratio per signal (NaN: no window yet)."""
@@ -91,7 +96,7 @@ class LevelShift:
 
 def shifts(segments: Sequence[F64], window: int, time_constant: float) -> list[F64]:
     """The shift of every window of each gap-free segment (standardized samples), as `LevelShift`
-    computes them live with one reference carried across segments."""
+    computes them live (the reference restarts with each segment)."""
     n = segments[0].shape[1] if segments else 0
     tracker = LevelShift(ShiftParams(window, time_constant, [0.0] * n, [1.0] * n))
     out: list[F64] = []

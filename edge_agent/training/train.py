@@ -44,6 +44,7 @@ from edge_agent.inference.bundle import (
 )
 from edge_agent.inference.model_io import CLASSIFIER_OUTPUT, INPUT, OUTPUTS
 from edge_agent.stream.stuck import stuck_limits
+from edge_agent.training import alerting
 from edge_agent.training.data import DataReport, assemble
 from edge_agent.training.export import (
     export_onnx,
@@ -506,6 +507,8 @@ class Calibration:
     heldout_scores: F32  # int8, on `PreparedData.calibration`
     fit_scores: F32  # int8, on `PreparedData.fit` (for the report)
     agreement: dict[str, float]
+    # The alert policy's gross cut, quiet period and false-alarm budget (training/alerting.py).
+    alerting: dict[str, float | int | str]
 
 
 def export_and_calibrate(
@@ -544,7 +547,8 @@ def export_and_calibrate(
     }
     if teacher is not None:
         agreement["student_vs_teacher_spearman"] = _spearman(s32, teacher.calibration_scores)
-    return Calibration(raise_t, clear_t, s8, s8_fit, agreement)
+    policy = alerting.calibrate(s8, raise_t, clear_t, opts.margin, w, opts.hop, data.period)
+    return Calibration(raise_t, clear_t, s8, s8_fit, agreement, policy)
 
 
 # -- stage 6 (optional): fault classifier ----------------------------------------------------
@@ -705,6 +709,7 @@ def build_manifest(
             "margin": opts.margin,
             "calibration_windows": len(data.calibration),
         },
+        "alerting": calibration.alerting,
         "model": {
             "file": MODEL_FILE,
             "input": INPUT,

@@ -22,6 +22,20 @@ def test_no_ratio_until_a_window_is_in_and_after_a_gap() -> None:
     assert math.isnan(t.push([1.0])[0])
 
 
+def test_a_gap_restarts_the_reference() -> None:
+    """The level after a dropout is judged against its own stretch, not against the level before
+    the gap: the tolerance was calibrated on a reference that follows sample by sample."""
+    w = 4
+    t = LevelShift(ShiftParams(w, float(w), [0.0], [0.5]))
+    for _ in range(20):
+        t.push([0.0])
+    t.gap()
+    after = [float(t.push([3.0])[0]) for _ in range(w)]
+    assert after[-1] == 0.0  # without the restart: |3 - 0| / 0.5 = 6
+    # A shift within the new stretch still stands out.
+    assert max(float(t.push([5.0])[0]) for _ in range(w)) > 1.0
+
+
 def test_a_step_stands_out_then_the_reference_follows_it() -> None:
     w = 8
     t = LevelShift(ShiftParams(w, float(w), [0.0], [0.5]))

@@ -27,3 +27,25 @@ def test_documented_schema_is_current():
 def test_trained_manifest_validates(trained_bundle):
     manifest = json.loads((trained_bundle.directory / "manifest.json").read_text())
     jsonschema.Draft202012Validator(json.loads(DOC.read_text())).validate(manifest)
+
+
+def test_trained_manifest_has_alerting_and_one_without_it_still_loads(trained_bundle):
+    """Bundles trained before issues 17/19 have no `alerting`: they load, and their pipeline
+    keeps the bundle's hop, persistence for every score and clearing at the first calm window."""
+    from edge_agent.replay_cli import pipeline_for
+
+    manifest = json.loads((trained_bundle.directory / "manifest.json").read_text())
+    al = manifest["alerting"]
+    assert al["gross"] >= manifest["threshold"]["raise"] and al["quiet_period_s"] > 0
+    new = pipeline_for(trained_bundle)
+    assert new.windows.hop == 1 and new.policy.params.gross_threshold == al["gross"]
+    del manifest["alerting"]
+    old = Manifest.model_validate(manifest)
+    assert old.alerting is None
+    trained_bundle.manifest, kept = old, trained_bundle.manifest
+    try:
+        p = pipeline_for(trained_bundle).policy.params
+        assert (p.gross_threshold, p.quiet_period_s, p.k, p.n) == (None, 0.0, 3, 5)
+        assert pipeline_for(trained_bundle).windows.hop == old.hop
+    finally:
+        trained_bundle.manifest = kept

@@ -97,6 +97,91 @@ def test_no_updates_unless_configured():
     assert [e.event for _, e in events] == [AlertEventKind.RAISED, AlertEventKind.CLEARED]
 
 
+# -- severity-aware raising (issue 17) ------------------------------------------------------------
+
+
+def test_a_score_at_the_gross_cut_raises_on_its_first_window():
+    events = feed(policy(gross_threshold=4.0), [0.5, 0.5, 4.0, 0.5])
+    assert [(i, e.event) for i, e in events] == [(2, AlertEventKind.RAISED)]
+    assert events[0][1].severity == "critical"
+
+
+def test_marginal_scores_still_need_k_of_n_with_a_gross_cut():
+    p = policy(gross_threshold=4.0)
+    # 3.9 is far above the raise threshold but below the gross cut: single spikes stay quiet.
+    assert feed(p, [0.5, 3.9, 0.5, 0.5, 3.9, 0.5, 0.5, 0.5]) == []
+    events = feed(p, [3.9, 3.9, 3.9], t0=100)
+    assert [(i, e.event) for i, e in events] == [(2, AlertEventKind.RAISED)]
+
+
+def test_gross_cut_below_raise_is_refused():
+    with pytest.raises(ValueError):
+        PolicyParams(raise_threshold=1.0, clear_threshold=0.5, gross_threshold=0.9)
+
+
+def test_persistence_is_counted_in_samples_whatever_the_hop():
+    p = PolicyParams(raise_threshold=1.0, clear_threshold=0.8, k=3, n=5)
+    assert (p.for_hop(4, 1).k, p.for_hop(4, 1).n) == (12, 20)
+    assert (p.for_hop(4, 2).k, p.for_hop(4, 2).n) == (6, 10)
+    assert p.for_hop(4, 4) == p and p.for_hop(4, 8) == p
+
+
+# -- episodes (issue 19) ---------------------------------------------------------------------
+
+
+def test_a_recurrence_within_the_quiet_period_is_one_alert_updated_with_a_count():
+    p = policy(quiet_period_s=10.0)
+    # Raised at 2; calm from 7 (the last 5 below clear); back at 10 (3 of the last 5 above),
+    # the raise rule holding until 12; calm again from 15; cleared 10 s after 12, at 22.
+    scores = [2.0] * 3 + [0.1] * 5 + [2.0] * 3 + [0.1] * 20
+    events = feed(p, scores)
+    assert [(i, e.event) for i, e in events] == [
+        (2, AlertEventKind.RAISED),
+        (10, AlertEventKind.UPDATED),
+        (22, AlertEventKind.CLEARED),
+    ]
+    assert len({e.alert_id for _, e in events}) == 1
+    assert [e.recurrences for _, e in events] == [0, 1, 1]
+    assert "recurred 1x" in events[1][1].message
+
+
+def test_clears_only_after_the_quiet_period_and_then_a_new_fault_is_a_new_alert():
+    p = policy(quiet_period_s=10.0)
+    first = feed(p, [2.0] * 3 + [0.1] * 16)
+    # The raise rule holds at 2, 3 and 4 (3 of the last 5 above); calm from 7 (the last 5 below
+    # clear), but cleared only 10 s after 4, at 14.
+    assert [(i, e.event) for i, e in first] == [
+        (2, AlertEventKind.RAISED),
+        (14, AlertEventKind.CLEARED),
+    ]
+    assert p.active_alert is None and p.recurrences == 0
+    later = feed(p, [2.0] * 3, t0=19)
+    assert [e.event for _, e in later] == [AlertEventKind.RAISED]
+    assert later[0][1].alert_id != first[0][1].alert_id
+    assert later[0][1].recurrences == 0
+
+
+def test_hovering_between_clear_and_raise_neither_recurs_nor_clears():
+    p = policy(quiet_period_s=5.0)
+    events = feed(p, [2.0] * 3 + [0.1] * 5 + [0.9] * 30)
+    assert [e.event for _, e in events] == [AlertEventKind.RAISED]
+    assert p.active_alert is not None
+
+
+def test_recurrence_count_is_in_the_payload_and_valid_against_the_schema():
+    import jsonschema
+
+    from edge_agent.alerts.messages import alert_payload, load_schema
+
+    p = policy(quiet_period_s=10.0)
+    events = feed(p, [2.0] * 3 + [0.1] * 5 + [2.0] * 3)
+    raised, updated = (alert_payload(e, "s", "g") for _, e in events)
+    assert "recurrences" not in raised and updated["recurrences"] == 1
+    schema = load_schema("alert")
+    for body in (raised, updated):
+        jsonschema.Draft202012Validator(schema).validate(body)
+
+
 def test_a_resumed_alert_is_not_raised_again_and_clears_under_its_id():
     """After a restart (issue 12): the alert consumers hold open continues, never a second id."""
     p = policy()
@@ -107,3 +192,13 @@ def test_a_resumed_alert_is_not_raised_again_and_clears_under_its_id():
     assert [(i, e.event, e.alert_id) for i, e in events] == [(4, AlertEventKind.CLEARED, "held-id")]
     assert "held open across an agent restart" in events[0][1].message
     assert "after 114 s" in events[0][1].message  # since the first raise, before the restart
+
+
+def test_a_resumed_alert_waits_its_quiet_period_from_the_first_window_after_the_restart():
+    p = policy(quiet_period_s=10.0)
+    p.resume("held-id", since=-100.0, severity="warning")
+    events = feed(p, [0.1] * 12)
+    # Calm from the 5th window (index 4), but the quiet period runs from the first one (0).
+    assert [(i, e.event, e.alert_id) for i, e in events] == [
+        (10, AlertEventKind.CLEARED, "held-id")
+    ]
