@@ -241,6 +241,8 @@ class Agent:
         self._entered: set[str] = set()
         # Supervision: faults that ended a source's loop, by source and kind (exception class).
         self.source_faults: dict[str, dict[str, int]] = {}
+        # Faults of the agent's own supervised loops (fleet commands), by loop and exception class.
+        self.loop_faults: dict[str, dict[str, int]] = {}
         self._fault_log = RateLimitedLog(log)
         self.source_stall_s = source_stall_limits(cfg)
         self._clock_limits = clock_limits(cfg)
@@ -559,16 +561,24 @@ class Agent:
 
     async def _supervise_loop(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
         """Run a loop of the agent's own (not a source) for as long as the agent runs: a fault
-        is logged (rate-limited) and the loop started again after a backoff."""
+        is logged (rate-limited), counted (`edge_agent_loop_faults_total`, /healthz
+        `loop_faults`), reported upstream as `loop_fault`, and the loop started again after a
+        backoff."""
         backoff = Backoff.from_config(BackoffConfig())
         while True:
             try:
                 await loop()
             except Exception as exc:
                 kind, reason = _describe(exc)
+                faults = self.loop_faults.setdefault(name, {})
+                faults[kind] = faults.get(kind, 0) + 1
                 self._fault_log.log(
                     logging.ERROR, f"fault:{name}:{kind}", "%s stopped: %s (restarting)",
                     name, reason,
+                )  # fmt: skip
+                self.report_event(
+                    EventType.LOOP_FAULT, f"{name} loop stopped: {reason} (restarting)", "error",
+                    name, {"kind": kind, "reason": reason},
                 )  # fmt: skip
             await asyncio.sleep(backoff.next_delay())
 

@@ -41,6 +41,7 @@ class EventType(enum.StrEnum):
     BUNDLE_STAGED = "bundle_staged"
     ROLLED_BACK = "rolled_back"
     CONFIG_APPLIED = "config_applied"
+    LOOP_FAULT = "loop_fault"
 
 
 EVENT_TYPES = tuple(EventType)

@@ -79,6 +79,15 @@ class _AgentCollector(Collector):
             if last is not None:
                 batch_age.add_metric([src.name], now - last)
         yield from (readings, errors, connected, batch_age)
+        loop_faults = CounterMetricFamily(
+            "edge_agent_loop_faults",
+            "Faults of the agent's own supervised loops (each restarted), by exception class",
+            labels=["loop", "kind"],
+        )
+        for loop, kinds in sorted(a.loop_faults.items()):
+            for kind, n in sorted(kinds.items()):
+                loop_faults.add_metric([loop, kind], n)
+        yield loop_faults
 
         samples = CounterMetricFamily(
             "edge_agent_asset_samples", "Grid samples assembled", labels=["asset", "valid"]

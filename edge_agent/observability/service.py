@@ -63,6 +63,8 @@ class ServiceMonitor:
             # name → seconds without a batch (sources) / a scored window (assets with good data)
             "sources_stalled": sources,
             "assets_not_scoring": assets,
+            # loop → faults so far (each restarted): visible, though a restarted loop is healthy
+            "loop_faults": {n: sum(k.values()) for n, k in a.loop_faults.items()},
         }
 
     def readiness(self) -> tuple[bool, dict[str, object]]:

@@ -27,6 +27,7 @@ class FakeAgent:
         self.last_progress = time.monotonic()
         self.models = {"pump-1": "v1"}
         self.unsigned_models: list[str] = []
+        self.loop_faults: dict[str, dict[str, int]] = {}
 
         self.stalled_sources: dict[str, float] = {}
         self.stalled_assets: dict[str, float] = {}
