@@ -10,6 +10,7 @@ it. Everything heavy is imported inside the handlers: this module is loaded on e
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from bench.perf_cli import add_perf_parsers, run_perf
@@ -62,12 +63,19 @@ def _quiet(value: str | None) -> float | str | None:
 
 
 def cmd_bench_soak(args: argparse.Namespace) -> int:
-    from bench.soak import SoakConfig
+    from bench.soak import SCENARIOS, SoakConfig
     from bench.soak import main as bench_soak
 
+    scenarios = tuple(s for s in (args.scenarios or "").split(",") if s)
+    unknown = [s for s in scenarios if s not in SCENARIOS]
+    if unknown:
+        print(f"bench soak: unknown scenario(s) {', '.join(unknown)}; have {', '.join(SCENARIOS)}",
+              file=sys.stderr)  # fmt: skip
+        return 2
     cfg = SoakConfig(
         minutes=args.minutes, pumps=args.pumps, speed=args.speed, outage_s=args.outage,
         junk_every_s=args.junk_every, quiet_period=_quiet(args.quiet_period),
+        train_hours=args.train_hours, scenarios=scenarios,
     )  # fmt: skip
     bundle = Path(args.bundle) if args.bundle else None
     return bench_soak(cfg, Path(args.workdir), Path(args.json), bundle)
@@ -136,6 +144,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--outage", type=float, default=20.0, help="broker down this many seconds")
     p.add_argument("--junk-every", type=float, default=5.0, help="seconds between junk rounds")
     p.add_argument("--bundle", help="bundle trained at one sample per simulated second")
+    p.add_argument(
+        "--train-hours", type=float, default=12000 / 3600,
+        help="simulated hours of the pump the bench's bundle is trained on (the pumps serve "
+        "from the end of them on; with --bundle: how many that bundle was trained on)",
+    )  # fmt: skip
+    p.add_argument(
+        "--scenarios", help="comma-separated pump scenarios, cycled (default: all; 'none': normal)"
+    )
     p.add_argument(
         "--quiet-period",
         help="every asset's alert_quiet_period_s (episodes): seconds or 'bundle' (default: off)",

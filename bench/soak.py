@@ -81,6 +81,10 @@ class SoakConfig:
     sample_every_s: float = 10.0  # RSS samples
     # Every asset's `alert_quiet_period_s` (issue 19 episodes): seconds, "bundle", None: off.
     quiet_period: float | str | None = None
+    # Simulated hours of the seed-1 pump the bench's bundle is trained on; the pumps then serve
+    # from the end of that stretch on, so nothing they serve was in the training data.
+    train_hours: float = 12000 / 3600
+    scenarios: tuple[str, ...] = ()  # cycled over the pumps (empty: all of SCENARIOS)
 
 
 @dataclass
@@ -206,10 +210,15 @@ def run(cfg: SoakConfig, workdir: Path, bundle: Path | None = None) -> dict[str,
     """`bundle`: trained on the seed-1 pump at one sample per simulated second (default: the
     bench's own, trained once into `workdir`)."""
     period = 1.0 / cfg.speed  # one simulated second per sample
+    samples = round(cfg.train_hours * 3600)
     if bundle is None:
-        bundle = train_pump_bundle(workdir / f"bundle-{period:g}", period=period, speed=cfg.speed)
+        bundle = train_pump_bundle(
+            workdir / f"bundle-{period:g}-{samples}", period=period, speed=cfg.speed,
+            samples=samples,
+        )  # fmt: skip
     wall = cfg.minutes * 60
-    fault_at = wall / 3 * cfg.speed  # simulated seconds
+    # The pumps serve from the end of the training stretch (`samples` simulated seconds) on.
+    fault_at = samples + wall / 3 * cfg.speed  # simulated seconds
     persist = workdir / "broker" / "persist"
     persist.mkdir(parents=True, exist_ok=True)
     broker = Mosquitto(
@@ -220,7 +229,8 @@ def run(cfg: SoakConfig, workdir: Path, bundle: Path | None = None) -> dict[str,
     broker.start()
     watch = Watch(broker.port)
     watch.start()
-    scenarios = [SCENARIOS[i % len(SCENARIOS)] for i in range(cfg.pumps)]
+    cycle = cfg.scenarios or SCENARIOS
+    scenarios = [cycle[i % len(cycle)] for i in range(cfg.pumps)]
     sims: list[SimProcess] = []
     procs: list[subprocess.Popen[bytes]] = []
     rss: list[list[tuple[float, float]]] = []
@@ -233,7 +243,8 @@ def run(cfg: SoakConfig, workdir: Path, bundle: Path | None = None) -> dict[str,
         for scenario in scenarios:
             sims.append(
                 start_modbus_sim(PUMP_PROFILE, seed=1, scenario=scenario, at=fault_at,
-                                 speed=cfg.speed, log=workdir / "sims.log")
+                                 speed=cfg.speed, log=workdir / "sims.log", start_at=samples,
+                                 timeout=60.0 + samples / 2000)
             )  # fmt: skip
         sims.append(
             start_sim("mqtt", ["--profile", str(ROOT / "firmware_configs" /

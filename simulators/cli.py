@@ -73,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--port", type=int, default=5020, help="0 picks a free port (printed)")
     m.add_argument("--unit", type=int, default=1)
     m.add_argument("--duration", type=float, default=None, help="stop after N wall seconds")
+    m.add_argument(
+        "--start", type=float, default=0.0,
+        help="simulated seconds the unit has run before it serves (e.g. after its training day)",
+    )  # fmt: skip
     rtu = sub.add_parser("modbus-rtu", help="serve pump PLCs on a serial line (Modbus RTU)")
     _common(rtu)
     rtu.add_argument(
@@ -172,6 +176,11 @@ def main(argv: list[str] | None = None) -> int:
             )  # fmt: skip
         return 0
     from simulators.modbus_server import serve
+
+    if args.start < 0:
+        ap.error("--start must be >= 0")
+    while sim.state.t < args.start:  # the physics step the server takes, until then
+        sim.step(min(args.tick * args.speed, args.start - sim.state.t))
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(

@@ -86,7 +86,7 @@ async def run_physics(
     on_tick: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Advance the physics in step with the wall clock and refresh the image every tick."""
-    k = 0
+    k = int(max(0.0, time.time() - start) / tick)  # a unit that ran before it serves: from now
     while duration is None or time.time() - start < duration:
         k += 1
         await asyncio.sleep(max(0.0, start + k * tick - time.time()))
@@ -124,7 +124,11 @@ async def serve(
     # With port 0 the OS picks the port; the listening transport knows which.
     sockets = getattr(server.transport, "sockets", None) or []
     bound = sockets[0].getsockname()[1] if sockets else port
-    start = time.time()
+    # A unit that has run before it serves (`--start`): simulated time 0 lies that far back.
+    ran_before = sim.state.t / speed
+    start = time.time() - ran_before
+    if duration is not None:
+        duration += ran_before
     # One machine-readable line so tests and the demo learn the port (port 0 = any free port) and
     # the wall-clock time at which simulated time 0 began.
     print(f"READY modbus {host}:{bound} start={start:.6f} speed={speed}", flush=True)

@@ -98,8 +98,12 @@ def start_modbus_sim(
     port: int = 0,
     timeout: float = 20.0,
     log: Path | None = None,
+    start_at: float = 0.0,
 ) -> SimProcess:
+    """`start_at`: simulated seconds the unit runs before it serves (`at` counts from 0)."""
     args = [*_scenario_args(profile, seed, scenario, at), "--port", str(port)]
+    if start_at:
+        args += ["--start", str(start_at)]
     return start_sim("modbus", args, speed=speed, timeout=timeout, log=log)
 
 

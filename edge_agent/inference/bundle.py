@@ -88,6 +88,9 @@ class LevelShiftSpec(_Frozen):
     coverage: float = Field(gt=0, lt=1)
     confidence: float = Field(gt=0, lt=1)
     effective_samples: list[float]
+    # The budget of false level-shift episodes per hour the tolerances were set for (null: a
+    # per-signal Normal interval, bundles before it).
+    false_alerts_per_hour: float | None = Field(default=None, gt=0)
     offset: list[float]
     tolerance: list[Annotated[float, Field(gt=0)] | None]
 

@@ -105,6 +105,9 @@ class TrainOptions:
     level_min_hours: float = 1.0
     # Level shifts against each signal's recent past (stream/level_shift.py).
     level_shift: bool = True
+    # False level-shift episodes per asset-hour the shift tolerances are set for (their normal
+    # tail, extrapolated; training/shift.py); None: the Normal interval alone.
+    shift_false_per_hour: float | None = 0.005
     classifier_steps: int = 800
 
 
@@ -380,7 +383,13 @@ def fit_levels(data: PreparedData, opts: TrainOptions) -> FittedLevels:
             ", ".join(unjudged),
         )
     shift = fit_shift(
-        std_segments, w, opts.level_coverage, opts.level_confidence, data.constant_mask
+        std_segments,
+        w,
+        opts.level_coverage,
+        opts.level_confidence,
+        data.constant_mask,
+        period_s=data.period,
+        false_per_hour=opts.shift_false_per_hour,
     )
     if opts.level_shift:
         unshifted = [s for s, ok in zip(signals, shift.judged, strict=True) if not ok]
@@ -692,6 +701,7 @@ def build_manifest(
             "coverage": opts.level_coverage,
             "confidence": opts.level_confidence,
             "effective_samples": shift.effective_samples,
+            "false_alerts_per_hour": opts.shift_false_per_hour,
             "offset": [round(float(v), 6) for v in shift.params.offset],
             "tolerance": [
                 round(float(t), 6) if ok else None

@@ -102,3 +102,42 @@ def test_constant_signals_are_not_judged() -> None:
     fit = fit_shift([x], 8, 0.999, 0.95, [False, True])
     assert fit.judged == [True, False]
     assert math.isinf(fit.params.tolerance[1])
+
+
+def test_more_signals_widen_each_interval() -> None:
+    """The stage raises when any signal leaves its interval: eight intervals cover as a family
+    what one covers alone, so each is wider than a lone signal's."""
+    w = 16
+    x = _noise(8_000, 8, seed=3)
+    one = fit_shift([x[:, :1]], w, 0.999, 0.95, [False])
+    eight = fit_shift([x], w, 0.999, 0.95, [False] * 8)
+    # The same signal, the same data: only the family's coverage differs.
+    assert eight.params.tolerance[0] > 1.1 * one.params.tolerance[0]
+
+
+def _set_point_moves(n: int, seed: int) -> np.ndarray:
+    """Noise plus a step to a new random level every ~600 samples, as an operator's set-point
+    moves make a pump's flow and current do: shifts with a heavy tail."""
+    rng = np.random.default_rng(seed)
+    steps = np.cumsum(rng.random(n) < 1 / 600)
+    levels = rng.normal(0.0, 3.0, steps.max() + 1)[steps]
+    return (rng.standard_normal(n) + levels)[:, np.newaxis]
+
+
+def test_a_false_alert_budget_covers_the_heavy_tail_of_normal_shifts() -> None:
+    """Set-point moves are normal, their shifts far outside a Normal interval fitted to them. With
+    a budget of false episodes per hour the tolerance follows the shifts' own tail: fresh data of
+    the same process leaves it in far fewer windows."""
+    w, period = 16, 1.0
+    train = _set_point_moves(12_000, seed=4)
+    plain = fit_shift([train], w, 0.999, 0.95, [False])
+    budget = fit_shift([train], w, 0.999, 0.95, [False], period_s=period, false_per_hour=0.01)
+    assert budget.params.tolerance[0] > plain.params.tolerance[0]
+
+    def exceeding(params: ShiftParams) -> float:
+        t = LevelShift(params)
+        r = np.array([t.push(row)[0] for row in _set_point_moves(20_000, seed=5)])
+        return float(np.mean(r[~np.isnan(r)] > 1.0))
+
+    assert exceeding(plain.params) > 0.005  # the Normal interval pages on set-point moves
+    assert exceeding(budget.params) < exceeding(plain.params) / 5
