@@ -179,8 +179,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.start < 0:
         ap.error("--start must be >= 0")
-    while sim.state.t < args.start:  # the physics step the server takes, until then
-        sim.step(min(args.tick * args.speed, args.start - sim.state.t))
+    # One simulated second a step until then (the processes are exact or first-order lags far
+    # slower than that, and a day takes seconds, not the minutes of the server's fine step).
+    while sim.state.t < args.start:
+        sim.step(min(1.0, args.start - sim.state.t))
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(
