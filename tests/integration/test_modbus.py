@@ -294,14 +294,16 @@ async def test_second_machine_compressor_served_over_modbus(tmp_path: Path) -> N
 
 
 async def test_a_unit_that_ran_before_it_serves(tmp_path: Path) -> None:
-    """`--start`: the pump has run 3 simulated hours (its training stretch, say) before it serves;
+    """`--start`: the pump has run 3.5 simulated hours (its training stretch, say) before it serves;
     its hour meter says so and simulated time 0 lies that far back on the wall clock."""
-    sim = start_modbus_sim(FW1, port=0, speed=100.0, start_at=3 * 3600.0, log=tmp_path / "sim.log")
+    sim = start_modbus_sim(
+        FW1, port=0, speed=100.0, start_at=3.5 * 3600.0, log=tmp_path / "sim.log"
+    )
     try:
-        assert sim.start < time.time() - 3 * 3600.0 / 100.0 + 1.0  # sim t = 0 was 108 s ago
+        assert sim.start < time.time() - 3.5 * 3600.0 / 100.0 + 1.0  # sim t = 0 was 126 s ago
         source = ModbusTcpSource(tcp_cfg(sim.port), load_profile(FW1), ["run_hours"])
         async with source:
             (batch,) = await collect(source, 1, good)
-        assert batch.readings[0].value == 12_003  # 12,000 h at t = 0, plus the three
+        assert batch.readings[0].value == 12_003  # 12,000 h at t = 0, plus 3.5 (floored)
     finally:
         sim.stop()
