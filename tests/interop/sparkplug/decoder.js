@@ -26,8 +26,10 @@ function plain(value) {
   return value;
 }
 
+// A persistent session (clean: false): across a broker restart with persistence on, the broker
+// keeps the subscription and queues what the agent publishes before this host is back.
 const client = mqtt.connect({
-  host: "127.0.0.1", port, protocolVersion: 4, clean: true,
+  host: "127.0.0.1", port, protocolVersion: 4, clean: false,
   clientId: `tahu-host-${process.pid}`, reconnectPeriod: 200, connectTimeout: 5000,
 });
 client.on("connect", () => {
