@@ -11,10 +11,12 @@ import json
 import os
 import queue
 import shutil
+import signal
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -261,6 +263,57 @@ def test_sparkplug_session_as_seen_by_tahu(tmp_path, trained_bundle, broker):
         assert metrics(again)["bdSeq"]["value"] == (bd_seq + 1) % 256
         host.wait_for("DDATA", lambda m: kind(m) == "DDATA", 30)
         assert check_sequence(host.seen) >= 1
+    finally:
+        stop(agent)
+        sim.stop()
+        host.close()
+        json_sub.close()
+
+
+FAULT_AT = 400.0  # simulated seconds of normal operation (20 s of wall time at 20x)
+
+
+def test_alert_reaches_both_views_and_a_clean_stop_says_ndeath(tmp_path, trained_bundle, broker):
+    """An alert goes out on the JSON topic (through the outbox) and as the device's alert state
+    in a DDATA, with the same id; SIGTERM publishes the NDEATH itself (a clean disconnect does
+    not fire the will)."""
+    if (missing := _decoder_missing()) is not None:
+        if os.environ.get("CI"):
+            pytest.fail(missing)
+        pytest.skip(missing)
+    sim = start_modbus_sim(
+        PROFILE, seed=SEED, scenario="bearing_wear", at=FAULT_AT, speed=SPEED,
+        log=tmp_path / "sim.log",
+    )  # fmt: skip
+    cfg = sparkplug_config(tmp_path, sim.port, broker.port, trained_bundle.directory)
+    host = TahuHost(broker.port, tmp_path / "decoder.log")
+    json_sub = Subscriber(broker.port)
+    agent = start_agent(cfg, tmp_path / "agent.log")
+    try:
+        nbirth = host.wait_for("NBIRTH", is_nbirth(), 60)
+        onset = sim.wall_time_of(FAULT_AT)
+        raised = json_sub.wait_for(
+            lambda m: "/alerts/" in m.topic and m.body["event"] == "raised",
+            timeout=onset - time.time() + 90,
+        )
+        active = host.wait_for(
+            "DDATA with the alert",
+            lambda m: kind(m) == "DDATA" and "Alert/Active" in metrics(m),
+            30,
+        )
+        state = {k: v["value"] for k, v in metrics(active).items()}
+        assert state["Alert/Active"] is True
+        assert state["Alert/Id"] == raised.body["alert_id"]
+        assert state["Alert/Severity"] == raised.body["severity"]
+        assert metrics(active)["Alert/Active"]["timestamp"] == pytest.approx(
+            datetime.fromisoformat(str(raised.body["ts"])).timestamp() * 1000, abs=1
+        )
+
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(timeout=10) == 0
+        death = host.wait_for("NDEATH", lambda m: kind(m) == "NDEATH", 10)
+        assert metrics(death)["bdSeq"]["value"] == metrics(nbirth)["bdSeq"]["value"]
+        check_sequence(host.seen)  # asserts the seq rules (wrapping or not)
     finally:
         stop(agent)
         sim.stop()

@@ -73,13 +73,19 @@ class SparkplugPublisher:
         self.connected = asyncio.Event()
         self.connects = 0
         self.dropped = 0
+        self._defined: dict[str, AssetPipeline] = {}
+        self._closed = False
 
     # -- from the agent (non-blocking) ------------------------------------------------------
 
     def observe(self, pipeline: AssetPipeline, out: StepOutput) -> None:
         """A pipeline's output for one batch: its alert changes and its latest score."""
-        if self.session.define_device(pipeline.name, self._definitions(pipeline)):
-            self._rebirth(f"metrics of {pipeline.name} changed")
+        if self._closed:
+            return  # the NDEATH is out: nothing may follow it
+        if self._defined.get(pipeline.name) is not pipeline:  # new, or swapped by a reload
+            self._defined[pipeline.name] = pipeline
+            if self.session.define_device(pipeline.name, self._definitions(pipeline)):
+                self._rebirth(f"metrics of {pipeline.name} changed")
         for event in out.alerts:
             self._send(self.session.update(pipeline.name, alert_values(event), _ms(event.ts)))
         if out.scores:
@@ -91,6 +97,7 @@ class SparkplugPublisher:
     def define(self, pipelines: list[AssetPipeline]) -> None:
         """Declare every asset as a device before the first births."""
         for p in pipelines:
+            self._defined[p.name] = p
             self.session.define_device(p.name, self._definitions(p))
 
     def _definitions(self, pipeline: AssetPipeline) -> tuple[MetricDef, ...]:
@@ -200,17 +207,20 @@ class SparkplugPublisher:
                     self._rebirth("Node Control/Rebirth")
 
         watcher = asyncio.create_task(commands(), name="sparkplug-commands")
+        get: asyncio.Task[Outgoing] | None = None
         try:
             while True:
                 get = asyncio.create_task(self._queue.get())
                 done, _ = await asyncio.wait({get, watcher}, return_when=asyncio.FIRST_COMPLETED)
                 if watcher in done:
-                    get.cancel()
                     watcher.result()  # raises the MqttError that ended the connection
                     raise aiomqtt.MqttError("connection closed")
                 msg = get.result()
+                get = None
                 await client.publish(msg.topic, msg.payload, qos=msg.qos)
         finally:
+            if get is not None:  # not left waiting on the queue (it would take a message)
+                get.cancel()
             watcher.cancel()
             await asyncio.wait([watcher])
             if not watcher.cancelled():
@@ -218,6 +228,7 @@ class SparkplugPublisher:
 
     async def close(self, wait_s: float = 2.0) -> None:
         """Before a clean stop: the NDEATH (a clean disconnect does not fire the will)."""
+        self._closed = True
         client = self._client
         if client is None or self.session.bd_seq is None:
             return
