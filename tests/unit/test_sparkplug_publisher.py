@@ -96,3 +96,17 @@ async def test_nothing_after_the_ndeath_of_a_clean_stop(tmp_path):
     await pub.close()
     pub.observe(p, output(1.0, 2))  # type: ignore[arg-type]
     assert queued(pub) == []
+
+
+async def test_a_full_queue_is_replaced_by_births_not_by_a_gap_in_seq(tmp_path, monkeypatch):
+    monkeypatch.setattr("edge_agent.upstream.sparkplug.client.QUEUE_LIMIT", 5)
+    pub, p = online(tmp_path)  # NBIRTH, DBIRTH queued
+    for v in range(4):
+        pub.observe(p, output(float(v), 2))  # type: ignore[arg-type]
+    assert pub.dropped == 6
+    msgs = []
+    while not pub._queue.empty():
+        msgs.append(pub._queue.get_nowait())
+    assert [(m.kind, m.seq) for m in msgs] == [("NBIRTH", 0), ("DBIRTH", 1)]
+    latest = {x.name: x.value for x in DBirth.decode(msgs[1].payload).metrics}
+    assert latest["Anomaly/Score"] == 3.0

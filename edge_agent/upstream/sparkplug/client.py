@@ -39,8 +39,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# DDATA waiting for the connection task; beyond this (a broker far slower than the scoring) the
-# oldest are dropped and counted: the next DDATA of each metric carries its current value.
+# DDATA waiting for the connection task. Beyond this (a broker far slower than the scoring) they
+# are dropped, counted, and replaced by new births: dropping single DDATA would leave gaps in seq,
+# which a host takes for lost messages; the births carry every metric's current value.
 QUEUE_LIMIT = 1000
 PUBLISH_TIMEOUT_S = 10.0
 
@@ -108,8 +109,9 @@ class SparkplugPublisher:
         if msg is None:
             return
         if self._queue.qsize() >= QUEUE_LIMIT:
-            self._queue.get_nowait()
-            self.dropped += 1
+            self.dropped += self._queue.qsize() + 1
+            self._rebirth("DDATA queue full")  # `msg`'s values are in the births
+            return
         self._queue.put_nowait(msg)
 
     def _rebirth(self, why: str) -> None:
