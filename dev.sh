@@ -5,7 +5,8 @@
 # Set-up is idempotent: a virtualenv in .venv with the `train` and `test` extras and the tools
 # (tools/: simulators, demo, benchmarks), Mosquitto from the OS packages when it is missing (the
 # tests and the demo start their own broker), and for the tests Node.js with the node-opcua
-# interop server (tests/interop/node_opcua, `npm ci`).
+# interop server (tests/interop/node_opcua, `npm ci`) and the Sparkplug decoder (Eclipse Tahu's
+# sparkplug-payload, tests/interop/sparkplug).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -34,9 +35,24 @@ ensure_mosquitto() {
   apt_install mosquitto mosquitto-clients mbpoll systemd
 }
 
+# pysparkplug pins paho-mqtt<2 for a client the agent does not use; aiomqtt needs paho-mqtt 2.
+# Installed without its dependencies (the `sparkplug` extra has them): see pyproject.toml.
+PYSPARKPLUG=pysparkplug==0.6.1
+
+npm_ci() {
+  local dir=$1
+  local stamp=$dir/node_modules/.installed
+  if [ ! -f "$stamp" ] || [ "$dir/package-lock.json" -nt "$stamp" ]; then
+    echo "dev.sh: npm ci in $dir" >&2
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    touch "$stamp"
+  fi
+}
+
 ensure_node_opcua() {
   # The OPC UA interop tests run an independent server (node-opcua, pinned by the lock file in
-  # tests/interop/node_opcua). Node.js and npm from the OS packages when missing; `npm ci` again
+  # tests/interop/node_opcua), the Sparkplug tests an independent decoder (tests/interop/sparkplug).
+  # Node.js and npm from the OS packages when missing; `npm ci` again
   # whenever the lock file changed.
   local pkgs=()
   command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
@@ -45,13 +61,8 @@ ensure_node_opcua() {
     echo "dev.sh: installing ${pkgs[*]} from the OS packages" >&2
     apt_install "${pkgs[@]}"
   fi
-  local dir=tests/interop/node_opcua
-  local stamp=$dir/node_modules/.installed
-  if [ ! -f "$stamp" ] || [ "$dir/package-lock.json" -nt "$stamp" ]; then
-    echo "dev.sh: npm ci in $dir" >&2
-    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
-    touch "$stamp"
-  fi
+  npm_ci tests/interop/node_opcua
+  npm_ci tests/interop/sparkplug
 }
 
 ensure_venv() {
@@ -62,6 +73,7 @@ ensure_venv() {
     # torch is pinned to the CPU build in the `train` extra (see pyproject.toml). tools/ is the
     # simulators, demo and benchmarks: a distribution of their own, kept out of the gateway's.
     "$VENV/bin/python" -m pip install -q -e '.[train,test]' -e ./tools
+    "$VENV/bin/python" -m pip install -q --no-deps "$PYSPARKPLUG"
     touch "$stamp"
   fi
 }

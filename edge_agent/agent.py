@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge_agent import __version__
 from edge_agent.alerts.messages import EventType, alert_payload
@@ -48,6 +48,9 @@ from edge_agent.types import (
 )
 from edge_agent.upstream.mqtt import MqttPublisher
 from edge_agent.upstream.outbox import AlertChange, OpenAlert
+
+if TYPE_CHECKING:
+    from edge_agent.upstream.sparkplug.client import SparkplugPublisher
 
 log = logging.getLogger(__name__)
 # How long a stop waits for queued alerts to be acknowledged (the unit allows 20 s to stop).
@@ -211,6 +214,17 @@ class Agent:
             )  # fmt: skip
             self.publisher.subscriptions = self.fleet.subscriptions
             self.publisher.on_message = self.fleet.offer
+        # Sparkplug B beside the JSON topics (upstream.sparkplug, docs/FLEET.md), on its own
+        # connection; pysparkplug is imported only when it is enabled.
+        self.sparkplug: SparkplugPublisher | None = None
+        if s.upstream.sparkplug.enabled:
+            from edge_agent.upstream.sparkplug.client import SparkplugPublisher
+
+            self.sparkplug = SparkplugPublisher(
+                s.upstream.sparkplug, s.upstream.mqtt, s.identity, __version__,
+                resolve_path(cfg.path.parent, s.upstream.outbox.dir), password, cfg.path.parent,
+            )  # fmt: skip
+            self.sparkplug.define(pipelines)
         self._source_up: dict[str, bool] = {}
         self._source_quality = SourceQualityMonitor()
         self._source_reason: dict[str, str | None] = {}
@@ -470,6 +484,8 @@ class Agent:
                     pipeline.raise_threshold,
                     pipeline.model_version,
                 )
+            if self.sparkplug is not None:
+                self.sparkplug.observe(pipeline, out)
             for q_event in out.quality:
                 self.handle_data_quality(q_event)
             if (budget := pipeline.budget_exceeded(out)) is not None:
@@ -596,6 +612,8 @@ class Agent:
             self._emit(ev)
         log.info("stopping: delivering queued messages, publishing offline status")
         await self.publisher.flush(SHUTDOWN_FLUSH_S)
+        if self.sparkplug is not None:
+            await self.sparkplug.close()
         await self.publisher.close()
         raise _Stop
 
@@ -644,6 +662,9 @@ class Agent:
                 tg.create_task(self._reload_on_request(), name="reload")
                 if self.fleet is not None:
                     tg.create_task(self._supervise_loop("fleet", self.fleet.run), name="fleet")
+                if self.sparkplug is not None:
+                    sp = self.sparkplug.run
+                    tg.create_task(self._supervise_loop("sparkplug", sp), name="upstream:sparkplug")
                 if self.http is not None:
                     tg.create_task(self.http.serve_forever(), name="http")
                 if not self.sources:

@@ -44,6 +44,7 @@ from edge_agent.sources.registry import (
     SOURCE_TAGS,
     SourceConfig,
 )
+from edge_agent.upstream.sparkplug.config import SparkplugConfig, check_sparkplug
 
 
 class IdentityConfig(StrictModel):
@@ -163,6 +164,8 @@ class UpstreamConfig(StrictModel):
     mqtt: MqttConfig = MqttConfig()
     outbox: OutboxConfig = OutboxConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
+    # Sparkplug B beside the JSON topics (docs/FLEET.md); off by default.
+    sparkplug: SparkplugConfig = SparkplugConfig()
 
 
 class BundlesConfig(StrictModel):
@@ -466,6 +469,7 @@ def load_config(path: Path, *, files: bool = True) -> LoadedConfig:
             "fleet.enabled: fleet commands must be signed by a key in bundles.trusted_keys, "
             "and none is configured"
         )
+    errors.extend(check_sparkplug(settings.upstream.sparkplug))
     if errors:
         raise ConfigError(errors)
     return LoadedConfig(settings=settings, path=path, profiles=profiles, bundle_trust=trust)
