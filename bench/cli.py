@@ -90,6 +90,13 @@ def cmd_bench_peers(args: argparse.Namespace) -> int:
     )  # fmt: skip
 
 
+def cmd_bench_memory(args: argparse.Namespace) -> int:
+    from bench.memory import main as bench_memory
+
+    bundle = Path(args.bundle) if args.bundle else None
+    return bench_memory(Path(args.json), Path(args.workdir), bundle)
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `bench` and its sub-commands to `edge-agent`'s parser."""
     p = sub.add_parser("bench", help="measure figures on this machine (tools)")
@@ -169,4 +176,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--workdir", default="bench-peers", help="peer virtualenv and bundle (reused)")
     p.add_argument("--json", default="bench-peers.json")
     p.set_defaults(func=cmd_bench_peers)
+    p = bench.add_parser("memory", help="resident memory step by step: imports, session, scoring")
+    p.add_argument("--bundle", help="bundle whose model is loaded (default: train one in WORKDIR)")
+    p.add_argument("--workdir", default="bench-peers", help="where a default bundle is trained")
+    p.add_argument("--json", default="bench-memory.json")
+    p.set_defaults(func=cmd_bench_memory)
     add_perf_parsers(bench, run_perf)
