@@ -339,7 +339,11 @@ def run_devices(
     acl = d / "acl"
     acl.write_text(ACL)
     results: list[dict[str, Any]] = []
-    with Mosquitto(d / "broker", extra_config=f"acl_file {acl}\n") as broker:
+    # Started as root, Mosquitto reads the ACL file after dropping to its own user, which cannot
+    # enter a private (0700) work directory such as pytest's: then it keeps the user it has
+    # (a loopback-only broker for the length of a bench).
+    keep_user = "user root\n" if os.geteuid() == 0 else ""
+    with Mosquitto(d / "broker", extra_config=f"acl_file {acl}\n{keep_user}") as broker:
         sims: list[SimProcess] = []
         sub: Subscriber | None = None
         try:
@@ -424,8 +428,6 @@ def main(
         peer = (python, peer_package_dir(python))
     bundle = bundle or train_pump_bundle(workdir / "bundle-1", 1.0, speed=1.0, teacher_steps=0)
     runs: list[dict[str, Any]] = []
-    # Not a 0700 temporary directory: Mosquitto started as root reads its ACL file after
-    # dropping to its own user.
     runs_dir = workdir / "runs"
     shutil.rmtree(runs_dir, ignore_errors=True)
     for n in devices:
