@@ -88,6 +88,23 @@ def cmd_bench_fleet(args: argparse.Namespace) -> int:
     return bench_fleet(counts, Path(args.json), Path(args.workdir) if args.workdir else None)
 
 
+def cmd_bench_peers(args: argparse.Namespace) -> int:
+    from bench.peers import main as bench_peers
+
+    return bench_peers(
+        Path(args.json), Path(args.workdir), Path(args.bundle) if args.bundle else None,
+        [int(x) for x in args.devices.split(",")], args.peer, args.sims, args.rounds,
+        args.warmup, args.measure,
+    )  # fmt: skip
+
+
+def cmd_bench_memory(args: argparse.Namespace) -> int:
+    from bench.memory import main as bench_memory
+
+    bundle = Path(args.bundle) if args.bundle else None
+    return bench_memory(Path(args.json), Path(args.workdir), bundle)
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `bench` and its sub-commands to `edge-agent`'s parser."""
     p = sub.add_parser("bench", help="measure figures on this machine (tools)")
@@ -159,4 +176,25 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--workdir", default="bench-soak")
     p.add_argument("--json", default="bench-soak.json")
     p.set_defaults(func=cmd_bench_soak)
+    p = bench.add_parser(
+        "peers", help="the agent beside ThingsBoard IoT Gateway on the same Modbus pumps: RSS, CPU"
+    )
+    p.add_argument("--devices", default="1,10,50", help="comma-separated device counts")
+    p.add_argument(
+        "--peer", choices=["thingsboard", "none"], default="thingsboard",
+        help="the peer gateway (installed into WORKDIR/peer-venv); none: the agent alone",
+    )  # fmt: skip
+    p.add_argument("--rounds", type=int, default=2, help="A/B pairs per device count")
+    p.add_argument("--sims", type=int, default=4, help="Modbus simulator processes to share")
+    p.add_argument("--warmup", type=float, default=40.0, help="seconds before measuring")
+    p.add_argument("--measure", type=float, default=30.0, help="seconds measured per run")
+    p.add_argument("--bundle", help="bundle at 1 s samples (default: train one in WORKDIR)")
+    p.add_argument("--workdir", default="bench-peers", help="peer virtualenv and bundle (reused)")
+    p.add_argument("--json", default="bench-peers.json")
+    p.set_defaults(func=cmd_bench_peers)
+    p = bench.add_parser("memory", help="resident memory step by step: imports, session, scoring")
+    p.add_argument("--bundle", help="bundle whose model is loaded (default: train one in WORKDIR)")
+    p.add_argument("--workdir", default="bench-peers", help="where a default bundle is trained")
+    p.add_argument("--json", default="bench-memory.json")
+    p.set_defaults(func=cmd_bench_memory)
     add_perf_parsers(bench, run_perf)

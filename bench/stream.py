@@ -7,6 +7,8 @@ grid instant, as a Modbus poll cycle does. The batches are built before the cloc
 the sources' work, not the stages'); the timed loop is exactly what `AssetPipeline.push` does with
 them up to the detector: assembler samples (with the stuck-sensor check), the window ring buffer,
 and the scaler on each window that is due. One process, one thread: the figure is for one core.
+Values per second of wall time and of the process's CPU time are both reported: on a shared
+machine the process waits for a core, which wall time counts and CPU time does not.
 """
 
 from __future__ import annotations
@@ -36,10 +38,15 @@ class StreamResult:
     samples: int
     windows: int
     seconds: float
+    cpu_seconds: float
 
     @property
     def values_per_s(self) -> float:
         return self.values / self.seconds
+
+    @property
+    def values_per_cpu_s(self) -> float:
+        return self.values / max(self.cpu_seconds, 1e-9)
 
 
 def make_batches(assets: int, instants: int, seed: int = 0) -> list[list[Batch]]:
@@ -73,7 +80,7 @@ def run_stages(assets: int, batches: list[list[Batch]], max_seconds: float) -> S
     scaler = Scaler([0.0] * SIGNALS, [1.0] * SIGNALS)
     samples = windows = values = 0
     deadline = time.perf_counter() + max_seconds
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     for row in batches:
         for (assembler, buffer), batch in zip(stages, row, strict=True):
             values += len(batch.readings)
@@ -85,7 +92,8 @@ def run_stages(assets: int, batches: list[list[Batch]], max_seconds: float) -> S
                     scaler.apply(window)
         if time.perf_counter() > deadline:
             break
-    return StreamResult(assets, values, samples, windows, time.perf_counter() - t0)
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    return StreamResult(assets, values, samples, windows, seconds, cpu)
 
 
 def run(values_per_case: int, max_seconds: float, asset_counts: list[int]) -> dict[str, Any]:
@@ -104,6 +112,8 @@ def run(values_per_case: int, max_seconds: float, asset_counts: list[int]) -> di
                 "windows": r.windows,
                 "seconds": round(r.seconds, 4),
                 "values_per_s": round(r.values_per_s),
+                "cpu_seconds": round(r.cpu_seconds, 4),
+                "values_per_cpu_s": round(r.values_per_cpu_s),
                 "us_per_batch": round(r.seconds / (r.values / SIGNALS) * 1e6, 2),
             }
         )
@@ -120,10 +130,11 @@ def main(out: Path, values: int, max_seconds: float, assets: list[int]) -> int:
     result = run(values, max_seconds, assets)
     print_table(
         "stream stages: assembler → windows → scaler, one core, sources deliver 8-value batches",
-        ["assets", "values", "seconds", "values/s", "µs/batch", "≥ 1,000,000/s"],
+        ["assets", "values", "seconds", "values/s", "values/CPU-s", "µs/batch", "≥ 1,000,000/s"],
         [
             [str(c["assets"]), str(c["values"]), f"{c['seconds']:.3f}", f"{c['values_per_s']:,}",
-             f"{c['us_per_batch']}", "met" if c["values_per_s"] >= 1_000_000 else "missed"]
+             f"{c['values_per_cpu_s']:,}", f"{c['us_per_batch']}",
+             "met" if c["values_per_s"] >= 1_000_000 else "missed"]
             for c in result["cases"]
         ],
     )  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -34,8 +35,18 @@ def _pack_bits(bits: list[int]) -> list[int]:
     return words
 
 
+class RequestCount:
+    """Modbus requests served (every call of the action hook: one per read or write request).
+    `serve` prints `REQUESTS <n>` on stdout on SIGUSR1, so a benchmark counts at the server what
+    each client asks per poll, whichever client it is."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+
 async def _serve_current(
     image: RegisterImage,
+    counter: RequestCount,
     function_code: int,
     start_address: int,
     address: int,
@@ -44,6 +55,7 @@ async def _serve_current(
     set_values: list[int] | list[bool] | None,
 ) -> None:
     """pymodbus action hook: copy the latest image into the block being read."""
+    counter.n += 1
     table = _FC_TABLE.get(function_code)
     if table is None:
         return
@@ -57,7 +69,9 @@ async def _serve_current(
     current_registers[lo : lo + count] = src[address : address + count]
 
 
-def build_device(image: RegisterImage, unit_id: int) -> SimDevice:
+def build_device(
+    image: RegisterImage, unit_id: int, counter: RequestCount | None = None
+) -> SimDevice:
     def regs(n: int) -> list[SimData]:
         return [SimData(0, count=n, values=0, datatype=DataType.REGISTERS)]
 
@@ -72,7 +86,7 @@ def build_device(image: RegisterImage, unit_id: int) -> SimDevice:
             regs(len(image.tables["holding"])),
             regs(len(image.tables["input"])),
         ),
-        action=functools.partial(_serve_current, image),
+        action=functools.partial(_serve_current, image, counter or RequestCount()),
     )
 
 
@@ -116,8 +130,9 @@ async def serve(
     duration: float | None = None,
 ) -> None:
     image = new_image(profile, sim)
+    counter = RequestCount()
     server: ModbusTcpServer | None = ModbusTcpServer(
-        build_device(image, unit_id), address=(host, port)
+        build_device(image, unit_id, counter), address=(host, port)
     )
     assert server is not None
     await server.serve_forever(background=True)
@@ -132,6 +147,9 @@ async def serve(
     # One machine-readable line so tests and the demo learn the port (port 0 = any free port) and
     # the wall-clock time at which simulated time 0 began.
     print(f"READY modbus {host}:{bound} start={start:.6f} speed={speed}", flush=True)
+    asyncio.get_running_loop().add_signal_handler(
+        signal.SIGUSR1, lambda: print(f"REQUESTS {counter.n}", flush=True)
+    )
 
     async def offline_or_back() -> None:
         """The `offline` scenario: the device drops off the network and comes back later."""
@@ -141,7 +159,7 @@ async def serve(
             await server.shutdown()  # type: ignore[no-untyped-call]
             server = None
         elif not offline and server is None:
-            server = ModbusTcpServer(build_device(image, unit_id), address=(host, bound))
+            server = ModbusTcpServer(build_device(image, unit_id, counter), address=(host, bound))
             await server.serve_forever(background=True)
 
     try:

@@ -8,6 +8,7 @@ the address is `host:port` (Modbus TCP, MQTT broker), a serial device path (Modb
 from __future__ import annotations
 
 import selectors
+import signal
 import subprocess
 import sys
 import time
@@ -27,6 +28,25 @@ class SimProcess:
 
     def wall_time_of(self, sim_t: float) -> float:
         return self.start + sim_t / self.speed
+
+    def requests_served(self, timeout: float = 5.0) -> int:
+        """Modbus requests the server has answered so far (`edge-sim modbus` only): it prints
+        `REQUESTS <n>` on SIGUSR1."""
+        assert self.proc.stdout is not None
+        self.proc.send_signal(signal.SIGUSR1)
+        sel = selectors.DefaultSelector()
+        sel.register(self.proc.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + timeout
+        try:
+            while (left := deadline - time.monotonic()) > 0 and sel.select(left):
+                line = self.proc.stdout.readline()
+                if not line:
+                    break
+                if line.startswith("REQUESTS "):
+                    return int(line.split()[1])
+        finally:
+            sel.close()
+        raise RuntimeError(f"simulator at {self.address} did not report its request count")
 
     def stop(self) -> None:
         if self.proc.poll() is None:

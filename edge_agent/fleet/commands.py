@@ -29,10 +29,8 @@ import json
 import uuid
 from collections.abc import Container
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -44,6 +42,9 @@ from pydantic import (
 
 from edge_agent.config import MAX_CONFIG_BYTES
 from edge_agent.inference.bundle import BundleTrust, key_id
+
+if TYPE_CHECKING:  # imported with the keys (see inference/bundle.py)
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 ENVELOPE_SCHEMA = "edge-agent/signed-command/1"
 COMMAND_SCHEMA = "edge-agent/command/1"
@@ -257,6 +258,8 @@ def verify_command(
     if key is None:
         known = ", ".join(sorted(trust.keys)) or "none configured"
         raise CommandRefused(f"signed by unknown key {kid[:64]} (trusted keys: {known})", cid)
+    from cryptography.exceptions import InvalidSignature  # loaded with the key already
+
     try:
         key.verify(signature, body)
     except InvalidSignature:

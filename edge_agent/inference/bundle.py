@@ -18,11 +18,8 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -34,6 +31,14 @@ from pydantic import (
 
 from edge_agent.inference.model_io import check_outputs
 from edge_agent.private_files import write_private_bytes
+
+# cryptography (its Rust extension is ~7 MB resident) is imported where a key is read or made:
+# an agent that verifies no signature (no trusted keys configured) never loads it.
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
 
 MANIFEST = "manifest.json"
 SIGNATURE = "signature.json"
@@ -232,12 +237,17 @@ def key_id(key: Ed25519PublicKey) -> str:
     """Fingerprint of a public key: the first 16 bytes of the sha256 of its raw 32 bytes, hex.
     From the PEM file: `openssl pkey -pubin -in K.pub -outform DER | tail -c 32 | sha256sum`,
     first 32 hex digits."""
+    from cryptography.hazmat.primitives import serialization
+
     raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return hashlib.sha256(raw).hexdigest()[:32]
 
 
 def load_public_key(path: Path) -> Ed25519PublicKey:
     """An ed25519 public key from a PEM file (`edge-agent keys` or `openssl pkey -pubout`)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -254,6 +264,9 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
 def load_private_key(path: Path) -> Ed25519PrivateKey:
     """An unencrypted ed25519 private key from a PEM file (PKCS#8, as `openssl genpkey` and
     `edge-agent keys` write it)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -273,6 +286,9 @@ def write_key_pair(
     """A new signing key pair: `out/NAME.key` (private, created 0600) and `out/NAME.pub` (public,
     PEM, for the agents' `bundles.trusted_keys`). An existing key is never replaced without
     `force` (agents may trust it already)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     out.mkdir(parents=True, exist_ok=True)
     key_path, pub_path = out / f"{name}.key", out / f"{name}.pub"
     if not force:
@@ -349,6 +365,8 @@ def _verify_signature(directory: Path, manifest_bytes: bytes, trust: BundleTrust
             f"{directory}: signed by unknown key {kid} (trusted keys: {known}; "
             "add its public key to bundles.trusted_keys)"
         )
+    from cryptography.exceptions import InvalidSignature  # loaded with the key already
+
     try:
         key.verify(signature, manifest_bytes)
     except InvalidSignature:

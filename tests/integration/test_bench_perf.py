@@ -1,6 +1,6 @@
-"""Every performance benchmark (`edge-agent bench stream|detector|e2e|footprint|modbus`) run
-through the command line with tiny sizes, so none of them can rot. These are not timed tests:
-they check that each bench runs, prints its table and writes well-formed JSON."""
+"""Every performance benchmark (`edge-agent bench stream|detector|e2e|footprint|modbus|soak|
+peers|memory`) run through the command line with tiny sizes, so none of them can rot. These are not
+timed tests: they check that each bench runs, prints its table and writes well-formed JSON."""
 
 from __future__ import annotations
 
@@ -96,3 +96,46 @@ def test_bench_soak(tmp_path: Path, trained_bundle) -> None:  # type: ignore[no-
     assert r["restart_to_first_score_s"] is not None and r["rss_mb"]
     pumps = r["pumps"]
     assert isinstance(pumps, list) and [p["scenario"] for p in pumps] == ["none", "cavitation"]
+
+
+def test_bench_peers_agent_only(tmp_path: Path, trained_bundle) -> None:  # type: ignore[no-untyped-def]
+    """`--peer none`: the bench's own path (simulators counting requests, subscriber, summary)."""
+    r = bench(
+        tmp_path, "peers", "--peer", "none", "--devices", "1,2", "--rounds", "1", "--sims", "1",
+        "--warmup", "4", "--measure", "2", "--bundle", str(trained_bundle.directory),
+        "--workdir", str(tmp_path / "wd"),
+    )  # fmt: skip
+    summary = r["summary"]
+    assert isinstance(summary, list) and [(s["devices"], s["gateway"]) for s in summary] == [
+        (1, "agent"), (2, "agent"),
+    ]  # fmt: skip
+    # One merged read per device and poll, counted at the simulator.
+    assert all(0.5 <= s["modbus_requests_per_poll"] <= 1.5 for s in summary)
+    assert all(s["rss_mb"] > 10 and s["peak_rss_mb"] >= s["rss_mb"] for s in summary)
+
+
+def test_bench_peers_thingsboard(tmp_path: Path, trained_bundle) -> None:  # type: ignore[no-untyped-def]
+    """The real peer: ThingsBoard IoT Gateway installed from the package index into the bench's
+    own virtualenv (about 30 s), polling the same simulator into the same broker."""
+    r = bench(
+        tmp_path, "peers", "--devices", "1", "--rounds", "1", "--warmup", "8", "--measure", "3",
+        "--bundle", str(trained_bundle.directory), "--workdir", str(tmp_path / "wd"),
+    )  # fmt: skip
+    summary = r["summary"]
+    assert isinstance(summary, list)
+    by = {s["gateway"]: s for s in summary}
+    assert set(by) == {"agent", "peer"}
+    # The peer reads each of the 8 registers blocks on its own and forwards every value.
+    assert 6 <= by["peer"]["modbus_requests_per_poll"] <= 10
+    assert by["peer"]["values_per_s"] > 0
+    assert 0.5 <= by["agent"]["modbus_requests_per_poll"] <= 1.5
+    assert set(r["targets"]) >= {"rss_below_peer_1", "cpu_10x_below_peer_1"}
+
+
+def test_bench_memory(tmp_path: Path, trained_bundle) -> None:  # type: ignore[no-untyped-def]
+    r = bench(tmp_path, "memory", "--bundle", str(trained_bundle.directory))
+    steps = r["steps"]
+    assert isinstance(steps, list)
+    assert [s["step"] for s in steps][:2] == ["interpreter", "asyncio"]
+    assert steps[-1]["step"] == "asyncua" and steps[-1]["added_mb"] > 1
+    assert all(s["rss_mb"] > 5 for s in steps)
