@@ -1,4 +1,4 @@
-"""Agent configuration: pydantic models, loaded from YAML and overridden by environment.
+"""Agent configuration: pydantic-settings models, loaded from YAML and overridden by environment.
 
 `EDGE_AGENT_UPSTREAM__MQTT__PORT=1884` overrides `upstream.mqtt.port`; environment wins over YAML.
 Every error is reported with its field path (`sources[0].port: ...`); nothing is silently dropped
@@ -7,9 +7,6 @@ Every error is reported with its field path (`sources[0].port: ...`); nothing is
 
 from __future__ import annotations
 
-import json
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -21,6 +18,7 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from edge_agent.config_base import (
     MAX_NAME,
@@ -220,10 +218,11 @@ class ObservabilityConfig(StrictModel):
     event_period_s: float = Field(default=60.0, ge=0)
 
 
-ENV_PREFIX = "EDGE_AGENT_"
+class AgentSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="EDGE_AGENT_", env_nested_delimiter="__", extra="forbid"
+    )
 
-
-class AgentSettings(StrictModel):
     identity: IdentityConfig
     sources: list[SourceConfig] = Field(min_length=1)
     assets: list[AssetConfig] = Field(min_length=1)
@@ -233,7 +232,19 @@ class AgentSettings(StrictModel):
     logging: LoggingConfig = LoggingConfig()
     observability: ObservabilityConfig = ObservabilityConfig()
     clock: ClockSkewConfig = ClockSkewConfig()
-    profile_dirs: list[Path] = Field(default_factory=list)
+    profile_dirs: list[Path] = []
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment first so it overrides the YAML file (passed in as init kwargs).
+        return env_settings, init_settings
 
     @model_validator(mode="after")
     def _unique_names(self) -> AgentSettings:
@@ -245,44 +256,6 @@ class AgentSettings(StrictModel):
             if dup:
                 raise ValueError(f"{what}: duplicate names: {', '.join(dup)}")
         return self
-
-
-def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
-    """`EDGE_AGENT_UPSTREAM__MQTT__PORT=1884` → `{"upstream": {"mqtt": {"port": "1884"}}}`: names
-    case-insensitive, `__` for nesting, only variables whose first part names a top-level field
-    (`EDGE_AGENT_CONFIG` and the like are someone else's). A value that starts with `{` or `[` is
-    JSON (a whole section or list); anything else is a string that validation converts. What
-    pydantic-settings did, without holding its imports (2.2 MB resident) for the agent's life."""
-    out: dict[str, Any] = {}
-    for key, value in sorted(environ.items()):
-        if not key.upper().startswith(ENV_PREFIX):
-            continue
-        path = key[len(ENV_PREFIX) :].lower().split("__")
-        if path[0] not in AgentSettings.model_fields or not all(path):
-            continue
-        parsed: Any = value
-        if value.lstrip().startswith(("{", "[")):
-            try:
-                parsed = json.loads(value)
-            except ValueError as exc:
-                raise ConfigError([f"{key}: not valid JSON: {exc}"]) from None
-        node = out
-        for part in path[:-1]:
-            child = node.get(part)
-            node = node.setdefault(part, {}) if not isinstance(child, dict) else child
-        node[path[-1]] = parsed
-    return out
-
-
-def _deep_update(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    """`update` wins; mappings merge key by key, anything else (lists too) is replaced."""
-    merged = dict(base)
-    for k, v in update.items():
-        if isinstance(v, Mapping) and isinstance(merged.get(k), Mapping):
-            merged[k] = _deep_update(dict(merged[k]), v)
-        else:
-            merged[k] = v
-    return merged
 
 
 class ConfigError(Exception):
@@ -421,7 +394,7 @@ def load_config(path: Path, *, files: bool = True) -> LoadedConfig:
 
     `files=False` leaves out what only the agent's own user on the gateway can check (files it
     reads, folders it writes): for `edge-agent status`, which an operator may run as anyone."""
-    data = _deep_update(_read_yaml(path), env_overrides(os.environ))
+    data = _read_yaml(path)
     try:
         settings = AgentSettings(**data)
     except ValidationError as exc:

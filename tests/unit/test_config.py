@@ -74,28 +74,6 @@ def test_environment_overrides_yaml(tmp_path, monkeypatch):
     assert cfg.settings.identity.site == "plant-a"
 
 
-def test_environment_names_sections_as_json_case_insensitively(tmp_path, monkeypatch):
-    monkeypatch.setenv("edge_agent_logging__level", "DEBUG")
-    monkeypatch.setenv("EDGE_AGENT_UPSTREAM__TELEMETRY", '{"enabled": true, "interval_s": 5}')
-    monkeypatch.setenv("EDGE_AGENT_CONFIG", "/elsewhere.yaml")  # the CLI's, not a field
-    cfg = load_config(write(tmp_path, lambda d: None))
-    assert cfg.settings.logging.level == "DEBUG"
-    assert (
-        cfg.settings.upstream.telemetry.enabled and cfg.settings.upstream.telemetry.interval_s == 5
-    )
-    assert cfg.settings.upstream.mqtt.host  # the rest of `upstream` is still the YAML's
-
-
-def test_environment_typos_and_bad_json_are_errors(tmp_path, monkeypatch):
-    monkeypatch.setenv("EDGE_AGENT_UPSTREAM__MQTT__PORTT", "1")
-    errs = errors_of(write(tmp_path, lambda d: None))
-    assert any(e.startswith("upstream.mqtt.portt: Extra inputs are not permitted") for e in errs)
-    monkeypatch.delenv("EDGE_AGENT_UPSTREAM__MQTT__PORTT")
-    monkeypatch.setenv("EDGE_AGENT_UPSTREAM__MQTT", "{not json")
-    errs = errors_of(write(tmp_path, lambda d: None))
-    assert errs[0].startswith("EDGE_AGENT_UPSTREAM__MQTT: not valid JSON")
-
-
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "edge_agent", *args], capture_output=True, text=True, timeout=60
