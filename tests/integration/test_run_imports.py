@@ -1,6 +1,5 @@
 """A running agent imports what its configured sources and features need (issue 16): with one
-Modbus source, the OPC UA stack (asyncua), the training stack (torch) and pydantic-settings stay
-out of its memory. Checked on the real `edge-agent run` in its own process, polling a real Modbus
+Modbus source, the OPC UA stack (asyncua) and the training stack (torch) stay out of its memory. Checked on the real `edge-agent run` in its own process, polling a real Modbus
 simulator: the process writes its `sys.modules` when it exits after SIGTERM."""
 
 from __future__ import annotations
@@ -56,7 +55,7 @@ def test_modbus_only_agent_loads_no_opcua_or_torch(tmp_path: Path, mosquitto, tr
         sim.stop()
     modules = set(json.loads(modules_file.read_text()))
     assert {"pymodbus", "onnxruntime", "edge_agent.sources.modbus"} <= modules
-    loaded = {m for m in ("asyncua", "torch", "pydantic_settings") if m in modules}
+    loaded = {m for m in ("asyncua", "torch") if m in modules}
     assert loaded == set()
     # The OPC UA package's config models belong to the config schema; its client does not.
     opcua = {m for m in modules if m.startswith("edge_agent.sources.opcua")}
