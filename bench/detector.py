@@ -38,18 +38,23 @@ def time_interleaved(
     scorers: dict[str, Scorer], windows: FloatArray, batch: int, calls: int, max_seconds: float
 ) -> dict[str, dict[str, float]]:
     """Each call round runs every scorer once on the same slice, in turn, so a burst of load
-    from other processes falls on all of them alike and the ratios of medians hold."""
+    from other processes falls on all of them alike. Wall time and this thread's CPU time per
+    call: on a machine with many runnable processes a call longer than the scheduler's time
+    slice waits out the other processes' slices (every batch-100 call of a slower graph does),
+    which CPU time does not count; the CPU time is what the gateway pays."""
     for score in scorers.values():
         score(windows[:batch])  # warm-up: first-call allocations and lazy initialization
     per_call: dict[str, list[float]] = {name: [] for name in scorers}
+    cpu: dict[str, list[float]] = {name: [] for name in scorers}
     deadline = time.perf_counter() + max_seconds
     for i in range(calls):
         start = (i * batch) % (len(windows) - batch + 1)
         chunk = windows[start : start + batch]
         for name, score in scorers.items():
-            t0 = time.perf_counter()
+            c0, t0 = time.thread_time(), time.perf_counter()
             score(chunk)
             per_call[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.thread_time() - c0)
         if time.perf_counter() > deadline:
             break
     out: dict[str, dict[str, float]] = {}
@@ -60,6 +65,7 @@ def time_interleaved(
             "calls": len(times),
             "us_per_window_mean": round(mean_us, 2),
             "us_per_window_p50": round(percentile(times, 50) / batch * 1e6, 2),
+            "cpu_us_per_window_p50": round(percentile(cpu[name], 50) / batch * 1e6, 2),
             "windows_per_s": round(1e6 / mean_us, 1),
         }
     return out
@@ -241,10 +247,10 @@ def run(
             time_calls(teacher[0], windows, b, n, max_seconds) for b in [1, *batches]
         ]
 
-    def speedup(slow: str, fast: str, i: int) -> float:
+    def speedup(slow: str, fast: str, i: int, key: str = "us_per_window_p50") -> float:
         """How many times fewer µs per window `fast` needs than `slow` (case i). Medians: on a
         shared machine the mean carries other processes' preemptions."""
-        return round(cases[slow][i]["us_per_window_p50"] / cases[fast][i]["us_per_window_p50"], 2)
+        return round(cases[slow][i][key] / cases[fast][i][key], 2)
 
     ratios: dict[str, float] = {}
     targets: dict[str, bool] = {}
@@ -258,8 +264,14 @@ def run(
         shipped_bytes = sizes["bundle_shipped_bytes"]
         fp32_bundle = shipped_bytes - sizes["student_int8_bytes"] + sizes["student_fp32_bytes"]
         ratios["fp32_bundle_over_int8_bundle"] = round(fp32_bundle / shipped_bytes, 2)
-        targets["int8_1.2x_fp32_batch1"] = ratios["int8_speedup_vs_fp32_batch1"] >= 1.2
-        targets["int8_1.5x_fp32_batched"] = ratios["int8_speedup_vs_fp32_batched"] >= 1.5
+        cpu = "cpu_us_per_window_p50"
+        ratios["cpu_int8_speedup_vs_fp32_batch1"] = speedup("student_fp32", "student_int8", 0, cpu)
+        ratios["cpu_int8_speedup_vs_fp32_batched"] = speedup(
+            "student_fp32", "student_int8", -1, cpu
+        )
+        # Judged on CPU time: wall medians of long calls carry other processes' time slices.
+        targets["int8_1.2x_fp32_batch1"] = ratios["cpu_int8_speedup_vs_fp32_batch1"] >= 1.2
+        targets["int8_1.5x_fp32_batched"] = ratios["cpu_int8_speedup_vs_fp32_batched"] >= 1.5
         targets["model_3x_smaller_than_fp32"] = ratios["fp32_size_over_int8_size"] >= 3
     if "student_int8_before" in cases:
         ratios["before_int8_speedup_vs_fp32_batch1"] = speedup(
@@ -267,6 +279,12 @@ def run(
         )
         ratios["before_int8_speedup_vs_fp32_batched"] = speedup(
             "student_fp32_before", "student_int8_before", -1
+        )
+        ratios["cpu_int8_speedup_vs_int8_before_batched"] = speedup(
+            "student_int8_before", "student_int8", -1, "cpu_us_per_window_p50"
+        )
+        ratios["cpu_before_int8_speedup_vs_fp32_batched"] = speedup(
+            "student_fp32_before", "student_int8_before", -1, "cpu_us_per_window_p50"
         )
         ratios["before_fp32_size_over_int8_size"] = round(
             sizes["student_fp32_before_bytes"] / sizes["student_int8_before_bytes"], 2
@@ -320,13 +338,22 @@ def main(
         )
     rows = [
         [name, str(c["batch"]), f"{c['us_per_window_mean']:.1f}", f"{c['us_per_window_p50']:.1f}",
+         f"{c['cpu_us_per_window_p50']:.1f}",
          f"{c['windows_per_s']:,.0f}", str(c["calls"])]
         for name, cs in result["cases"].items() for c in cs
     ]  # fmt: skip
     print_table(
         f"detector, one thread, window {result['bundle']['window']} × "
         f"{result['bundle']['signals']} signals",
-        ["model", "batch", "µs/window mean", "µs/window p50", "windows/s", "calls"],
+        [
+            "model",
+            "batch",
+            "µs/window mean",
+            "µs/window p50",
+            "CPU µs/window p50",
+            "windows/s",
+            "calls",
+        ],
         rows,
     )
     print()
