@@ -49,7 +49,10 @@ def train_pump_bundle(
         [read_table(csv_path)],
         PUMP_SIGNALS,
         out,
-        TrainOptions(progress=False, teacher_steps=teacher_steps, distill_windows=2048),
+        # With the fp32 twin: `bench detector` compares int8 with it.
+        TrainOptions(
+            progress=False, teacher_steps=teacher_steps, distill_windows=2048, keep_fp32=True
+        ),
         units=units,
         name="pump-1",
         artifacts=artifacts,

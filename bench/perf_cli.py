@@ -40,6 +40,18 @@ def add_perf_parsers(bench: Any, handler: Handler) -> None:
         action="store_true",
         help="with --bundle and no saved teacher: time the teacher architecture untrained",
     )
+    p.add_argument(
+        "--before",
+        action="store_true",
+        help="also time the graphs shipped before issue 16 (ConvTranspose, QDQ int8), built "
+        "from the workdir's torch student",
+    )
+    p.add_argument(
+        "--untrained-student",
+        action="store_true",
+        help="with --bundle and no saved student: build --before (and a missing fp32 twin) "
+        "from the student architecture untrained",
+    )
     p.add_argument("--json", default="bench-detector.json")
     p.set_defaults(func=handler, perf="detector")
 
@@ -94,7 +106,7 @@ def run_perf(args: argparse.Namespace) -> int:
         batches = [int(b) for b in args.batches.split(",")]
         return detector(
             Path(args.json), _path(args.workdir), _path(args.bundle), args.calls,
-            args.max_seconds, batches, args.untrained_teacher,
+            args.max_seconds, batches, args.untrained_teacher, args.before, args.untrained_student,
         )  # fmt: skip
     if name == "e2e":
         from bench.e2e import main as e2e
@@ -125,7 +137,9 @@ def run_all(workdir: Path, out: Path) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     rcs = [
         stream.main(out / "bench-stream.json", 2_000_000, 30.0, [1, 10, 100]),
-        detector.main(out / "bench-detector.json", workdir, None, 2000, 20.0, [10, 100]),
+        detector.main(
+            out / "bench-detector.json", workdir, None, 2000, 20.0, [10, 100], before=True
+        ),
         modbus.main(out / "bench-modbus.json", 2000, 10.0),
         e2e.main(out / "bench-e2e.json", workdir, None, 10, "cavitation", 300.0),
         footprint.main(

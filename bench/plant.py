@@ -140,7 +140,8 @@ def train_run(train_path: Path, bundle_dir: Path, seed: int, cfg: PlantConfig) -
     from edge_agent.cli import main as cli_main
 
     argv = ["train", "--data", str(train_path), "--out", str(bundle_dir), "--seed", str(seed)]
-    argv.append("--quiet")
+    # The fp32 twin is compared with the int8 model on the same samples; gateways do not get it.
+    argv += ["--quiet", "--keep-fp32"]
     if cfg.teacher_steps is not None:
         argv += ["--teacher-steps", str(cfg.teacher_steps)]
     if cfg.student_steps is not None:

@@ -180,7 +180,7 @@ def _run_seed(cfg: QualityConfig, workdir: Path, seed: int) -> list[dict[str, An
         art: dict[str, Any] = {}
         opts = TrainOptions(
             progress=False, teacher_steps=cfg.teacher_steps, max_steps=cfg.student_steps,
-            seed=seed, judge_levels=levels,
+            seed=seed, judge_levels=levels, keep_fp32=True,
         )  # fmt: skip
         bundle = train_bundle(
             [table], SIGNALS, d / f"bundle-{size}", opts, name=f"seed{seed}", artifacts=art

@@ -207,6 +207,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             seed=args.seed,
             teacher_steps=args.teacher_steps,
             judge_levels={"auto": None, "on": True, "off": False}[args.levels],
+            keep_fp32=args.keep_fp32,
             progress=sys.stderr.isatty() and not args.quiet,
         )
         faults = [read_table(p) for p in expand_paths(args.faults or [])]
@@ -527,6 +528,12 @@ def main(argv: list[str] | None = None) -> int:
         "cannot show where levels go); level shifts are judged either way",
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--keep-fp32",
+        action="store_true",
+        help="also put the float model (model.fp32.onnx) in the bundle, for comparisons; the "
+        "gateway runs only the int8 model.onnx",
+    )
     p.add_argument("--quiet", action="store_true")
     p.add_argument(
         "--signing-key",

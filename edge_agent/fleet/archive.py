@@ -1,6 +1,9 @@
-"""A bundle folder as one archive for the trip over MQTT: an uncompressed tar of its top-level
-regular files (a bundle is flat), in name order with fixed owner and times, so the same bundle
+"""A bundle folder as one archive for the trip over MQTT: an uncompressed tar of the files the
+gateway runs on (a bundle is flat), in name order with fixed owner and times, so the same bundle
 always gives the same bytes and the same sha256. The model is int8 ONNX and compresses little.
+Only what the signature covers travels: `manifest.json`, `signature.json` and the files the
+manifest lists; a training report or an fp32 twin kept for comparison (`train --keep-fp32`
+lists it, so it travels when kept) is not sent unless the manifest names it.
 
 Unpacking trusts nothing of the archive beyond the digest the signed command names: only flat
 regular files with plain names, bounded in count and size, are written; the bundle's own
@@ -9,10 +12,12 @@ signature and checksums are then verified as at start."""
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 from pathlib import Path
 
 from edge_agent.fleet.commands import MAX_BUNDLE_BYTES
+from edge_agent.inference.bundle import MANIFEST, SIGNATURE
 
 MAX_FILES = 64
 
@@ -21,10 +26,21 @@ class ArchiveError(Exception):
     """An archive that is not a flat bundle folder; the message says why."""
 
 
+def shipped_files(directory: Path) -> list[Path]:
+    """The bundle's manifest, its signature (when signed) and the files the manifest lists."""
+    try:
+        manifest = json.loads((directory / MANIFEST).read_bytes())
+        listed = list(manifest["files"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ArchiveError(f"{directory}: no {MANIFEST} with a files list: {exc}") from None
+    names = {MANIFEST, SIGNATURE, *(str(f) for f in listed)}
+    if bad := sorted(n for n in names if "/" in n or "\\" in n or n in ("", ".", "..")):
+        raise ArchiveError(f"{directory}: {MANIFEST} lists {bad[0]!r}, not a plain file name")
+    return sorted(directory / n for n in names if (directory / n).is_file())
+
+
 def pack_bundle(directory: Path) -> bytes:
-    files = sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith("."))
-    if not files:
-        raise ArchiveError(f"{directory}: no files")
+    files = shipped_files(directory)
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tf:
         for p in files:

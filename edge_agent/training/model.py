@@ -3,6 +3,8 @@
 The exported graph computes the anomaly score itself: per-signal mean squared reconstruction
 error over the window, and its mean over signals. Scoring inside the graph keeps the runtime
 free of model-specific post-processing and lets int8 agreement be measured on the score itself.
+These modules are what training fits; the bundle's graph is their exact rewrite for the runtime
+(`training/lean.py`: no ConvTranspose, which has no integer kernel in ONNX Runtime).
 """
 
 from __future__ import annotations

@@ -48,10 +48,12 @@ from edge_agent.training import alerting
 from edge_agent.training.data import DataReport, assemble
 from edge_agent.training.export import (
     export_onnx,
+    quantize_detector,
     quantize_int8,
     run_scores,
     session,
 )
+from edge_agent.training.lean import lean_scorer
 from edge_agent.training.levels import (
     LevelRelations,
     fit_level_relations,
@@ -109,6 +111,10 @@ class TrainOptions:
     # tail, extrapolated; training/shift.py); None: the Normal interval alone.
     shift_false_per_hour: float | None = 0.005
     classifier_steps: int = 800
+    # Also ship the float twin (`model.fp32.onnx`) in the bundle: for benchmarks that compare
+    # int8 with fp32. The gateway runs only `model.onnx`; by default the twin is built to
+    # measure int8 against it (the manifest's agreement) and then dropped.
+    keep_fp32: bool = False
 
 
 # Passes over the training windows and the step ranges (see TrainOptions.max_steps).
@@ -527,7 +533,8 @@ def export_and_calibrate(
     out_dir: Path,
     teacher: TaughtTeacher | None = None,
 ) -> Calibration:
-    """Export the student (fp32), quantize it (static int8), write both to `out_dir`, and set the
+    """Export the student (fp32, rewritten lean), quantize it (static int8), write the int8 model
+    (and the fp32 twin with `opts.keep_fp32`) to `out_dir`, and set the
     thresholds on the int8 model's scores of the held-out windows: the model the agent runs. The
     scores are read back through the model I/O contract, as the detector reads them."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -537,13 +544,15 @@ def export_and_calibrate(
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp_s:
         tmp = Path(tmp_s)
         fp32, int8 = tmp / FP32_FILE, tmp / MODEL_FILE
-        export_onnx(student.scorer, w, n, fp32)
-        quantize_int8(fp32, int8, data.quantization)
+        export_onnx(lean_scorer(student.scorer), w, n, fp32)
+        quantize_detector(fp32, int8, data.quantization)
         s32 = run_scores(session(fp32), cal_n)
         s8 = run_scores(session(int8), cal_n)
         s8_fit = run_scores(session(int8), data.fit)
-        for f in (fp32, int8):
+        for f in (fp32, int8) if opts.keep_fp32 else (int8,):
             shutil.move(str(f), out_dir / f.name)
+        if not opts.keep_fp32:
+            (out_dir / FP32_FILE).unlink(missing_ok=True)  # a twin left by an earlier run
     raise_t, clear_t = thresholds(s8, opts)
     r32, _ = thresholds(s32, opts)
     with torch.no_grad():
@@ -672,7 +681,11 @@ def build_manifest(
     digest = sha256_file(out_dir / MODEL_FILE)
     created = datetime.now(UTC)
     rel, shift, w = levels.relations, levels.shift, opts.window
-    files = [MODEL_FILE, FP32_FILE, *([CLASSIFIER_FILE] if classifier is not None else [])]
+    files = [
+        MODEL_FILE,
+        *([FP32_FILE] if opts.keep_fp32 else []),
+        *([CLASSIFIER_FILE] if classifier is not None else []),
+    ]
     return {
         "schema_version": SCHEMA_VERSION,
         "model_version": f"{name}-{created:%Y%m%dT%H%M%SZ}-{digest[:8]}",
@@ -790,7 +803,7 @@ def train_bundle(
     go through the agent's own assembler and window buffer (`training/data.py`); `max_age` is
     the asset's (default 2.5 sample periods, as the agent's). `artifacts`, when given, receives
     what the bundle does not carry but a benchmark needs (the teacher, its weights and its
-    calibrated thresholds)."""
+    calibrated thresholds, and the torch student)."""
     t_start = time.monotonic()
     data = prepare_data(tables, signals, opts, expected_period, max_age)
     levels = fit_levels(data, opts)
@@ -806,7 +819,10 @@ def train_bundle(
     )  # fmt: skip
     write_manifest(out_dir, manifest)
     _write_report(out_dir, manifest, student, calibration, teacher)
-    if artifacts is not None and teacher is not None:
-        artifacts.update(teacher.artifacts(opts))
+    if artifacts is not None:
+        artifacts["student"] = student.scorer  # the torch student the graphs were exported from
+        artifacts["quantization"] = data.quantization  # the windows int8 was calibrated on
+        if teacher is not None:
+            artifacts.update(teacher.artifacts(opts))
     log.info("bundle written to %s (%s)", out_dir / MANIFEST, manifest["model_version"])
     return Bundle.load(out_dir)

@@ -37,17 +37,35 @@ def test_bench_detector(tmp_path: Path, trained_bundle) -> None:  # type: ignore
         str(tmp_path / "wd"), "--calls", "5", "--batches", "4", "--max-seconds", "2",
     )  # fmt: skip
     cases = r["cases"]
-    assert isinstance(cases, dict) and set(cases) == {"student_int8", "student_fp32"}
+    # A gateway bundle has no fp32 twin and the workdir no torch student: int8 alone.
+    assert isinstance(cases, dict) and set(cases) == {"student_int8"}
     assert [c["batch"] for c in cases["student_int8"]] == [1, 4]
-    sizes = r["sizes"]
-    assert isinstance(sizes, dict) and sizes["student_int8_bytes"] < sizes["student_fp32_bytes"]
-    # The teacher's architecture, untrained, times as well (it raised TypeError once).
+    assert r["ratios"] == {} and r["targets"] == {}
+    # --before with the student architecture untrained: the graphs shipped before issue 16 and
+    # the fp32 twin are built and timed beside the bundle's int8; the teacher's architecture,
+    # untrained, times as well (it raised TypeError once).
     r = bench(
         tmp_path, "detector", "--bundle", str(trained_bundle.directory), "--untrained-teacher",
-        "--calls", "20", "--batches", "4", "--max-seconds", "2", "--json", "untrained.json",
+        "--before", "--untrained-student", "--workdir", str(tmp_path / "wd2"), "--calls", "20",
+        "--batches", "4", "--max-seconds", "2", "--json", "untrained.json",
     )  # fmt: skip
     cases = r["cases"]
-    assert isinstance(cases, dict) and len(cases["teacher_torch"]) == 2
+    assert isinstance(cases, dict) and set(cases) == {
+        "student_int8", "student_fp32", "student_int8_before", "student_fp32_before",
+        "teacher_torch",
+    }  # fmt: skip
+    assert all(len(c) == 2 and c[0]["calls"] > 0 for c in cases.values())
+    sizes, ratios = r["sizes"], r["ratios"]
+    assert isinstance(sizes, dict) and sizes["student_int8_bytes"] < sizes["student_fp32_bytes"]
+    assert isinstance(ratios, dict) and ratios["int8_speedup_vs_fp32_batched"] > 0
+    assert ratios["before_fp32_size_over_int8_size"] > 1
+    assert r["student_weights"] == "untrained (same architecture)"
+    targets = r["targets"]
+    assert isinstance(targets, dict) and "int8_1.2x_fp32_batch1" in targets
+    # --before needs a torch student: without one it says so.
+    with pytest.raises(SystemExit, match="needs the torch student"):
+        main(["bench", "detector", "--bundle", str(trained_bundle.directory), "--before",
+              "--workdir", str(tmp_path / "wd3"), "--json", str(tmp_path / "x.json")])  # fmt: skip
 
 
 def test_bench_modbus(tmp_path: Path) -> None:

@@ -86,7 +86,7 @@ class Harness:
     def deploy(self, bundle: Path, target: Target | None = None, root: str = OWN) -> Any:
         cmd, msgs = build_deploy(
             pack_bundle(bundle), "pump-1", "x", target or Target(), [root], self.key,
-            time.time(), 600, chunk_bytes=16 * 1024,
+            time.time(), 600, chunk_bytes=8 * 1024,
         )  # fmt: skip
         return cmd, msgs
 

@@ -17,10 +17,11 @@ from edge_agent.inference.model_io import INPUT, OUTPUTS, check_outputs
 def test_exported_graph_and_manifest_follow_the_contract(trained_bundle):
     m = trained_bundle.manifest.model
     assert (m.input, tuple(m.outputs)) == (INPUT, OUTPUTS)
-    for f in ("model.onnx", "model.fp32.onnx"):
-        graph = onnx.load(str(trained_bundle.directory / f)).graph
-        assert [i.name for i in graph.input] == [INPUT]
-        assert tuple(o.name for o in graph.output) == OUTPUTS
+    # The fp32 twin's contract: tests/unit/test_training_stages.py (keep_fp32).
+    assert not (trained_bundle.directory / "model.fp32.onnx").exists()
+    graph = onnx.load(str(trained_bundle.directory / "model.onnx")).graph
+    assert [i.name for i in graph.input] == [INPUT]
+    assert tuple(o.name for o in graph.output) == OUTPUTS
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import onnx
 
 from edge_agent.inference.detector import Detector, DetectorPool
 
@@ -20,8 +21,11 @@ def test_identical_models_share_a_session_and_score_identically(trained_bundle, 
     a = pool.get(src, trained_bundle.manifest.model.input)
     b = pool.get(copy, trained_bundle.manifest.model.input)
     assert a is b  # same bytes, another path: one session
-    fp32 = pool.get(trained_bundle.directory / "model.fp32.onnx")
-    assert fp32 is not a
+    other = tmp_path / "other.onnx"  # the same graph, other bytes: another model to the pool
+    model = onnx.load(str(src))
+    model.doc_string = "another model"
+    onnx.save(model, str(other))
+    assert pool.get(other, trained_bundle.manifest.model.input) is not a
     x = np.random.default_rng(0).normal(size=(5, 32, 8)).astype(np.float32)
     own = Detector(src, trained_bundle.manifest.model.input)
     for got, want in zip(a.score(x), own.score(x), strict=True):

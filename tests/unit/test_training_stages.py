@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 from edge_agent.csvdata import Table
@@ -143,9 +144,11 @@ def test_distill_student_loads_weights_and_levels(student, levels):
     )
 
 
-def test_export_and_calibrate_writes_both_models_and_thresholds(exported, data):
+def test_export_and_calibrate_writes_the_int8_model_and_thresholds(exported, data):
     out, cal = exported
-    assert sorted(p.name for p in out.iterdir()) == ["model.fp32.onnx", "model.onnx"]
+    # The gateway's bundle holds the int8 model only; the fp32 twin was measured, then dropped.
+    assert sorted(p.name for p in out.iterdir()) == ["model.onnx"]
+    assert 0.99 <= cal.agreement["int8_vs_fp32_decision_agreement"] <= 1
     assert 0 < cal.clear <= cal.raise_
     assert cal.heldout_scores.shape == (len(data.calibration),)
     assert cal.fit_scores.shape == (len(data.fit),)
@@ -155,10 +158,28 @@ def test_export_and_calibrate_writes_both_models_and_thresholds(exported, data):
     assert "student_vs_teacher_spearman" not in cal.agreement
 
 
+def test_keep_fp32_ships_the_float_twin_in_the_manifest(tmp_path, data, levels, student):
+    opts = TrainOptions(**{**vars(OPTS), "keep_fp32": True})
+    cal = export_and_calibrate(student, data, opts, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.fp32.onnx", "model.onnx"]
+    doc = build_manifest(tmp_path, "unit", None, opts, data, levels, student, cal)
+    assert sorted(doc["files"]) == ["model.fp32.onnx", "model.onnx"]
+    # Both graphs are the lean rewrite: no transposed convolution; the int8 one runs on integers.
+    fp32 = [n.op_type for n in onnx.load(str(tmp_path / "model.fp32.onnx")).graph.node]
+    int8 = [n.op_type for n in onnx.load(str(tmp_path / "model.onnx")).graph.node]
+    assert "ConvTranspose" not in fp32 and fp32.count("Conv") == 6
+    assert int8.count("QLinearConv") == 6 and "Conv" not in int8 and "ConvTranspose" not in int8
+    assert int8.count("QuantizeLinear") == 1 and int8.count("DequantizeLinear") == 1
+    # A later run without the flag removes a twin left in the folder.
+    export_and_calibrate(student, data, OPTS, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
+
+
 def test_build_manifest_is_a_valid_manifest_of_the_written_files(exported, data, levels, student):
     out, cal = exported
     doc = build_manifest(out, "unit", None, OPTS, data, levels, student, cal, seconds=1.5)
     m = Manifest.model_validate(json.loads(json.dumps(doc)))
+    assert list(m.files) == ["model.onnx"]
     assert (m.model.input, tuple(m.model.outputs)) == (INPUT, OUTPUTS)
     assert m.files["model.onnx"].sha256 == sha256_file(out / "model.onnx")
     assert m.model_version.startswith("unit-") and m.model_version.endswith(
