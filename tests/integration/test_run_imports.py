@@ -1,5 +1,6 @@
 """A running agent imports what its configured sources and features need (issue 16): with one
-Modbus source, the OPC UA stack (asyncua) and the training stack (torch) stay out of its memory. Checked on the real `edge-agent run` in its own process, polling a real Modbus
+Modbus source, the OPC UA stack (asyncua) and the training stack (torch) stay out of its
+memory. Checked on the real `edge-agent run` in its own process, polling a real Modbus
 simulator: the process writes its `sys.modules` when it exits after SIGTERM."""
 
 from __future__ import annotations
