@@ -6,6 +6,7 @@ bucket closes, so its cost is a handful of small least-squares fits per minute p
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import uuid
 from collections import deque
@@ -142,12 +143,12 @@ class ForecastStage:
         if not np.all(np.isfinite(level)):
             return []  # a NaN that came marked valid spoils its bucket, not the history
         t_end = (b.index + 1) * p.bucket_s
-        self._times.append(t_end)
+        self._times.append(t_end - p.bucket_s / 2)
         self._levels.append(level)
-        while self._times and self._times[0] <= t_end - p.history_s:
+        while self._times and self._times[0] < t_end - p.history_s:
             self._times.popleft()
             self._levels.popleft()
-        if t_end - self._times[0] + p.bucket_s < p.min_history_s:
+        if t_end - self._times[0] + p.bucket_s / 2 < p.min_history_s:
             return []
         t = np.fromiter(self._times, dtype=np.float64)
         levels = np.stack(list(self._levels))
@@ -158,7 +159,17 @@ class ForecastStage:
         fits = crossings(t, y, self._limits, p.lookahead * p.horizon_s, p.bucket_s)
         if fits is None:
             return []
-        for target, c in zip(self.targets, fits, strict=True):
+        # Levels stand at their buckets' middles; events at the bucket's end: count from there.
+        half = p.bucket_s / 2
+        for target, fit in zip(self.targets, fits, strict=True):
+            c = dataclasses.replace(
+                fit,
+                eta=max(0.0, fit.eta - half),
+                near=max(0.0, fit.near - half),
+                far=max(0.0, fit.far - half),
+                eta_linear=max(0.0, fit.eta_linear - half),
+                level=fit.level + fit.rate * half,
+            )
             target.last = c
             event = self._judge(target, c, t_end)
             if event is not None:
