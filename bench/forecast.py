@@ -251,7 +251,7 @@ def summarize(
     return summary
 
 
-def main(cfg: ForecastBenchConfig, json_out: Path) -> int:
+def main(cfg: ForecastBenchConfig, json_out: Path, bundle: Path | None = None) -> int:
     machines = _machines()
     p = cfg.params
     fault_runs: dict[str, list[dict[str, Any]]] = {}
@@ -281,6 +281,8 @@ def main(cfg: ForecastBenchConfig, json_out: Path) -> int:
             normal_rows.append(row)
             print(f"normal {name} seed {1000 + seed}: {json.dumps(row)}", flush=True)
     summary = summarize(fault_runs, normal_rows)
+    if bundle is not None:
+        summary["cpu"] = cpu_overhead(bundle)
     result = {
         "config": {**asdict(cfg), "params": asdict(p)},
         "summary": summary,
@@ -293,3 +295,75 @@ def main(cfg: ForecastBenchConfig, json_out: Path) -> int:
     json_out.write_text(json.dumps(result, indent=1, default=str))
     print(json.dumps(summary, indent=1))
     return 0
+
+
+def cpu_overhead(bundle_dir: Path, samples: int = 8000, seed: int = 7) -> dict[str, Any]:
+    """What the forecast stage adds to an asset's pipeline: two pipelines of the same bundle,
+    one with forecasts and one without, pushed the same simulated batches alternately (so load
+    from the machine's other work falls on both alike); time per push summed for each.
+
+    The forecast settings are the defaults counted in samples (120 samples a level, 45 levels of
+    history), whatever the bundle's sample period, so the fits run as often per sample as on a
+    1 Hz plant asset; the first `min_history` worth of samples has no fits and is not counted."""
+    from edge_agent.config import AssetConfig, ForecastConfig, SignalConfig
+    from edge_agent.inference.bundle import Bundle
+    from edge_agent.pipeline import AssetPipeline
+    from edge_agent.types import Batch, Reading
+
+    bundle = Bundle.load(bundle_dir)
+    m = bundle.manifest
+    machine = _machines()["pump"]
+    period = m.sample_period_s
+    limits = limits_of(machine)
+
+    def asset(forecast: bool) -> AssetConfig:
+        return AssetConfig(
+            name="cpu",
+            sample_period_s=period,
+            bundle=bundle_dir,
+            signals=[SignalConfig(name=s, source="sim") for s in m.signals],
+            limits={s: spec for s, spec in limits.items() if s in m.signals},
+            forecast=ForecastConfig(
+                enabled=forecast,
+                horizon_s=3600 * period,
+                bucket_s=120 * period,
+                history_s=5400 * period,
+                min_history_s=1800 * period,
+                update_interval_s=600 * period,
+            ),
+        )
+
+    with_fc, without = AssetPipeline(asset(True), bundle), AssetPipeline(asset(False), bundle)
+    assert with_fc.forecast is not None and without.forecast is None
+    sim = machine.make(seed, "bearing_wear_hours", 0.0)
+    warm = 1800
+    t_with = t_without = 0.0
+    fits = 0
+    last_fit = None
+    for i in range(warm + samples):
+        sim.step(1.0)
+        measured = sim.measure()
+        batch = Batch("sim", (i + 1) * period, tuple(Reading(s, measured[s]) for s in m.signals))
+        pair = [(with_fc, True), (without, False)]
+        if i % 2:
+            pair.reverse()  # alternate which goes first
+        for pipeline, is_fc in pair:
+            started = time.perf_counter()
+            pipeline.push(batch)
+            spent = time.perf_counter() - started
+            if i >= warm:
+                if is_fc:
+                    t_with += spent
+                else:
+                    t_without += spent
+        if with_fc.forecast.fitted_at != last_fit:
+            last_fit = with_fc.forecast.fitted_at
+            fits += i >= warm
+    return {
+        "samples": samples,
+        "fits": fits,
+        "us_per_sample_with_forecast": t_with / samples * 1e6,
+        "us_per_sample_without": t_without / samples * 1e6,
+        "added_share": (t_with - t_without) / t_without,
+        "load_average": os.getloadavg(),
+    }

@@ -74,7 +74,7 @@ class ForecastConfig(StrictModel):
     the time to the limit falls under `horizon_s`."""
 
     enabled: bool = True
-    horizon_s: float = Field(3600.0, gt=0)
+    horizon_s: float = Field(5400.0, gt=0)
     # Levels: the mean of each `bucket_s` of valid samples; the trend is fitted on the last
     # `history_s` of them, once at least `min_history_s` are there.
     bucket_s: float = Field(120.0, gt=0)

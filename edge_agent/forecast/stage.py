@@ -28,7 +28,7 @@ _NS = uuid.UUID("0b7d3f4e-8e1a-4c55-9a61-5d2f0c9e7a10")
 
 @dataclass(frozen=True, slots=True)
 class ForecastParams:
-    horizon_s: float = 3600.0
+    horizon_s: float = 5400.0
     bucket_s: float = 120.0
     history_s: float = 5400.0
     min_history_s: float = 1800.0

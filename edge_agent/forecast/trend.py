@@ -132,15 +132,24 @@ def crossings(
         mean = grid @ coef
         se = np.sqrt(np.maximum(((grid @ cov) * grid).sum(axis=1), 0.0))
         limit = float(limits[j])
+        line = g_lin @ lin[j]
+        near = _first_at_or_above(future, mean + Z80 * se, limit)
+        far = _first_at_or_above(future, mean - Z80 * se, limit)
+        if curved:
+            # Which curve the degradation follows is itself uncertain: the true one usually
+            # lies between the line (later) and the quadratic (sooner), so the interval spans
+            # the line's band too.
+            line_se = np.sqrt(np.maximum(((g_lin @ lin_cov[j]) * g_lin).sum(axis=1), 0.0))
+            far = max(far, _first_at_or_above(future, line - Z80 * line_se, limit))
         out.append(
             Crossing(
                 level=float(coef[0]),
                 rate=float(coef[1]) / 3600.0,
                 eta=_first_at_or_above(future, mean, limit) * 3600.0,
-                near=_first_at_or_above(future, mean + Z80 * se, limit) * 3600.0,
-                far=_first_at_or_above(future, mean - Z80 * se, limit) * 3600.0,
+                near=near * 3600.0,
+                far=far * 3600.0,
                 curved=curved,
-                eta_linear=_first_at_or_above(future, g_lin @ lin[j], limit) * 3600.0,
+                eta_linear=_first_at_or_above(future, line, limit) * 3600.0,
             )
         )
     return out

@@ -52,10 +52,10 @@ def test_bearing_wear_over_hours_is_predicted_before_the_plc_alarm(
         bundle=trained_bundle.directory,
     )  # fmt: skip
     # The forecast's times are data (wall) times: scaled by the simulator's speed, they are the
-    # defaults' hour horizon, 2-minute levels and 90-minute history of the plant.
+    # defaults' 90-minute horizon, 2-minute levels and 90-minute history of the plant.
     data = yaml.safe_load(cfg.read_text())
     data["assets"][0]["forecast"] = {
-        "horizon_s": 3600 / SPEED, "bucket_s": 120 / SPEED, "history_s": 5400 / SPEED,
+        "horizon_s": 5400 / SPEED, "bucket_s": 120 / SPEED, "history_s": 5400 / SPEED,
         "min_history_s": 1800 / SPEED, "update_interval_s": 600 / SPEED,
     }  # fmt: skip
     cfg.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -64,9 +64,11 @@ def test_bearing_wear_over_hours_is_predicted_before_the_plc_alarm(
     try:
         assert client.connect()
         predicted = sub.wait_for(
-            lambda m: "/alerts/" in m.topic
-            and m.body.get("kind") == "predicted"
-            and m.body["event"] == "raised",
+            lambda m: (
+                "/alerts/" in m.topic
+                and m.body.get("kind") == "predicted"
+                and m.body["event"] == "raised"
+            ),
             # The crossing comes about 2.5 simulated hours after the onset: 45 s here.
             timeout=sim.wall_time_of(ONSET + 5 * 3600) - time.time(),
         )

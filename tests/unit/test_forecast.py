@@ -111,7 +111,7 @@ def test_predicted_alert_is_raised_before_the_crossing_and_cleared_when_the_tren
     # as acceleration and says "sooner" than the truth: early, never late (a known bias, see
     # docs/QUALITY.md).
     assert raised.ts + f.time_to_limit_s <= truth
-    near, far = f.interval_s
+    near, _far = f.interval_s
     assert near is not None and near <= PARAMS.horizon_s
     assert "vibration_de reaches 4.5 mm/s (ISO 10816-3 zone C/D alarm) in about" in raised.message
     assert "80 % interval" in raised.message
@@ -195,7 +195,9 @@ def test_bad_asset_limits_are_errors_naming_them(tmp_path):
             )
         )
     errors = "\n".join(exc.value.errors)
-    assert "assets[0].limits.vibration_de: limit in 'in/s' but signal 'vibration_de' is in" in errors
+    assert (
+        "assets[0].limits.vibration_de: limit in 'in/s' but signal 'vibration_de' is in" in errors
+    )
     assert "assets[0].limits.bearing_temp: no signal 'bearing_temp'" in errors
 
 
