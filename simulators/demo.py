@@ -140,7 +140,11 @@ def write_config(
     return path
 
 
-async def _watch(port: int, alert_seen: asyncio.Event) -> None:
+def _sim_minutes(seconds: float | None, speed: float) -> str:
+    return "beyond the look-ahead" if seconds is None else f"{seconds * speed / 60:.0f} min"
+
+
+async def _watch(port: int, alert_seen: asyncio.Event, speed: float = SPEED) -> None:
     async with aiomqtt.Client("127.0.0.1", port, identifier="demo-subscriber") as client:
         await client.subscribe("edge/#", qos=1)
         async for msg in client.messages:
@@ -148,6 +152,16 @@ async def _watch(port: int, alert_seen: asyncio.Event) -> None:
             if body.get("kind") == "predicted":
                 _say(f"SUBSCRIBER got {msg.topic}: PREDICTED {body['event'].upper()}")
                 print(f"    {body['message']}", flush=True)
+                f = body["forecast"]
+                if speed != SPEED and body["event"] != "cleared":
+                    # The agent's clock is the wall clock; say it in the plant's time too.
+                    near, far = f["interval_s"]["near"], f["interval_s"]["far"]
+                    print(
+                        f"    (in simulated time: about {_sim_minutes(f['time_to_limit_s'], speed)}"
+                        f", 80 % interval {_sim_minutes(near, speed)} to "
+                        f"{_sim_minutes(far, speed)})",
+                        flush=True,
+                    )
             elif body.get("schema", "").startswith("edge-agent/alert"):
                 _say(f"SUBSCRIBER got {msg.topic}: {body['event'].upper()} {body['severity']}")
                 print(f"    {body['message']}", flush=True)
@@ -217,7 +231,8 @@ async def _run(
 
     async with asyncio.TaskGroup() as tg:
         tg.create_task(agent.run())
-        watcher = tg.create_task(_watch(broker_port, alert_seen))
+        speed = plc[2] if plc is not None else SPEED
+        watcher = tg.create_task(_watch(broker_port, alert_seen, speed))
         tg.create_task(countdown())
         if plc is not None:
             tg.create_task(_watch_plc(*plc, plc_alarm))
@@ -245,6 +260,11 @@ def run_demo(
     speed = SPEED
     if forecast:
         scenario, speed, at = "bearing_wear_hours", FORECAST_SPEED, 1200.0
+        _say(
+            f"forecast demo: the simulator runs {speed:.0f}x (an hour in {3600 / speed:.0f} s); "
+            "the detector's bundle was trained at 20x and may flag the faster dynamics as "
+            "anomalies: this run is about the `predicted` alert and the PLC's limit alarm"
+        )
     with Mosquitto(workdir / "broker") as broker:
         _say(f"Mosquitto listening on 127.0.0.1:{broker.port}")
         sim = start_modbus_sim(

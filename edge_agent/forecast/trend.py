@@ -87,15 +87,18 @@ def _irls(x: F64, y: F64, degree: int, scale: F64 | None = None) -> tuple[F64, F
 
 def _long_run_factor(r: F64) -> F64:
     """Per column, how much autocorrelation widens the variance of a fit on residuals `r`: the
-    long-run variance over the plain one, Bartlett weights up to lag n/4 (at most 15)."""
+    long-run variance over the plain one, Bartlett weights up to lag n/4 (at most 15). The
+    autocovariances come from one FFT (zero-padded, so not circular) instead of a loop."""
     n = r.shape[0]
-    denom = np.maximum((r * r).sum(axis=0), 1e-300)
     lags = min(n // 4, MAX_LAG)
-    total = np.ones(r.shape[1])
-    for lag in range(1, lags + 1):
-        rho = (r[lag:] * r[:-lag]).sum(axis=0) / denom
-        total += 2.0 * (1.0 - lag / (lags + 1)) * rho
-    return np.maximum(1.0, total)
+    if lags < 1:
+        return np.ones(r.shape[1])
+    spectrum = np.fft.rfft(r, n=2 * n, axis=0)
+    acov = np.fft.irfft(spectrum * spectrum.conj(), n=2 * n, axis=0)[: lags + 1]
+    rho = acov[1:] / np.maximum(acov[0], 1e-300)
+    weights = 1.0 - np.arange(1, lags + 1) / (lags + 1)
+    factor: F64 = np.maximum(1.0, 1.0 + 2.0 * (weights @ rho)).astype(np.float64)
+    return factor
 
 
 def _first_at_or_above(x: F64, f: F64, limit: float) -> float:
@@ -119,20 +122,30 @@ def crossings(
     if len(t) < 5:
         return None
     hours = (t - t[-1]) / 3600.0
-    quad, quad_cov, scale = _irls(hours, y, 2)
-    lin, lin_cov, _ = _irls(hours, y, 1, scale)
+    lin, lin_cov, scale = _irls(hours, y, 1)
     future = np.arange(0.0, lookahead_s + step_s, step_s) / 3600.0
     g_lin = np.vander(future, 2, increasing=True)
+    lines = g_lin @ lin.T  # grid × k
+    eta_lin = [_first_at_or_above(future, lines[:, j], float(limits[j])) for j in range(len(lin))]
+    # The quadratic only where the line itself reaches the limit within the look-ahead: nowhere
+    # else can an alert be raised (see the stage), and on a healthy machine that is everywhere,
+    # so the usual fit is one straight line per signal.
+    candidates = [j for j, e in enumerate(eta_lin) if math.isfinite(e)]
+    quads: dict[int, tuple[F64, F64]] = {}
+    if candidates:
+        quad, quad_cov, _ = _irls(hours, y[:, candidates], 2, scale[candidates])
+        for i, j in enumerate(candidates):
+            curv_se = math.sqrt(max(float(quad_cov[i, 2, 2]), 0.0))
+            if quad[i, 2] > 0 and quad[i, 2] > CURVATURE_T * curv_se:
+                quads[j] = (quad[i], quad_cov[i])
     g_quad = np.vander(future, 3, increasing=True)
-    curv_se = np.sqrt(np.maximum(quad_cov[:, 2, 2], 0.0))
     out: list[Crossing] = []
     for j in range(y.shape[1]):
-        curved = bool(quad[j, 2] > 0 and quad[j, 2] > CURVATURE_T * curv_se[j])
-        coef, cov, grid = (quad[j], quad_cov[j], g_quad) if curved else (lin[j], lin_cov[j], g_lin)
+        curved = j in quads
+        coef, cov, grid = (*quads[j], g_quad) if curved else (lin[j], lin_cov[j], g_lin)
         mean = grid @ coef
         se = np.sqrt(np.maximum(((grid @ cov) * grid).sum(axis=1), 0.0))
         limit = float(limits[j])
-        line = g_lin @ lin[j]
         near = _first_at_or_above(future, mean + Z80 * se, limit)
         far = _first_at_or_above(future, mean - Z80 * se, limit)
         if curved:
@@ -140,7 +153,7 @@ def crossings(
             # lies between the line (later) and the quadratic (sooner), so the interval spans
             # the line's band too.
             line_se = np.sqrt(np.maximum(((g_lin @ lin_cov[j]) * g_lin).sum(axis=1), 0.0))
-            far = max(far, _first_at_or_above(future, line - Z80 * line_se, limit))
+            far = max(far, _first_at_or_above(future, lines[:, j] - Z80 * line_se, limit))
         out.append(
             Crossing(
                 level=float(coef[0]),
@@ -149,7 +162,7 @@ def crossings(
                 near=near * 3600.0,
                 far=far * 3600.0,
                 curved=curved,
-                eta_linear=_first_at_or_above(future, line, limit) * 3600.0,
+                eta_linear=eta_lin[j] * 3600.0,
             )
         )
     return out
