@@ -127,10 +127,11 @@ def crossings(
     g_lin = np.vander(future, 2, increasing=True)
     lines = g_lin @ lin.T  # grid × k
     eta_lin = [_first_at_or_above(future, lines[:, j], float(limits[j])) for j in range(len(lin))]
-    # The quadratic only where the line itself reaches the limit within the look-ahead: nowhere
-    # else can an alert be raised (see the stage), and on a healthy machine that is everywhere,
-    # so the usual fit is one straight line per signal.
-    candidates = [j for j, e in enumerate(eta_lin) if math.isfinite(e)]
+    # The quadratic only where the line's 80 % band reaches the limit within the look-ahead: on
+    # a healthy machine that is nowhere, so the usual fit is one straight line per signal.
+    lin_se = np.sqrt(np.maximum(np.einsum("gi,kij,gj->gk", g_lin, lin_cov, g_lin), 0.0))
+    reach = (lines + Z80 * lin_se >= limits[None, :]).any(axis=0)
+    candidates = [j for j in range(len(lin)) if reach[j]]
     quads: dict[int, tuple[F64, F64]] = {}
     if candidates:
         quad, quad_cov, _ = _irls(hours, y[:, candidates], 2, scale[candidates])
@@ -152,8 +153,7 @@ def crossings(
             # Which curve the degradation follows is itself uncertain: the true one usually
             # lies between the line (later) and the quadratic (sooner), so the interval spans
             # the line's band too.
-            line_se = np.sqrt(np.maximum(((g_lin @ lin_cov[j]) * g_lin).sum(axis=1), 0.0))
-            far = max(far, _first_at_or_above(future, lines[:, j] - Z80 * line_se, limit))
+            far = max(far, _first_at_or_above(future, lines[:, j] - Z80 * lin_se[:, j], limit))
         out.append(
             Crossing(
                 level=float(coef[0]),
