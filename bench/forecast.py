@@ -251,6 +251,17 @@ def summarize(
     return summary
 
 
+def _strict(x: Any) -> Any:
+    """Strict JSON: an infinite error (no crossing forecast within the look-ahead) is null."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _strict(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_strict(v) for v in x]
+    return x
+
+
 def main(cfg: ForecastBenchConfig, json_out: Path, bundle: Path | None = None) -> int:
     machines = _machines()
     p = cfg.params
@@ -292,7 +303,7 @@ def main(cfg: ForecastBenchConfig, json_out: Path, bundle: Path | None = None) -
         "wall_s": time.perf_counter() - t_start,
         "load_average": os.getloadavg(),
     }
-    json_out.write_text(json.dumps(result, indent=1, default=str))
+    json_out.write_text(json.dumps(_strict(result), indent=1, default=str, allow_nan=False))
     print(json.dumps(summary, indent=1))
     return 0
 
