@@ -20,6 +20,20 @@ def cmd_bench_quality(args: argparse.Namespace) -> int:
     from bench.quality import QualityConfig
     from bench.quality import main as bench_quality
 
+    if args.mode == "forecast":
+        from bench.forecast import ForecastBenchConfig
+        from bench.forecast import main as bench_forecast
+        from edge_agent.forecast.stage import ForecastParams
+
+        fc = ForecastBenchConfig(
+            seeds=args.seeds,
+            first_seed=args.first_seed,
+            normal_hours=args.normal_hours,
+            params=ForecastParams(horizon_s=args.horizon_s),
+        )
+        json_out = Path(args.json if args.json != "bench-quality.json" else "bench-forecast.json")
+        return bench_forecast(fc, json_out, Path(args.bundle) if args.bundle else None)
+
     if args.mode == "plant":
         from bench.plant import PlantConfig
         from bench.plant import main as bench_plant
@@ -134,14 +148,26 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--mode",
-        choices=["scenario", "plant"],
+        choices=["scenario", "plant", "forecast"],
         default="scenario",
         help="scenario: long clean recordings per fault scenario; plant: many short runs "
-        "trained on minutes each, exported as historians do, subtle faults, baselines beside",
+        "trained on minutes each, exported as historians do, subtle faults, baselines beside; "
+        "forecast: time-to-limit forecasts on degradations over hours and on normal hours",
+    )
+    p.add_argument(
+        "--normal-hours", type=float, default=24.0, help="forecast mode: normal hours per seed"
+    )
+    p.add_argument(
+        "--horizon-s", type=float, default=5400.0, help="forecast mode: the predicted horizon"
+    )
+    p.add_argument(
+        "--bundle",
+        help="forecast mode: also time an asset pipeline of this bundle with and without "
+        "forecasts (the CPU the forecast adds)",
     )
     p.add_argument("--pump-runs", type=int, default=24, help="plant mode: pump runs")
     p.add_argument("--compressor-runs", type=int, default=8, help="plant mode: compressor runs")
-    p.add_argument("--first-seed", type=int, default=0, help="plant mode: seed of the first run")
+    p.add_argument("--first-seed", type=int, default=0, help="plant and forecast modes: first seed")
     p.add_argument("--seeds", type=int, default=10)
     p.add_argument("--train-hours", type=float, default=6.0, help="normal data to train on")
     p.add_argument("--drift-hours", type=float, default=6.0, help="normal data after training")

@@ -474,6 +474,12 @@ class Agent:
                 self.publisher.submit_alert(event.asset, body, alert_change(event))
                 if self._on_alert is not None:
                     self._on_alert(event)
+            for event in out.predictions:
+                # A forecast has its own lifecycle beside the detector's alert: it is not the
+                # asset's open alert (`change` None), so a restart does not carry it over.
+                log.warning("predicted %s %s: %s", event.event.value, event.alert_id, event.message)
+                body = alert_payload(event, s.identity.site, s.identity.gateway)
+                self.publisher.submit_alert(event.asset, body, None)
             if out.scores:
                 # Telemetry carries the latest score (the publisher rate-limits it further).
                 score = out.scores[-1]

@@ -35,6 +35,7 @@ from edge_agent.config_base import (
 )
 from edge_agent.csvdata import signal_name
 from edge_agent.inference.bundle import BundleTrust, SigningKeyError, key_id, load_public_key
+from edge_agent.limits import LimitSpec, check_limits
 from edge_agent.profiles import load_any_profile, packaged_profile_dirs, resolve_profile
 from edge_agent.sources.profile_base import ProfileBase
 from edge_agent.sources.registry import (
@@ -68,6 +69,31 @@ class SignalConfig(StrictModel):
         return self.point or self.name
 
 
+class ForecastConfig(StrictModel):
+    """Time-to-limit forecasts (issue 14) on every signal of the asset that has a limit (from its
+    device profile or `limits` below): a `predicted` alert when the 80 % interval's near end of
+    the time to the limit falls under `horizon_s`."""
+
+    enabled: bool = True
+    horizon_s: float = Field(5400.0, gt=0)
+    # Levels: the mean of each `bucket_s` of valid samples; the trend is fitted on the last
+    # `history_s` of them, once at least `min_history_s` are there.
+    bucket_s: float = Field(120.0, gt=0)
+    history_s: float = Field(5400.0, gt=0)
+    min_history_s: float = Field(1800.0, gt=0)
+    # While a `predicted` alert is open: an `updated` event when the estimate moved by more than
+    # a fifth, at most this often.
+    update_interval_s: float = Field(600.0, ge=0)
+
+    @model_validator(mode="after")
+    def _history(self) -> ForecastConfig:
+        if self.min_history_s > self.history_s:
+            raise ValueError("min_history_s must be <= history_s")
+        if self.history_s < 5 * self.bucket_s:
+            raise ValueError("history_s must hold at least 5 buckets (bucket_s)")
+        return self
+
+
 class AssetConfig(StrictModel):
     name: TopicLevel
     sample_period_s: float = Field(gt=0)
@@ -84,6 +110,11 @@ class AssetConfig(StrictModel):
     # (default): 0, clear at the first calm window, as before: a quiet period keeps every alert
     # open that much longer after its fault ends (docs/QUALITY.md measures the trade).
     alert_quiet_period_s: Annotated[float, Field(ge=0)] | Literal["bundle"] | None = None
+    # Alarm/trip limits by signal name, over those of the signals' device profiles. Once the
+    # config is loaded (`load_config`) this holds the asset's effective limits: the profiles'
+    # with these laid over them.
+    limits: dict[str, LimitSpec] = Field(default_factory=dict)
+    forecast: ForecastConfig = ForecastConfig()
 
     @model_validator(mode="after")
     def _unique_signals(self) -> AssetConfig:
@@ -389,6 +420,29 @@ def check_files(settings: AgentSettings, base: Path) -> list[str]:
     return errors
 
 
+def effective_limits(
+    asset: AssetConfig, profiles: dict[str, ProfileBase]
+) -> tuple[dict[str, LimitSpec], list[tuple[str, str]]]:
+    """The asset's limits by signal name: its profiles' limits on the points it reads, with the
+    asset's own laid over them; and (signal, problem) for each of its own on a signal it lacks
+    or in a unit its signal does not have."""
+    units: dict[str, str] = {}
+    merged: dict[str, LimitSpec] = {}
+    for sig in asset.signals:
+        profile = profiles.get(sig.source)
+        if profile is None or sig.point_name not in profile.point_names():
+            continue
+        units[sig.name] = profile.unit_of(sig.point_name)
+        if (spec := profile.limits.get(sig.point_name)) is not None:
+            merged[sig.name] = spec
+    # A signal whose source failed to load is reported there; only judge what can be judged.
+    names = {s.name for s in asset.signals}
+    judged = {n: spec for n, spec in asset.limits.items() if n in units or n not in names}
+    problems = check_limits(judged, units)
+    merged.update(asset.limits)
+    return merged, problems
+
+
 def load_config(path: Path, *, files: bool = True) -> LoadedConfig:
     """Parse, validate and cross-check a config file. Raises ConfigError listing every problem.
 
@@ -455,6 +509,10 @@ def load_config(path: Path, *, files: bool = True) -> LoadedConfig:
                     f"{where}.point: {sig.point_name!r} is not in profile "
                     f"{by_name[sig.source].profile!r} of source {sig.source!r}"
                 )
+    for a_i, asset in enumerate(settings.assets):
+        merged, problems = effective_limits(asset, profiles)
+        errors.extend(f"assets[{a_i}].limits.{name}: {why}" for name, why in problems)
+        settings.assets[a_i] = asset.model_copy(update={"limits": merged})
     keys = {}
     for i, key_path in enumerate(settings.bundles.trusted_keys):
         try:

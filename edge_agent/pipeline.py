@@ -17,6 +17,7 @@ import numpy as np
 from edge_agent.alerts.budget import FalseAlarmBudget
 from edge_agent.alerts.policy import AlertPolicy, PolicyParams, SignalInfo
 from edge_agent.config import AssetConfig
+from edge_agent.forecast.stage import ForecastParams, ForecastStage
 from edge_agent.inference.bundle import AlertingSpec, Bundle, BundleError
 from edge_agent.inference.detector import Detector, DetectorPool, FaultClassifier
 from edge_agent.stream.assembler import Assembler
@@ -43,6 +44,33 @@ def quiet_period(configured: float | str | None, alerting: AlertingSpec | None) 
     if configured == "bundle":
         return alerting.quiet_period_s if alerting is not None else 0.0
     return float(configured or 0.0)
+
+
+def forecast_stage(
+    asset: AssetConfig, bundle_signals: list[str], low: list[float], high: list[float]
+) -> ForecastStage | None:
+    """The asset's time-to-limit forecast stage (issue 14): None when forecasts are off or no
+    signal has a limit. The bundle's normal range of each signal goes into the alert's
+    contribution, as in the detector's alerts."""
+    f = asset.forecast
+    if not f.enabled or not asset.limits:
+        return None
+    ranges = dict(zip(bundle_signals, zip(low, high, strict=True), strict=True))
+    names = [s.name for s in asset.signals]
+    return ForecastStage.build(
+        asset.name,
+        names,
+        asset.limits,
+        ForecastParams(
+            horizon_s=f.horizon_s,
+            bucket_s=f.bucket_s,
+            history_s=f.history_s,
+            min_history_s=f.min_history_s,
+            update_interval_s=f.update_interval_s,
+            sample_period_s=asset.sample_period_s,
+        ),
+        [ranges.get(n, (float("nan"), float("nan"))) for n in names],
+    )
 
 
 # Scores a stack of normalized windows: (scores, per-signal errors), one row per window. The
@@ -142,6 +170,7 @@ class AssetPipeline:
             FalseAlarmBudget(al.expected_false_alerts_per_hour) if al is not None else None
         )
         self.quality = DataQualityMonitor(asset.name, [s.name for s in asset.signals])
+        self.forecast = forecast_stage(asset, m.signals, m.normal_range.low, m.normal_range.high)
 
     @property
     def sources(self) -> set[str]:
@@ -163,6 +192,8 @@ class AssetPipeline:
         self.assembler = old.assembler
         self.quality = old.quality
         self.stats = old.stats
+        if self.forecast is not None and old.forecast is not None:
+            self.forecast = old.forecast  # its levels and open `predicted` alerts go on
         # Keep the alert lifecycle; take this model's thresholds, signal ranges and version.
         old.policy.params = self.policy.params
         old.policy.signals = self.policy.signals
@@ -251,6 +282,7 @@ class AssetPipeline:
         quality: list[DataQualityEvent] = []
         scores: list[Score] = []
         alerts: list[AlertEvent] = []
+        predictions: list[AlertEvent] = []
         pending: list[_Window] = []
         score = scorer or self.detector.score
         pol = policy or self.policy
@@ -263,6 +295,8 @@ class AssetPipeline:
                     self.stats.invalid_samples += 1
                 if (q_event := self.quality.update(sample)) is not None:
                     quality.append(q_event)
+                if self.forecast is not None:
+                    predictions.extend(self.forecast.push(sample.ts, sample.values, sample.valid))
                 ratios = self.shift_ratio(sample.values, sample.valid)
                 window = self.windows.push(sample)
                 if window is None:
@@ -273,7 +307,14 @@ class AssetPipeline:
                     pending.clear()
         if pending:
             self._score(pending, score, pol, scores, alerts)
-        return StepOutput(tuple(grid), tuple(valid), tuple(scores), tuple(alerts), tuple(quality))
+        return StepOutput(
+            tuple(grid),
+            tuple(valid),
+            tuple(scores),
+            tuple(alerts),
+            tuple(quality),
+            tuple(predictions),
+        )
 
     def _score(
         self,

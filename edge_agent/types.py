@@ -94,6 +94,24 @@ class Contribution:
 
 
 @dataclass(frozen=True, slots=True)
+class Forecast:
+    """What a `predicted` alert forecasts (issue 14): when `signal` reaches its limit. Times in
+    seconds from the event's `ts`; None: not within the forecast's look-ahead."""
+
+    signal: str
+    unit: str
+    limit: float
+    limit_kind: str  # "alarm" | "trip"
+    direction: str  # "high" | "low"
+    label: str
+    level: float  # the trend's level at ts
+    rate_per_h: float  # its slope there, units per hour
+    time_to_limit_s: float | None
+    interval_s: tuple[float | None, float | None]  # 80 % interval: near end, far end
+    horizon_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class AlertEvent:
     """A change in an asset's alert state, ready to be serialized upstream."""
 
@@ -112,6 +130,8 @@ class AlertEvent:
     probabilities: tuple[tuple[str, float], ...] = ()
     # Times the condition came back inside this alert's episode (alerts/policy.py), so far.
     recurrences: int = 0
+    # Only on `predicted` alerts (kind "predicted"): the time-to-limit forecast.
+    forecast: Forecast | None = None
 
 
 class DataQualityEventKind(enum.StrEnum):
@@ -191,6 +211,9 @@ class StepOutput:
     scores: tuple[Score, ...]  # every window scored
     alerts: tuple[AlertEvent, ...]
     quality: tuple[DataQualityEvent, ...]  # data-quality episodes that started or ended
+    # `predicted` alerts (time-to-limit forecasts), apart from the detector's alerts above: each
+    # has its own lifecycle per signal and limit, and never counts in the detector's figures.
+    predictions: tuple[AlertEvent, ...] = ()
 
     @property
     def invalid_samples(self) -> int:

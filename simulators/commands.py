@@ -14,7 +14,9 @@ from pathlib import Path
 def cmd_demo(args: argparse.Namespace) -> int:
     from simulators.demo import run_demo
 
-    return run_demo(Path(args.workdir), scenario=args.scenario, timeout=args.timeout)
+    return run_demo(
+        Path(args.workdir), scenario=args.scenario, timeout=args.timeout, forecast=args.forecast
+    )
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -22,4 +24,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--workdir", default="demo-run")
     p.add_argument("--scenario", default="cavitation", choices=["cavitation", "bearing_wear"])
     p.add_argument("--timeout", type=float, default=150.0)
+    p.add_argument(
+        "--forecast",
+        action="store_true",
+        help="bearing wear over hours at 200x: the predicted alert, then the PLC's limit alarm",
+    )
     p.set_defaults(func=cmd_demo)

@@ -59,6 +59,7 @@ class CompressorSimulator:
         self.rng = np.random.default_rng(seed)
         self.scenario = scenario
         self.state = CompressorState()
+        self.clean: dict[str, float] = {}
 
     def _severity(self, name: str) -> float:
         s = self.scenario
@@ -86,7 +87,8 @@ class CompressorSimulator:
                 s.loaded = True
             elif s.pressure > CUT_OUT:
                 s.loaded = False
-            cooling = 1.0 - 0.4 * self._severity("cooler_fouling")
+            fouling = max(self._severity("cooler_fouling"), self._severity("cooler_fouling_hours"))
+            cooling = 1.0 - 0.4 * fouling
             target = 25.0 + (55.0 if s.loaded else 35.0) / cooling
             s.oil_temp = target + (s.oil_temp - target) * math.exp(-h / 600.0)
             s.t += h
@@ -102,6 +104,7 @@ class CompressorSimulator:
             "vibration": 1.8 if s.loaded else 1.2,
             "air_flow": FREE_AIR if s.loaded else 0.0,
         }
+        self.clean = clean  # noise-free: the ground truth of when a limit is crossed
         out = {k: v + NOISE[k] * float(rng.standard_normal()) for k, v in clean.items()}
         out["vibration"] = max(0.0, out["vibration"])
         out["air_flow"] = max(0.0, out["air_flow"])
@@ -135,7 +138,16 @@ class CoolerFouling(Scenario):
         return
 
 
+@dataclass
+class SlowCoolerFouling(CoolerFouling):
+    """Cooler fouling over hours (issue 14): on a 5-hour ramp the oil and discharge temperatures
+    creep up to their alarms (95 / 100 degC) after about 3.5 to 4 hours, depending on demand."""
+
+    ramp: float = 5 * 3600.0
+
+
 COMPRESSOR_SCENARIOS: dict[str, type[Scenario]] = {
     "air_leak": AirLeak,
     "cooler_fouling": CoolerFouling,
+    "cooler_fouling_hours": SlowCoolerFouling,
 }

@@ -85,6 +85,7 @@ class PumpSimulator:
         self.setpoint_interval_s = setpoint_interval_s
         self.state = PumpState()
         self.offline = False
+        self.clean: dict[str, float] = {}
         # Fixed per-unit characteristics (manufacturing spread), drawn once from the seed.
         self.q_rated = 120.0 * (1 + 0.03 * float(self.rng.standard_normal()))
         self.p_shutoff = 7.0 * (1 + 0.02 * float(self.rng.standard_normal()))
@@ -148,6 +149,8 @@ class PumpSimulator:
         noise = dict(NOISE)
         if self.scenario is not None:
             self.scenario.apply(s.t, clean, noise, rng)
+        # The noise-free values, faults included: the ground truth of when a limit is crossed.
+        self.clean = clean
         out = {k: v + noise[k] * float(rng.standard_normal()) for k, v in clean.items()}
         # RMS is never negative. `max(0.0, nan)` is 0.0, so a dropout (NaN) must bypass the clamp:
         # a dead sensor that read as 0 mm/s would look like a machine fault, not a data fault.

@@ -57,6 +57,16 @@ class BearingWear(Scenario):
 
 
 @dataclass
+class SlowBearingWear(BearingWear):
+    """Bearing wear over hours (issue 14): the same accelerating defect on a 4-hour ramp, so the
+    drive-end vibration reaches the PLC's 4.5 mm/s alarm about 2.5 hours after onset (the exact
+    time depends on the unit and its load: `PumpSimulator.clean` gives the noise-free value
+    from which the benchmark takes the true crossing)."""
+
+    ramp: float = 4 * 3600.0
+
+
+@dataclass
 class Cavitation(Scenario):
     """Sudden: suction pressure falls below vapour pressure. Flow and head drop, pressure and flow
     fluctuate strongly, vibration jumps with broadband noise, current drops with the load."""
@@ -285,5 +295,6 @@ SCENARIOS.update(
         "suction_restriction": SuctionRestriction,
         "cooling_loss": CoolingLoss,
         "misalignment": Misalignment,
+        "bearing_wear_hours": SlowBearingWear,
     }
 )

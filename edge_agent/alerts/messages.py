@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
-from edge_agent.types import AlertEvent
+from edge_agent.types import AlertEvent, Forecast
 
 ALERT_SCHEMA = "edge-agent/alert/1"
 STATUS_SCHEMA = "edge-agent/status/1"
@@ -103,6 +103,25 @@ def alert_payload(e: AlertEvent, site: str, gateway: str) -> dict[str, Any]:
         "model_version": e.model_version,
         **({"probabilities": dict(e.probabilities)} if e.probabilities else {}),
         **({"recurrences": e.recurrences} if e.recurrences else {}),
+        **({"forecast": forecast_payload(e.forecast)} if e.forecast is not None else {}),
+    }
+
+
+def forecast_payload(f: Forecast) -> dict[str, Any]:
+    """The `forecast` object of a `predicted` alert (issue 14)."""
+    near, far = f.interval_s
+    return {
+        "signal": f.signal,
+        "unit": f.unit,
+        "limit": f.limit,
+        "limit_kind": f.limit_kind,
+        "direction": f.direction,
+        **({"label": f.label} if f.label else {}),
+        "level": f.level,
+        "rate_per_h": f.rate_per_h,
+        "time_to_limit_s": f.time_to_limit_s,
+        "interval_s": {"confidence": 0.8, "near": near, "far": far},
+        "horizon_s": f.horizon_s,
     }
 
 

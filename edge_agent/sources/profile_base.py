@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from edge_agent.limits import LimitSpec, check_limits
 
 POINT_NAME = r"^[A-Za-z_][A-Za-z0-9_.]*$"
 
@@ -20,6 +22,17 @@ class ProfileBase(BaseModel):
     model: str
     firmware: str
     description: str = ""
+    # Alarm/trip limits per point name, in the point's unit (issue 14: time-to-limit forecasts).
+    limits: dict[str, LimitSpec] = {}
+
+    @model_validator(mode="after")
+    def _limits_on_points(self) -> ProfileBase:
+        if self.limits:
+            units = {n: self.unit_of(n) for n in self.point_names()}
+            problems = check_limits(self.limits, units)
+            if problems:
+                raise ValueError("; ".join(f"limits.{n}: {why}" for n, why in problems))
+        return self
 
     def point_names(self) -> list[str]:
         raise NotImplementedError
