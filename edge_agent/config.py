@@ -34,6 +34,7 @@ from edge_agent.config_base import (
     resolve_path,
 )
 from edge_agent.csvdata import signal_name
+from edge_agent.energy.spec import AssetEnergyConfig
 from edge_agent.inference.bundle import BundleTrust, SigningKeyError, key_id, load_public_key
 from edge_agent.profiles import load_any_profile, packaged_profile_dirs, resolve_profile
 from edge_agent.sources.profile_base import ProfileBase
@@ -83,6 +84,8 @@ class AssetConfig(StrictModel):
     # (default): 0, clear at the first calm window, as before: a quiet period keeps every alert
     # open that much longer after its fault ends (docs/QUALITY.md measures the trade).
     alert_quiet_period_s: Annotated[float, Field(ge=0)] | Literal["bundle"] | None = None
+    # Energy per asset (edge_agent/energy/): on when a source's profile declares `energy:`.
+    energy: AssetEnergyConfig | None = None
 
     @model_validator(mode="after")
     def _unique_signals(self) -> AssetConfig:
@@ -452,6 +455,12 @@ def load_config(path: Path, *, files: bool = True) -> LoadedConfig:
                     f"{where}.point: {sig.point_name!r} is not in profile "
                     f"{by_name[sig.source].profile!r} of source {sig.source!r}"
                 )
+        energy_source = asset.energy.source if asset.energy is not None else None
+        if energy_source is not None and energy_source not in by_name:
+            errors.append(
+                f"assets[{a_i}].energy.source: unknown source {energy_source!r} "
+                f"(known: {', '.join(sorted(by_name))})"
+            )
     keys = {}
     for i, key_path in enumerate(settings.bundles.trusted_keys):
         try:

@@ -17,6 +17,8 @@ import numpy as np
 from edge_agent.alerts.budget import FalseAlarmBudget
 from edge_agent.alerts.policy import AlertPolicy, PolicyParams, SignalInfo
 from edge_agent.config import AssetConfig
+from edge_agent.energy.meter import EnergySignals
+from edge_agent.energy.stage import EnergyStage
 from edge_agent.inference.bundle import AlertingSpec, Bundle, BundleError
 from edge_agent.inference.detector import Detector, DetectorPool, FaultClassifier
 from edge_agent.stream.assembler import Assembler
@@ -29,6 +31,7 @@ from edge_agent.types import (
     AlertEventKind,
     Batch,
     DataQualityEvent,
+    EnergyReport,
     FloatArray,
     Score,
     StepOutput,
@@ -61,7 +64,11 @@ class AssetStats:
 
 class AssetPipeline:
     def __init__(
-        self, asset: AssetConfig, bundle: Bundle, detectors: DetectorPool | None = None
+        self,
+        asset: AssetConfig,
+        bundle: Bundle,
+        detectors: DetectorPool | None = None,
+        energy: EnergySignals | None = None,
     ) -> None:
         m = bundle.manifest
         bundle.check_signals([s.name for s in asset.signals])
@@ -142,9 +149,13 @@ class AssetPipeline:
             FalseAlarmBudget(al.expected_false_alerts_per_hour) if al is not None else None
         )
         self.quality = DataQualityMonitor(asset.name, [s.name for s in asset.signals])
+        # Energy and efficiency (edge_agent/energy/), when the asset's profile declares them.
+        self.energy = EnergyStage(asset, energy, m.efficiency, m.model_version) if energy else None
 
     @property
     def sources(self) -> set[str]:
+        if self.energy is not None:
+            return self.assembler.sources | self.energy.sources
         return self.assembler.sources
 
     @property
@@ -162,6 +173,11 @@ class AssetPipeline:
         window buffer when the window and hop are the same. True when the buffer was kept."""
         self.assembler = old.assembler
         self.quality = old.quality
+        if old.energy is not None:
+            # Energy settings need a restart; the interval in progress goes on under this
+            # bundle's efficiency model.
+            old.energy.use_model(self.bundle.manifest.efficiency, self.model_version)
+            self.energy = old.energy
         self.stats = old.stats
         # Keep the alert lifecycle; take this model's thresholds, signal ranges and version.
         old.policy.params = self.policy.params
@@ -252,9 +268,15 @@ class AssetPipeline:
         scores: list[Score] = []
         alerts: list[AlertEvent] = []
         pending: list[_Window] = []
+        energy: list[EnergyReport] = []
+        efficiency: list[AlertEvent] = []
         score = scorer or self.detector.score
         pol = policy or self.policy
         for batch in batches:
+            if self.energy is not None:
+                step = self.energy.push(batch)
+                energy.extend(step.reports)
+                efficiency.extend(step.alerts)
             for sample in self.assembler.push(batch):
                 grid.append(sample.ts)
                 valid.append(sample.valid)
@@ -273,7 +295,10 @@ class AssetPipeline:
                     pending.clear()
         if pending:
             self._score(pending, score, pol, scores, alerts)
-        return StepOutput(tuple(grid), tuple(valid), tuple(scores), tuple(alerts), tuple(quality))
+        return StepOutput(
+            tuple(grid), tuple(valid), tuple(scores), tuple(alerts), tuple(quality),
+            tuple(energy), tuple(efficiency),
+        )  # fmt: skip
 
     def _score(
         self,

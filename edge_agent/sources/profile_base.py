@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from edge_agent.energy.spec import EnergySpec
 
 POINT_NAME = r"^[A-Za-z_][A-Za-z0-9_.]*$"
 
@@ -20,6 +22,17 @@ class ProfileBase(BaseModel):
     model: str
     firmware: str
     description: str = ""
+    # Which points give the asset's power and product (edge_agent/energy/spec.py).
+    energy: EnergySpec | None = None
+
+    @model_validator(mode="after")
+    def _energy_points(self) -> ProfileBase:
+        if self.energy is not None:
+            names = self.point_names()
+            errors = self.energy.check(names, {n: self.unit_of(n) for n in names})
+            if errors:
+                raise ValueError("; ".join(errors))
+        return self
 
     def point_names(self) -> list[str]:
         raise NotImplementedError
