@@ -19,6 +19,14 @@ def cmd_bench_quality(args: argparse.Namespace) -> int:
     from bench.quality import QualityConfig
     from bench.quality import main as bench_quality
 
+    if args.mode == "energy":
+        from bench.energy import EnergyBenchConfig
+        from bench.energy import main as bench_energy
+
+        ecfg = EnergyBenchConfig(seeds=args.seeds, drift_hours=args.drift_hours)
+        json_out = Path(args.json if args.json != "bench-quality.json" else "bench-energy.json")
+        return bench_energy(ecfg, json_out, jobs=args.jobs)
+
     if args.mode == "plant":
         from bench.plant import PlantConfig
         from bench.plant import main as bench_plant
@@ -109,10 +117,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--mode",
-        choices=["scenario", "plant"],
+        choices=["scenario", "plant", "energy"],
         default="scenario",
         help="scenario: long clean recordings per fault scenario; plant: many short runs "
-        "trained on minutes each, exported as historians do, subtle faults, baselines beside",
+        "trained on minutes each, exported as historians do, subtle faults, baselines beside; "
+        "energy: energy against the simulator's true power, efficiency alerts on impeller wear "
+        "against false ones on normal operation (--seeds, --drift-hours, --jobs)",
     )
     p.add_argument("--pump-runs", type=int, default=24, help="plant mode: pump runs")
     p.add_argument("--compressor-runs", type=int, default=8, help="plant mode: compressor runs")
