@@ -150,7 +150,14 @@ class AssetPipeline:
         )
         self.quality = DataQualityMonitor(asset.name, [s.name for s in asset.signals])
         # Energy and efficiency (edge_agent/energy/), when the asset's profile declares them.
-        self.energy = EnergyStage(asset, energy, m.efficiency, m.model_version) if energy else None
+        self.energy = None
+        if energy is not None:
+            # The model's stuck limits hold for the energy points that are model signals too.
+            limits = m.stuck_after_samples or [None] * len(asset.signals)
+            stuck = {
+                (s.source, s.point_name): n for s, n in zip(asset.signals, limits, strict=True)
+            }
+            self.energy = EnergyStage(asset, energy, m.efficiency, m.model_version, stuck)
 
     @property
     def sources(self) -> set[str]:

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from edge_agent.types import AlertEvent, AlertEventKind
 
@@ -54,9 +55,38 @@ class EfficiencySpec(BaseModel):
     block_ratio_sd: float = Field(ge=0)
     block_ratio_max_dev: float = Field(ge=0)
 
-    def expected_kw(self, ops: F64) -> float:
-        z = (np.asarray(ops, dtype=np.float64) - self.mean) / self.scale
-        return float(_basis(z[np.newaxis])[0] @ np.asarray(self.coef))
+    @model_validator(mode="after")
+    def _shapes(self) -> EfficiencySpec:
+        k = len(self.features)
+        terms = 1 + k + k * (k + 1) // 2
+        if len(self.mean) != k or len(self.scale) != k or len(self.coef) != terms:
+            raise ValueError(
+                f"efficiency: {k} features need {k} mean and scale values and {terms} "
+                f"coefficients (have {len(self.mean)}, {len(self.scale)}, {len(self.coef)})"
+            )
+        if any(not v > 0 for v in self.scale):
+            raise ValueError("efficiency.scale: every value must be positive")
+        return self
+
+    def expected_kw(self, ops: Sequence[float]) -> float:
+        """Expected active power (kW) at one operating point."""
+        return self.predictor()(ops)
+
+    def predictor(self) -> Callable[[Sequence[float]], float]:
+        """`expected_kw` as a closure over plain floats: it runs on every valid sample, where
+        numpy's per-call overhead on six numbers would cost several times the arithmetic."""
+        mean, scale, coef = tuple(self.mean), tuple(self.scale), tuple(self.coef)
+        k = len(mean)
+        pairs = [(i, j) for i in range(k) for j in range(i, k)]
+
+        def expected(ops: Sequence[float]) -> float:
+            z = [(ops[i] - mean[i]) / scale[i] for i in range(k)]
+            total = coef[0] + sum(coef[1 + i] * z[i] for i in range(k))
+            return total + sum(
+                c * z[i] * z[j] for c, (i, j) in zip(coef[1 + k :], pairs, strict=True)
+            )
+
+        return expected
 
 
 def _basis(z: F64) -> F64:

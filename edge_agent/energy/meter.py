@@ -16,11 +16,8 @@ runs it beside the model's), so a sample is valid exactly when every energy sign
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-
-import numpy as np
-import numpy.typing as npt
 
 from edge_agent.energy.spec import (
     CURRENT_UNITS,
@@ -35,7 +32,7 @@ from edge_agent.types import EnergyReport, FloatArray, Sample
 
 SQRT3 = math.sqrt(3.0)
 # Expected power (kW) at an operating point (the efficiency model, efficiency.py).
-ExpectedPower = Callable[[npt.NDArray[np.float64]], float]
+ExpectedPower = Callable[[Sequence[float]], float]
 
 
 @dataclass(frozen=True)
@@ -132,6 +129,7 @@ class EnergyMeter:
         self.period = period
         self.interval_s = interval_s
         self.expected_kw = expected_kw
+        self._ops = list(signals.operating_point)
         self._k: int | None = None  # index of the open interval
         self._began: float | None = None  # the first sample's slot start (the agent started)
         self._reset()
@@ -145,11 +143,9 @@ class EnergyMeter:
         self._kwh_expected = 0.0
         self._expected_ok = True
 
-    def push(
-        self, sample: Sample
-    ) -> tuple[list[EnergyReport], float | None, npt.NDArray[np.float64] | None]:
-        """Feed one grid sample: the intervals it closed, and for a valid sample its power (kW)
-        and operating point (for the efficiency judge; None otherwise)."""
+    def push(self, sample: Sample) -> tuple[list[EnergyReport], float | None, float | None]:
+        """Feed one grid sample: the intervals it closed, and for a valid sample its power and
+        the power the efficiency model expects at its operating point (kW; None otherwise)."""
         out: list[EnergyReport] = []
         k = math.floor(sample.ts / self.interval_s)
         if self._k is not None and k > self._k and self._n:
@@ -182,18 +178,15 @@ class EnergyMeter:
         if self.signals.product is not None:
             q = max(0.0, _value(sample.values, self.signals.product))
             self._m3 += q * dt
-        ops = (
-            sample.values[list(self.signals.operating_point)].astype(np.float64)
-            if self.signals.operating_point
-            else None
-        )
-        if self.expected_kw is not None and ops is not None:
-            e = self.expected_kw(ops)
+        e = None
+        if self.expected_kw is not None and self.signals.operating_point:
+            row = sample.values
+            e = self.expected_kw([float(row[i]) for i in self._ops])
             if math.isfinite(e):
                 self._kwh_expected += e * dt / 3600.0
             else:
                 self._expected_ok = False
-        return out, p, ops
+        return out, p, e
 
     def _report(self) -> EnergyReport:
         assert self._k is not None and self._first is not None

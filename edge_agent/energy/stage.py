@@ -63,14 +63,20 @@ class EnergyStage:
         signals: EnergySignals,
         efficiency: EfficiencySpec | None,
         model_version: str,
+        stuck_after: Mapping[tuple[str, str], int | None] | None = None,
     ) -> None:
+        """`stuck_after`: the bundle's stuck limits by (source, point), for the energy points
+        that are model signals too: a frozen current reading is unmeasured time, not energy."""
         cfg = asset.energy or AssetEnergyConfig()
         self.signals = signals
+        limits = stuck_after or {}
         self.assembler = Assembler(
             {(signals.source, p): i for i, p in enumerate(signals.points)},
             period=asset.sample_period_s,
             max_age=asset.effective_max_age_s,
+            stuck_after=[limits.get((signals.source, p)) for p in signals.points],
         )
+        self._said_rejected = False
         self.asset = asset.name
         self.period = asset.sample_period_s
         self.use_efficiency = cfg.efficiency
@@ -94,7 +100,7 @@ class EnergyStage:
         if self.judge is not None and judge is not None and self.judge.active is not None:
             judge.active = self.judge.active  # an open efficiency alert stays the same alert
         self.judge = judge
-        self.meter.expected_kw = judge.spec.expected_kw if judge is not None else None
+        self.meter.expected_kw = judge.spec.predictor() if judge is not None else None
 
     @property
     def sources(self) -> set[str]:
@@ -104,10 +110,17 @@ class EnergyStage:
         reports: list[EnergyReport] = []
         alerts: list[AlertEvent] = []
         for sample in self.assembler.push(batch):
-            closed, power, ops = self.meter.push(sample)
+            closed, power, expected = self.meter.push(sample)
             reports.extend(closed)
-            if self.judge is not None and power is not None and ops is not None:
-                event = self.judge.push(sample.ts, power, self.judge.spec.expected_kw(ops))
+            if self.meter.rejected == 1 and not self._said_rejected:
+                self._said_rejected = True
+                log.warning(
+                    "asset %s: energy: a valid sample gave no power (power factor outside "
+                    "(0, 1] or a negative value); such samples count as unmeasured time",
+                    self.asset,
+                )
+            if self.judge is not None and power is not None and expected is not None:
+                event = self.judge.push(sample.ts, power, expected)
                 if event is not None:
                     alerts.append(event)
         if not reports and not alerts:
