@@ -208,6 +208,12 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
         if r["wear"]["alert_after_onset_s"] is not None
         and r["wear"]["zone_bc_after_onset_s"] is not None
     ]
+    leads_plc = [
+        r["wear"]["plc_alarm_after_onset_s"] - r["wear"]["alert_after_onset_s"]
+        for r in results
+        if r["wear"]["alert_after_onset_s"] is not None
+        and r["wear"]["plc_alarm_after_onset_s"] is not None
+    ]
     hours = sum(r["normal"]["hours"] for r in results)
     intervals = pool("normal", "interval_error_max") + pool("wear", "interval_error_max")
     totals = [abs(v) for v in pool("normal", "total_error") + pool("wear", "total_error")]
@@ -224,6 +230,9 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
         "alert_after_onset_s_median": _median(pool("wear", "alert_after_onset_s")),
         "lead_over_zone_bc_s_min": min(leads_bc) if leads_bc else math.nan,
         "lead_over_zone_bc_s_median": _median(leads_bc),
+        "lead_over_plc_alarm_s_min": min(leads_plc) if leads_plc else math.nan,
+        "lead_over_plc_alarm_s_median": _median(leads_plc),
+        "zone_bc_after_onset_s_median": _median(pool("wear", "zone_bc_after_onset_s")),
         "efficiency_lost_at_alert_median": _median(pool("wear", "efficiency_lost_at_alert")),
         "false_alerts_per_normal_hour": sum(r["normal"]["false_alerts"] for r in results) / hours,
         "normal_hours": hours,
@@ -248,6 +257,10 @@ def table_text(s: dict[str, Any]) -> str:
         f"| efficiency lost at the alert, median | {s['efficiency_lost_at_alert_median']:.1%} |",
         f"| lead over zone B/C, min / median | {s['lead_over_zone_bc_s_min']:.0f} s / "
         f"{s['lead_over_zone_bc_s_median']:.0f} s |",
+        f"| lead over the PLC alarm (4.5 mm/s), min / median | "
+        f"{s['lead_over_plc_alarm_s_min']:.0f} s / {s['lead_over_plc_alarm_s_median']:.0f} s |",
+        f"| clean vibration_de reaches zone B/C after wear onset, median | "
+        f"{s['zone_bc_after_onset_s_median']:.0f} s |",
         f"| false efficiency alerts per normal hour | {s['false_alerts_per_normal_hour']:.3f} "
         f"({s['normal_hours']:.0f} h) |",
         f"| alerts before the wear began (normal part of the wear runs) | "
