@@ -180,8 +180,10 @@ def telemetry_payload(
     }
 
 
-def _round(v: float | None, digits: int) -> float | None:
-    return None if v is None else round(v, digits)
+def _sig(v: float | None, digits: int = 7) -> float | None:
+    """`digits` significant digits: an interval of seconds moves litres, one of a day
+    thousands of cubic metres; fixed decimals would lose the first or bloat the second."""
+    return None if v is None else float(f"{v:.{digits}g}")
 
 
 def energy_payload(r: EnergyReport, site: str, gateway: str) -> dict[str, Any]:
@@ -197,17 +199,17 @@ def energy_payload(r: EnergyReport, site: str, gateway: str) -> dict[str, Any]:
         "unmeasured_s": round(r.unmeasured_s, 3),
         "samples": r.samples,
         "invalid_samples": r.invalid_samples,
-        "energy_kwh": round(r.energy_kwh, 6),
-        "mean_power_kw": _round(r.mean_power_kw, 4),
-        "mean_power_factor": _round(r.mean_power_factor, 4),
+        "energy_kwh": _sig(r.energy_kwh),
+        "mean_power_kw": _sig(r.mean_power_kw),
+        "mean_power_factor": _sig(r.mean_power_factor, 4),
     }
     if r.product is not None:
-        body["product"] = {"unit": r.product_name, "amount": round(r.product, 4)}
-        body["specific_energy_kwh_per_unit"] = _round(r.specific_energy, 6)
+        body["product"] = {"unit": r.product_name, "amount": _sig(r.product)}
+        body["specific_energy_kwh_per_unit"] = _sig(r.specific_energy)
     if r.efficiency_ratio is not None:
         body["efficiency"] = {
-            "ratio": round(r.efficiency_ratio, 5),
-            "expected_specific_energy_kwh_per_unit": _round(r.expected_specific_energy, 6),
+            "ratio": _sig(r.efficiency_ratio, 6),
+            "expected_specific_energy_kwh_per_unit": _sig(r.expected_specific_energy),
         }
     return body
 
