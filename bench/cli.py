@@ -33,6 +33,13 @@ def cmd_bench_quality(args: argparse.Namespace) -> int:
         )
         json_out = Path(args.json if args.json != "bench-quality.json" else "bench-forecast.json")
         return bench_forecast(fc, json_out, Path(args.bundle) if args.bundle else None)
+    if args.mode == "energy":
+        from bench.energy import EnergyBenchConfig
+        from bench.energy import main as bench_energy
+
+        ecfg = EnergyBenchConfig(seeds=args.seeds, drift_hours=args.drift_hours)
+        json_out = Path(args.json if args.json != "bench-quality.json" else "bench-energy.json")
+        return bench_energy(ecfg, json_out, jobs=args.jobs)
 
     if args.mode == "plant":
         from bench.plant import PlantConfig
@@ -148,11 +155,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--mode",
-        choices=["scenario", "plant", "forecast"],
+        choices=["scenario", "plant", "forecast", "energy"],
         default="scenario",
         help="scenario: long clean recordings per fault scenario; plant: many short runs "
         "trained on minutes each, exported as historians do, subtle faults, baselines beside; "
-        "forecast: time-to-limit forecasts on degradations over hours and on normal hours",
+        "forecast: time-to-limit forecasts on degradations over hours and on normal hours; "
+        "energy: energy against the simulator's true power, efficiency alerts on impeller wear "
+        "against false ones on normal operation (--seeds, --drift-hours, --jobs)",
     )
     p.add_argument(
         "--normal-hours", type=float, default=24.0, help="forecast mode: normal hours per seed"

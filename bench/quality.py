@@ -44,7 +44,7 @@ SIGNALS = [
     "motor_current", "motor_voltage", "vibration_de", "vibration_nde",
     "motor_temperature", "fluid_temperature", "discharge_pressure", "flow_rate",
 ]  # fmt: skip
-GRADUAL = {"bearing_wear", "sensor_drift"}
+GRADUAL = {"bearing_wear", "sensor_drift", "impeller_wear"}
 # Not model questions: NaN readings and a silent device are data-quality events, and the stream
 # never windows over them (tested in the protocol and stream tests instead).
 NOT_FOR_THE_MODEL = {"dropout", "offline"}

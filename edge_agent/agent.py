@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge_agent import __version__
-from edge_agent.alerts.messages import EventType, alert_payload
+from edge_agent.alerts.messages import EventType, alert_payload, energy_payload
 from edge_agent.alerts.policy import orphan_cleared
 from edge_agent.backoff import Backoff
 from edge_agent.config import AssetConfig, LoadedConfig
 from edge_agent.config_base import BackoffConfig, resolve_path
+from edge_agent.energy.stage import energy_points, energy_signals
 from edge_agent.eventfold import EventFolder, PendingEvent
 from edge_agent.fleet.agent_side import FleetAgent
 from edge_agent.inference.bundle import Bundle, BundleError
@@ -74,9 +75,19 @@ def build_pipelines(
 ) -> list[AssetPipeline]:
     """Load and verify every asset's bundle (raises BundleError naming the problem). Give the
     agent's `detectors` so assets with identical models share one ONNX Runtime session."""
-    return [
-        AssetPipeline(asset, load_bundle(cfg, asset), detectors) for asset in cfg.settings.assets
-    ]
+    pipelines = []
+    for asset in cfg.settings.assets:
+        found = energy_signals(asset, cfg.profiles)
+        energy = None if isinstance(found, str) else found
+        if energy is None:
+            log.info("asset %s: energy off: %s", asset.name, found)
+        else:
+            log.info(
+                "asset %s: energy from source %s (%s)", asset.name, energy.source,
+                ", ".join(energy.points),
+            )  # fmt: skip
+        pipelines.append(AssetPipeline(asset, load_bundle(cfg, asset), detectors, energy))
+    return pipelines
 
 
 def source_periods(cfg: LoadedConfig) -> dict[str, float]:
@@ -152,6 +163,9 @@ def build_sources(cfg: LoadedConfig) -> list[Source]:
     for asset in cfg.settings.assets:
         for sig in asset.signals:
             points.setdefault(sig.source, []).append(sig.point_name)
+    for src, extra in energy_points(cfg.settings.assets, cfg.profiles).items():
+        have = points.setdefault(src, [])
+        have.extend(p for p in dict.fromkeys(extra) if p not in have)
     ctx = BuildContext(base_dir=cfg.path.parent)
     return [
         build_source(src, cfg.profiles[src.name], points[src.name], ctx)
@@ -480,6 +494,16 @@ class Agent:
                 log.warning("predicted %s %s: %s", event.event.value, event.alert_id, event.message)
                 body = alert_payload(event, s.identity.site, s.identity.gateway)
                 self.publisher.submit_alert(event.asset, body, None)
+            for report in out.energy:
+                body = energy_payload(report, s.identity.site, s.identity.gateway)
+                self.publisher.submit_energy(report.asset, body)
+            for event in out.efficiency:
+                # Not in the outbox's open-alert record, which holds the model's alert per asset.
+                log.warning("alert %s %s: %s", event.event.value, event.alert_id, event.message)
+                body = alert_payload(event, s.identity.site, s.identity.gateway)
+                self.publisher.submit_alert(event.asset, body)
+                if self._on_alert is not None:
+                    self._on_alert(event)
             if out.scores:
                 # Telemetry carries the latest score (the publisher rate-limits it further).
                 score = out.scores[-1]

@@ -171,6 +171,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     window, hop = args.window, args.hop
     name = "model"
     signals: list[str] = []
+    energy = None  # the asset's energy points: with them in the data, an efficiency model
     if args.config:
         cfg = _load(args.config)
         assets = {a.name: a for a in cfg.settings.assets}
@@ -187,6 +188,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         window = window or asset.window
         hop = hop or asset.hop
         name = asset.name
+        from edge_agent.energy.stage import energy_signals
+
+        found = energy_signals(asset, cfg.profiles)
+        energy = None if isinstance(found, str) else found
     try:
         tables = [read_table(p) for p in expand_paths(args.data)]
         excluded = set(signal_names(args.labels)) | set(signal_names(args.exclude))
@@ -213,7 +218,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         faults = [read_table(p) for p in expand_paths(args.faults or [])]
         bundle = train_bundle(
             tables, signals, Path(args.out), opts, expected_period, units, name=name,
-            faults=faults, label_column=signal_name(args.label_column),
+            faults=faults, label_column=signal_name(args.label_column), energy=energy,
         )  # fmt: skip
     except (CsvError, TrainingError) as exc:
         print(f"edge-agent train: {exc}", file=sys.stderr)

@@ -34,6 +34,7 @@ from edge_agent.config_base import (
     resolve_path,
 )
 from edge_agent.csvdata import signal_name
+from edge_agent.energy.spec import AssetEnergyConfig
 from edge_agent.inference.bundle import BundleTrust, SigningKeyError, key_id, load_public_key
 from edge_agent.limits import LimitSpec, check_limits
 from edge_agent.profiles import load_any_profile, packaged_profile_dirs, resolve_profile
@@ -115,6 +116,8 @@ class AssetConfig(StrictModel):
     # with these laid over them.
     limits: dict[str, LimitSpec] = Field(default_factory=dict)
     forecast: ForecastConfig = ForecastConfig()
+    # Energy per asset (edge_agent/energy/): on when a source's profile declares `energy:`.
+    energy: AssetEnergyConfig | None = None
 
     @model_validator(mode="after")
     def _unique_signals(self) -> AssetConfig:
@@ -509,6 +512,12 @@ def load_config(path: Path, *, files: bool = True) -> LoadedConfig:
                     f"{where}.point: {sig.point_name!r} is not in profile "
                     f"{by_name[sig.source].profile!r} of source {sig.source!r}"
                 )
+        energy_source = asset.energy.source if asset.energy is not None else None
+        if energy_source is not None and energy_source not in by_name:
+            errors.append(
+                f"assets[{a_i}].energy.source: unknown source {energy_source!r} "
+                f"(known: {', '.join(sorted(by_name))})"
+            )
     for a_i, asset in enumerate(settings.assets):
         merged, problems = effective_limits(asset, profiles)
         errors.extend(f"assets[{a_i}].limits.{name}: {why}" for name, why in problems)

@@ -17,6 +17,8 @@ import numpy as np
 from edge_agent.alerts.budget import FalseAlarmBudget
 from edge_agent.alerts.policy import AlertPolicy, PolicyParams, SignalInfo
 from edge_agent.config import AssetConfig
+from edge_agent.energy.meter import EnergySignals
+from edge_agent.energy.stage import EnergyStage
 from edge_agent.forecast.stage import ForecastParams, ForecastStage
 from edge_agent.inference.bundle import AlertingSpec, Bundle, BundleError
 from edge_agent.inference.detector import Detector, DetectorPool, FaultClassifier
@@ -30,6 +32,7 @@ from edge_agent.types import (
     AlertEventKind,
     Batch,
     DataQualityEvent,
+    EnergyReport,
     FloatArray,
     Score,
     StepOutput,
@@ -89,7 +92,11 @@ class AssetStats:
 
 class AssetPipeline:
     def __init__(
-        self, asset: AssetConfig, bundle: Bundle, detectors: DetectorPool | None = None
+        self,
+        asset: AssetConfig,
+        bundle: Bundle,
+        detectors: DetectorPool | None = None,
+        energy: EnergySignals | None = None,
     ) -> None:
         m = bundle.manifest
         bundle.check_signals([s.name for s in asset.signals])
@@ -171,9 +178,20 @@ class AssetPipeline:
         )
         self.quality = DataQualityMonitor(asset.name, [s.name for s in asset.signals])
         self.forecast = forecast_stage(asset, m.signals, m.normal_range.low, m.normal_range.high)
+        # Energy and efficiency (edge_agent/energy/), when the asset's profile declares them.
+        self.energy = None
+        if energy is not None:
+            # The model's stuck limits hold for the energy points that are model signals too.
+            limits = m.stuck_after_samples or [None] * len(asset.signals)
+            stuck = {
+                (s.source, s.point_name): n for s, n in zip(asset.signals, limits, strict=True)
+            }
+            self.energy = EnergyStage(asset, energy, m.efficiency, m.model_version, stuck)
 
     @property
     def sources(self) -> set[str]:
+        if self.energy is not None:
+            return self.assembler.sources | self.energy.sources
         return self.assembler.sources
 
     @property
@@ -191,6 +209,11 @@ class AssetPipeline:
         window buffer when the window and hop are the same. True when the buffer was kept."""
         self.assembler = old.assembler
         self.quality = old.quality
+        if old.energy is not None:
+            # Energy settings need a restart; the interval in progress goes on under this
+            # bundle's efficiency model.
+            old.energy.use_model(self.bundle.manifest.efficiency, self.model_version)
+            self.energy = old.energy
         self.stats = old.stats
         if self.forecast is not None and old.forecast is not None:
             self.forecast = old.forecast  # its levels and open `predicted` alerts go on
@@ -284,9 +307,15 @@ class AssetPipeline:
         alerts: list[AlertEvent] = []
         predictions: list[AlertEvent] = []
         pending: list[_Window] = []
+        energy: list[EnergyReport] = []
+        efficiency: list[AlertEvent] = []
         score = scorer or self.detector.score
         pol = policy or self.policy
         for batch in batches:
+            if self.energy is not None:
+                step = self.energy.push(batch)
+                energy.extend(step.reports)
+                efficiency.extend(step.alerts)
             for sample in self.assembler.push(batch):
                 grid.append(sample.ts)
                 valid.append(sample.valid)
@@ -308,13 +337,9 @@ class AssetPipeline:
         if pending:
             self._score(pending, score, pol, scores, alerts)
         return StepOutput(
-            tuple(grid),
-            tuple(valid),
-            tuple(scores),
-            tuple(alerts),
-            tuple(quality),
-            tuple(predictions),
-        )
+            tuple(grid), tuple(valid), tuple(scores), tuple(alerts), tuple(quality),
+            tuple(predictions), tuple(energy), tuple(efficiency),
+        )  # fmt: skip
 
     def _score(
         self,

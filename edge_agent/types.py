@@ -201,6 +201,30 @@ class SourceQualityEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class EnergyReport:
+    """One interval of one asset: what the `energy/1` message carries."""
+
+    asset: str
+    start: float  # interval start (data time, s since the epoch)
+    end: float
+    measured_s: float  # time covered by valid samples
+    samples: int
+    invalid_samples: int  # samples that added nothing (their time is unmeasured)
+    energy_kwh: float
+    mean_power_kw: float | None  # over the measured time
+    mean_power_factor: float | None
+    product: float | None  # m³ of product over the measured time
+    product_name: str
+    specific_energy: float | None  # kWh per m³ (None: no product signal, or none moved)
+    expected_specific_energy: float | None = None  # the efficiency model's, same samples
+    efficiency_ratio: float | None = None  # measured / expected energy, same samples
+
+    @property
+    def unmeasured_s(self) -> float:
+        return max(0.0, self.end - self.start - self.measured_s)
+
+
+@dataclass(frozen=True, slots=True)
 class StepOutput:
     """Everything an asset pipeline produced from the batches it was pushed, each part in time
     order: the one output stream that the agent, replay and the batched replay consume (nothing
@@ -214,6 +238,9 @@ class StepOutput:
     # `predicted` alerts (time-to-limit forecasts), apart from the detector's alerts above: each
     # has its own lifecycle per signal and limit, and never counts in the detector's figures.
     predictions: tuple[AlertEvent, ...] = ()
+    energy: tuple[EnergyReport, ...] = ()  # energy intervals closed (edge_agent/energy/)
+    # `efficiency` alerts: their own lifecycle beside the model's alert (not in `alerts`).
+    efficiency: tuple[AlertEvent, ...] = ()
 
     @property
     def invalid_samples(self) -> int:

@@ -4,7 +4,10 @@ Simplified but coupled physics, in simulated seconds:
 - load (valve position / demand) wanders as an Ornstein-Uhlenbeck process around a set point that
   the operator changes now and then; ambient temperature follows a daily cycle;
 - flow follows load; discharge pressure follows the pump curve (head falls with flow squared);
-- motor current follows hydraulic power over voltage (plus magnetizing current);
+- motor current follows hydraulic power over voltage (plus magnetizing current); the electrical
+  input is shaft power (hydraulic power over pump efficiency) over motor efficiency plus core
+  losses, and the power factor is what makes √3·V·I·cos φ equal it (`electrical_power_kw` is the
+  ground truth the energy benchmark integrates; a scenario may cost pump efficiency);
 - motor and fluid temperatures are first-order lags towards ambient plus losses;
 - vibration RMS at both bearings grows mildly with load.
 
@@ -44,6 +47,10 @@ NOISE = {
     "discharge_pressure": 0.04,
     "flow_rate": 0.6,
 }
+# Not a model signal (SIGNALS): the power meter's cos φ, read by profiles that map it.
+PF_NOISE = 0.004
+MOTOR_EFFICIENCY = 0.93
+CORE_LOSS_KW = 0.5
 
 
 @dataclass
@@ -121,13 +128,32 @@ class PumpSimulator:
     def _fluid_temp_target(self) -> float:
         return self.ambient(self.state.t) + 3.0 + 4.0 * self.state.load
 
-    def _current(self) -> float:
+    def _shaft_kw(self) -> float:
         s = self.state
         q = self.q_rated * s.load
         p = self._pressure_clean(q)
         hydraulic_kw = p * 1e5 * q / 3600.0 / 1000.0
         efficiency = 0.55 + 0.3 * s.load
-        return 12.0 + hydraulic_kw / efficiency * 1000.0 / (math.sqrt(3) * s.voltage * 0.88)
+        if self.scenario is not None:
+            efficiency *= self.scenario.efficiency_factor(s.t)
+        return hydraulic_kw / efficiency
+
+    def _current(self) -> float:
+        return 12.0 + self._shaft_kw() * 1000.0 / (math.sqrt(3) * self.state.voltage * 0.88)
+
+    def electrical_power_kw(self) -> float:
+        """True active electrical input now (kW), without sensor noise: shaft power over motor
+        efficiency plus core losses. Scenarios that act on the measured current alone (bearing
+        friction, cavitation, a drifting sensor) are not in it; lost pump efficiency is."""
+        return self._shaft_kw() / MOTOR_EFFICIENCY + CORE_LOSS_KW
+
+    def power_factor(self) -> float:
+        """cos φ that makes √3·V·I·cos φ the true electrical power at the clean current."""
+        return (
+            self.electrical_power_kw()
+            * 1000.0
+            / (math.sqrt(3) * self.state.voltage * self._current())
+        )
 
     def _pressure_clean(self, q: float) -> float:
         return self.p_shutoff * (1.0 - 0.45 * (q / self.q_rated) ** 2)
@@ -149,8 +175,9 @@ class PumpSimulator:
         noise = dict(NOISE)
         if self.scenario is not None:
             self.scenario.apply(s.t, clean, noise, rng)
-        # The noise-free values, faults included: the ground truth of when a limit is crossed.
-        self.clean = clean
+        # The noise-free values, faults included: the ground truth of when a limit is crossed
+        # and of the process values before sensor noise (benchmarks).
+        self.clean = dict(clean)
         out = {k: v + noise[k] * float(rng.standard_normal()) for k, v in clean.items()}
         # RMS is never negative. `max(0.0, nan)` is 0.0, so a dropout (NaN) must bypass the clamp:
         # a dead sensor that read as 0 mm/s would look like a machine fault, not a data fault.
@@ -158,6 +185,7 @@ class PumpSimulator:
             if not math.isnan(out[k]):
                 out[k] = max(0.0, out[k])
         out["run_hours"] = math.floor(s.run_hours)
+        out["power_factor"] = self.power_factor() + PF_NOISE * float(rng.standard_normal())
         # Discrete states for profiles that expose them (coils, discrete inputs, status bits).
         out["motor_running"] = out["run_command"] = 1.0
         out["alarm_active"] = float(out["vibration_de"] > 6.0)

@@ -30,6 +30,11 @@ class Scenario:
     ) -> None:
         raise NotImplementedError
 
+    def efficiency_factor(self, t: float) -> float:
+        """What is left of the machine's efficiency at time t (1: none lost); the machine's
+        physics applies it, so current and power follow consistently."""
+        return 1.0
+
 
 @dataclass
 class BearingWear(Scenario):
@@ -298,3 +303,31 @@ SCENARIOS.update(
         "bearing_wear_hours": SlowBearingWear,
     }
 )
+
+
+@dataclass
+class ImpellerWear(Scenario):
+    """Gradual over hours: erosion of the vanes and the wear-ring clearance cost pump efficiency
+    (up to 15 % at full severity), so the motor draws more current for the same flow and head;
+    the eroded impeller unbalances only late (vibration from 60 % of the ramp on, more at the
+    non-drive end, nearer the impeller, past the 4.5 mm/s PLC limit by the end). Energy sees it
+    long before vibration does."""
+
+    ramp: float = 4 * 3600.0
+    loss: float = 0.15  # efficiency lost at full severity (times magnitude)
+
+    def severity(self, t: float) -> float:
+        return min(1.0, (t - self.at) / self.ramp) if self.active(t) else 0.0
+
+    def efficiency_factor(self, t: float) -> float:
+        return 1.0 - self.loss * self.magnitude * self.severity(t)
+
+    def apply(
+        self, t: float, clean: dict[str, float], noise: dict[str, float], rng: np.random.Generator
+    ) -> None:
+        late = max(0.0, (self.severity(t) - 0.6) / 0.4) ** 2 * self.magnitude
+        clean["vibration_de"] += 3.0 * late
+        clean["vibration_nde"] += 3.5 * late
+
+
+SCENARIOS["impeller_wear"] = ImpellerWear

@@ -10,13 +10,14 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
-from edge_agent.types import AlertEvent, Forecast
+from edge_agent.types import AlertEvent, EnergyReport, Forecast
 
 ALERT_SCHEMA = "edge-agent/alert/1"
 STATUS_SCHEMA = "edge-agent/status/1"
 EVENT_SCHEMA = "edge-agent/event/1"
 TELEMETRY_SCHEMA = "edge-agent/telemetry/1"
-SCHEMA_NAMES = ("alert", "status", "event", "telemetry")
+ENERGY_SCHEMA = "edge-agent/energy/1"
+SCHEMA_NAMES = ("alert", "status", "event", "telemetry", "energy")
 
 
 class EventType(enum.StrEnum):
@@ -70,6 +71,9 @@ class Topics:
 
     def telemetry(self, asset: str) -> str:
         return f"{self.base}/telemetry/{asset}"
+
+    def energy(self, asset: str) -> str:
+        return f"{self.base}/energy/{asset}"
 
 
 def iso(ts: float) -> str:
@@ -193,6 +197,40 @@ def telemetry_payload(
         "threshold": round(threshold, 6),
         "model_version": model,
     }
+
+
+def _sig(v: float | None, digits: int = 7) -> float | None:
+    """`digits` significant digits: an interval of seconds moves litres, one of a day
+    thousands of cubic metres; fixed decimals would lose the first or bloat the second."""
+    return None if v is None else float(f"{v:.{digits}g}")
+
+
+def energy_payload(r: EnergyReport, site: str, gateway: str) -> dict[str, Any]:
+    """One energy interval of one asset (schemas/energy.v1.json)."""
+    body: dict[str, Any] = {
+        "schema": ENERGY_SCHEMA,
+        "site": site,
+        "gateway": gateway,
+        "asset": r.asset,
+        "start": iso(r.start),
+        "end": iso(r.end),
+        "measured_s": round(r.measured_s, 3),
+        "unmeasured_s": round(r.unmeasured_s, 3),
+        "samples": r.samples,
+        "invalid_samples": r.invalid_samples,
+        "energy_kwh": _sig(r.energy_kwh),
+        "mean_power_kw": _sig(r.mean_power_kw),
+        "mean_power_factor": _sig(r.mean_power_factor, 4),
+    }
+    if r.product is not None:
+        body["product"] = {"unit": r.product_name, "amount": _sig(r.product)}
+        body["specific_energy_kwh_per_unit"] = _sig(r.specific_energy)
+    if r.efficiency_ratio is not None:
+        body["efficiency"] = {
+            "ratio": _sig(r.efficiency_ratio, 6),
+            "expected_specific_energy_kwh_per_unit": _sig(r.expected_specific_energy),
+        }
+    return body
 
 
 def encode(payload: dict[str, Any]) -> bytes:

@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from edge_agent.energy.efficiency import EfficiencySpec
 from edge_agent.inference.model_io import check_outputs
 from edge_agent.private_files import write_private_bytes
 
@@ -184,6 +185,8 @@ class Manifest(_Frozen):
     alerting: AlertingSpec | None = None
     model: ModelSpec
     classifier: ClassifierSpec | None = None
+    # Expected power at the operating point, for `efficiency` alerts (edge_agent/energy/).
+    efficiency: EfficiencySpec | None = None
     files: dict[str, FileSpec]
     agreement: dict[str, float] = {}
     training: dict[str, float | int | str] = {}

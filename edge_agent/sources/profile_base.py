@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from edge_agent.energy.spec import EnergySpec
 from edge_agent.limits import LimitSpec, check_limits
 
 POINT_NAME = r"^[A-Za-z_][A-Za-z0-9_.]*$"
@@ -24,6 +25,8 @@ class ProfileBase(BaseModel):
     description: str = ""
     # Alarm/trip limits per point name, in the point's unit (issue 14: time-to-limit forecasts).
     limits: dict[str, LimitSpec] = {}
+    # Which points give the asset's power and product (edge_agent/energy/spec.py).
+    energy: EnergySpec | None = None
 
     @model_validator(mode="after")
     def _limits_on_points(self) -> ProfileBase:
@@ -32,6 +35,15 @@ class ProfileBase(BaseModel):
             problems = check_limits(self.limits, units)
             if problems:
                 raise ValueError("; ".join(f"limits.{n}: {why}" for n, why in problems))
+        return self
+
+    @model_validator(mode="after")
+    def _energy_points(self) -> ProfileBase:
+        if self.energy is not None:
+            names = self.point_names()
+            errors = self.energy.check(names, {n: self.unit_of(n) for n in names})
+            if errors:
+                raise ValueError("; ".join(errors))
         return self
 
     def point_names(self) -> list[str]:

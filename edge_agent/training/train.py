@@ -35,6 +35,7 @@ import torch
 from tqdm import tqdm
 
 from edge_agent.csvdata import Table
+from edge_agent.energy.meter import EnergySignals
 from edge_agent.inference.bundle import (
     MANIFEST,
     SCHEMA_VERSION,
@@ -46,6 +47,7 @@ from edge_agent.inference.model_io import CLASSIFIER_OUTPUT, INPUT, OUTPUTS
 from edge_agent.stream.stuck import stuck_limits
 from edge_agent.training import alerting
 from edge_agent.training.data import DataReport, assemble
+from edge_agent.training.efficiency import fit_from_tables
 from edge_agent.training.export import (
     export_onnx,
     quantize_detector,
@@ -798,6 +800,7 @@ def train_bundle(
     faults: list[Table] | None = None,
     label_column: str = "label",
     max_age: float | None = None,
+    energy: EnergySignals | None = None,
 ) -> Bundle:
     """Train and write a bundle from the normal data in `tables` (one recording each). The rows
     go through the agent's own assembler and window buffer (`training/data.py`); `max_age` is
@@ -817,6 +820,10 @@ def train_bundle(
         out_dir, name, units, opts, data, levels, student, calibration, teacher, classifier,
         seconds=round(time.monotonic() - t_start, 1),
     )  # fmt: skip
+    if energy is not None:
+        # With the profile's energy points in the data: the model `efficiency` alerts use.
+        efficiency = fit_from_tables(tables, energy, data.period)
+        manifest["efficiency"] = efficiency.model_dump() if efficiency is not None else None
     write_manifest(out_dir, manifest)
     _write_report(out_dir, manifest, student, calibration, teacher)
     if artifacts is not None:

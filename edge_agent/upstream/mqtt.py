@@ -261,6 +261,11 @@ class MqttPublisher:
         )
         self._submit_body(self.topics.telemetry(asset), body, Kind.TELEMETRY, qos=0)
 
+    def submit_energy(self, asset: str, body: dict[str, Any]) -> None:
+        """An `energy/1` interval report, at the configured QoS (1). Metering, not an alert: it
+        is dropped before alerts (with the system events) if the outbox overflows."""
+        self._submit_body(self.topics.energy(asset), body, Kind.EVENT)
+
     def _submit_body(
         self,
         topic: str,

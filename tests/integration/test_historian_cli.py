@@ -59,9 +59,10 @@ COMMA = ExportStyle(bom=True, time_header="Date/Time", seed=3)
 def export(path: Path, csv_path: Path, style: ExportStyle, rows: slice, labels: bool) -> Path:
     """A recording of the simulator as a historian exports it, with a constant set point column."""
     t = read_table(csv_path)
-    names = [DISPLAY[c][0] for c in t.columns] + ["Setpoint"]
-    units = [DISPLAY[c][1] for c in t.columns] + ["%"]
-    values = np.column_stack([t.values, np.full(len(t.ts), 75.0)])[rows]
+    tags = [c for c in t.columns if c in DISPLAY]  # the historian has no power-factor tag
+    names = [DISPLAY[c][0] for c in tags] + ["Setpoint"]
+    units = [DISPLAY[c][1] for c in tags] + ["%"]
+    values = np.column_stack([t.select(tags), np.full(len(t.ts), 75.0)])[rows]
     label = t.text["label"][rows] if labels else None
     return write_export(path, t.ts[rows], names, units, values, labels=label, style=style)
 

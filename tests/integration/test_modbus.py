@@ -85,8 +85,8 @@ async def test_exception_response_names_register_and_signal_others_stay_good(
     sim = start_modbus_sim(FW1, port=0, log=tmp_path / "sim.log")
     try:
         data = load_profile(FW1).model_dump()
-        # Register 16 is past the device's map (0-15) but close enough to be merged into one read.
-        data["points"] = [*data["points"], {"name": "ghost", "table": "holding", "address": 16}]
+        # Register 18 is past the device's map (0-17) but close enough to be merged into one read.
+        data["points"] = [*data["points"], {"name": "ghost", "table": "holding", "address": 18}]
         profile = ModbusProfile.model_validate(data)
         source = ModbusTcpSource(tcp_cfg(sim.port), profile, ["motor_current", "ghost"])
         assert len(source.blocks) == 1
@@ -97,8 +97,8 @@ async def test_exception_response_names_register_and_signal_others_stay_good(
         q = {r.point: r.quality for r in second.readings}
         assert q == {"motor_current": Quality.GOOD, "ghost": Quality.BAD}
         assert source.stats.exceptions == 2 and len(source.blocks) == 2
-        assert "holding registers 0-16 (motor_current, ghost)" in caplog.text
-        assert "exception 2 (ILLEGAL DATA ADDRESS) reading holding registers 16-16 (ghost)" in (
+        assert "holding registers 0-18 (motor_current, ghost)" in caplog.text
+        assert "exception 2 (ILLEGAL DATA ADDRESS) reading holding registers 18-18 (ghost)" in (
             caplog.text
         )
         strict = ModbusTcpSource(tcp_cfg(sim.port, strict=True), profile, ["ghost"])
