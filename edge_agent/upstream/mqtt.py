@@ -47,6 +47,7 @@ from edge_agent.upstream.outbox import (
     ProblemKind,
     Stored,
 )
+from edge_agent.upstream.tls import tls_context
 
 log = logging.getLogger(__name__)
 
@@ -331,19 +332,6 @@ class MqttPublisher:
         )
         return self.topics.status, encode(body)
 
-    def _tls_context(self) -> ssl.SSLContext | None:
-        tls = self.cfg.tls
-        if tls is None:
-            return None
-
-        def path(p: Path) -> str:
-            return str(p if p.is_absolute() else self._base_dir / p)
-
-        ctx = ssl.create_default_context(cafile=path(tls.ca_file))
-        if tls.cert_file is not None and tls.key_file is not None:
-            ctx.load_cert_chain(path(tls.cert_file), path(tls.key_file))
-        return ctx
-
     def _make_client(self) -> _AckingClient:
         topic, payload = self._status("offline")
         v5 = self.cfg.protocol == "5"
@@ -365,7 +353,7 @@ class MqttPublisher:
             clean_session=None if v5 else False,
             clean_start=False if v5 else paho.MQTT_CLEAN_START_FIRST_ONLY,  # v5 only, else default
             properties=properties,
-            tls_context=self._tls_context(),
+            tls_context=tls_context(self.cfg.tls, self._base_dir),
             max_inflight_messages=IN_FLIGHT,
         )
 

@@ -32,6 +32,7 @@ from edge_agent.upstream.sparkplug.metrics import (
 )
 from edge_agent.upstream.sparkplug.session import Command, EdgeNodeSession, Outgoing
 from edge_agent.upstream.sparkplug.topics import SparkplugTopics
+from edge_agent.upstream.tls import tls_context
 
 if TYPE_CHECKING:
     from edge_agent.pipeline import AssetPipeline
@@ -126,19 +127,6 @@ class SparkplugPublisher:
 
     # -- connection -------------------------------------------------------------------------
 
-    def _tls_context(self) -> ssl.SSLContext | None:
-        tls = self.mqtt.tls
-        if tls is None:
-            return None
-
-        def path(p: Path) -> str:
-            return str(p if p.is_absolute() else self._base_dir / p)
-
-        ctx = ssl.create_default_context(cafile=path(tls.ca_file))
-        if tls.cert_file is not None and tls.key_file is not None:
-            ctx.load_cert_chain(path(tls.cert_file), path(tls.key_file))
-        return ctx
-
     def _make_client(self, will: Outgoing) -> aiomqtt.Client:
         v5 = self.mqtt.protocol == "5"
         properties = None
@@ -159,7 +147,7 @@ class SparkplugPublisher:
             clean_session=None if v5 else True,
             clean_start=True,
             properties=properties,
-            tls_context=self._tls_context(),
+            tls_context=tls_context(self.mqtt.tls, self._base_dir),
         )
 
     async def run(self) -> None:
