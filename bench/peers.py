@@ -182,13 +182,13 @@ class Subscriber:
         self.client.loop_start()
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
-        topic = msg.topic
+        topic, payload = msg.topic, bytes(msg.payload)  # paho 2.2 may hand a bytearray
         if topic.startswith("v1/devices/me/rpc/request/"):
-            self._answer(topic, msg.payload)
+            self._answer(topic, payload)
             return
         who, values = "", 0
         if topic == "v1/gateway/telemetry":
-            who, values = "peer", peer_values(msg.payload)
+            who, values = "peer", peer_values(payload)
         elif topic.startswith("edge/bench/") and "/telemetry/" in topic:
             who, values = "agent", 1  # one anomaly score per message
         elif topic.startswith("edge/bench/") and "/alerts/" in topic:
