@@ -2,8 +2,10 @@
 things that go wrong in a plant happening to it (issues 12 and 19). Not a timed test.
 
 Set-up: `--pumps` Modbus TCP pump simulators (the seed-1 pump the bench bundle is trained on, each
-its own process), a scenario per pump cycling through normal, cavitation, dropout, valve closure,
-stuck sensor and bearing wear (faults begin at a third of the run); one MQTT sensor gateway
+its own process, serving from the end of the training stretch on; normal pumps serve successive
+stretches of the unit's life, so none of them repeats another or the training data), a scenario
+per pump cycling through normal, cavitation, dropout, valve closure, stuck sensor and bearing wear
+(`--scenarios`; faults begin at a third of the run); one MQTT sensor gateway
 simulator feeding one more asset; a real Mosquitto keeping sessions; the agent as `edge-agent
 run` in its own process, score telemetry on. Everything runs `--speed` times faster than real
 time (20×: ten wall minutes are 3.3 simulated hours).
@@ -240,11 +242,19 @@ def run(cfg: SoakConfig, workdir: Path, bundle: Path | None = None) -> dict[str,
     outage: tuple[float, float] | None = None
     started_at = time.time()
     try:
+        run_s = wall * cfg.speed  # simulated seconds each pump serves
+        normal = 0
         for scenario in scenarios:
+            # Normal pumps serve successive stretches of the unit's life (the first from the end
+            # of training, the next from where that one ends, ...): n of them are n distinct
+            # stretches of normal operation, not n copies of one. Faulty pumps start where
+            # training ended, their fault a third of the run later.
+            start_at = samples + (normal * run_s if scenario == "none" else 0.0)
+            normal += scenario == "none"
             sims.append(
                 start_modbus_sim(PUMP_PROFILE, seed=1, scenario=scenario, at=fault_at,
-                                 speed=cfg.speed, log=workdir / "sims.log", start_at=samples,
-                                 timeout=60.0 + samples / 2000)
+                                 speed=cfg.speed, log=workdir / "sims.log", start_at=start_at,
+                                 timeout=60.0 + start_at / 20_000)
             )  # fmt: skip
         sims.append(
             start_sim("mqtt", ["--profile", str(ROOT / "firmware_configs" /
