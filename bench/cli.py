@@ -206,7 +206,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--quiet-period",
-        help="every asset's alert_quiet_period_s (episodes): seconds or 'bundle' (default: off)",
+        help="every asset's alert_quiet_period_s (episodes): seconds (0: off) or 'bundle' "
+        "(default: the agent's default, the bundle's)",
     )
     p.add_argument("--workdir", default="bench-soak")
     p.add_argument("--json", default="bench-soak.json")

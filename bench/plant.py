@@ -37,7 +37,9 @@ F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 Bools = npt.NDArray[np.bool_]
 
-DETECTORS = ("int8", "fp32", "always", "pca_t2q", "knn")
+# int8_open: the int8 detector's samples flagged while an alert's episode is open (quiet period
+# included) rather than while its condition holds: what a subscriber holds open.
+DETECTORS = ("int8", "int8_open", "fp32", "always", "pca_t2q", "knn")
 
 
 @dataclass
@@ -191,6 +193,18 @@ def evaluate_run(machine: str, seed: int, workdir: Path, cfg: PlantConfig) -> di
         test = r.ts >= test_start
         flagged = r.alert_active | r.invalid
         counts[name] = Counts.of(flagged[test], grid_fault(r.ts[test]))
+        if name == "int8" and r.alert_open is not None:
+            open_flagged = (r.alert_open | r.invalid)[test]
+            counts["int8_open"] = Counts.of(open_flagged, grid_fault(r.ts[test]))
+            # Alerts (pages): raised on a normal vs a faulty instant of the test part.
+            raised = np.asarray(
+                [e.ts for e in r.events if e.event.value == "raised" and e.ts >= test_start]
+            )
+            on_fault = grid_fault(raised) if raised.size else np.zeros(0, bool)
+            out["alerts"] = {
+                "raised_on_normal": int((~on_fault).sum()),
+                "raised_in_fault": int(on_fault.sum()),
+            }
     # Baselines on hop-1 windows, fitted on the training file's windows.
     train_table = read_table(train_path)
     _, _, _, train_w = hop1_windows(bundle, train_table)
@@ -246,6 +260,12 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         for det in DETECTORS if not group.startswith("fault ") else ("int8", "pca_t2q", "knn"):
             total = sum((Counts(**r["counts"][det]) for r in rs), Counts())
             out[f"{group}/{det}"] = {"runs": len(rs), **total.rates(), **total.__dict__}
+    alerts = [r["alerts"] for r in results if "alerts" in r]
+    out["alerts"] = {
+        "raised_on_normal": sum(a["raised_on_normal"] for a in alerts),
+        "raised_in_fault": sum(a["raised_in_fault"] for a in alerts),
+        "faulty_runs": sum(1 for r in results if r["fault"] != "none"),
+    }
     train = [r["train_seconds"] for r in results if not math.isnan(r["train_seconds"])]
     out["training"] = {
         "median_seconds": float(np.median(train)) if train else math.nan,
@@ -266,6 +286,12 @@ def table_text(summary: dict[str, dict[str, Any]]) -> str:
         lines.append(
             f"| {group} ({r['runs']}) | {det} | {r['f1']:.3f} | {r['false_alarm_rate']:.1%} | "
             f"{r['missed_alarm_rate']:.1%} | {r['precision']:.3f} | {r['recall']:.3f} |"
+        )
+    a = summary.get("alerts", {})
+    if a:
+        lines.append(
+            f"\nalerts raised (int8): {a['raised_on_normal']} on normal samples, "
+            f"{a['raised_in_fault']} in faults ({a['faulty_runs']} faulty runs)"
         )
     t = summary.get("training", {})
     lines.append(

@@ -81,7 +81,8 @@ class SoakConfig:
     outage_s: float = 20.0
     junk_every_s: float = 5.0
     sample_every_s: float = 10.0  # RSS samples
-    # Every asset's `alert_quiet_period_s` (issue 19 episodes): seconds, "bundle", None: off.
+    # Every asset's `alert_quiet_period_s` (issue 19 episodes): seconds, "bundle"; None: the
+    # agent's default (the bundle's).
     quiet_period: float | str | None = None
     # Simulated hours of the seed-1 pump the bench's bundle is trained on; the pumps then serve
     # from the end of that stretch on, so nothing they serve was in the training data.

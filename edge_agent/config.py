@@ -107,9 +107,9 @@ class AssetConfig(StrictModel):
     # While an alert is active: an `updated` event on a severity change, at most this often.
     alert_update_interval_s: float | None = Field(None, gt=0)
     # Episodes (issue 19): data time without the raise rule holding before an alert clears;
-    # recurrences within it are `updated`. "bundle": the bundle's calibrated quiet period. None
-    # (default): 0, clear at the first calm window, as before: a quiet period keeps every alert
-    # open that much longer after its fault ends (docs/QUALITY.md measures the trade).
+    # recurrences within it are `updated`, and calming inside it an `updated` saying the
+    # condition returned to normal. "bundle" or None (default): the bundle's calibrated quiet
+    # period; 0: clear at the first calm window (one alert per excursion, not per episode).
     alert_quiet_period_s: Annotated[float, Field(ge=0)] | Literal["bundle"] | None = None
     # Alarm/trip limits by signal name, over those of the signals' device profiles. Once the
     # config is loaded (`load_config`) this holds the asset's effective limits: the profiles'

@@ -42,11 +42,11 @@ NORMAL_CLASS = "normal"
 
 
 def quiet_period(configured: float | str | None, alerting: AlertingSpec | None) -> float:
-    """The asset's quiet period: as configured, the bundle's calibrated one for "bundle" (0 when
-    the bundle has none), or 0 (no episodes beyond the hysteresis) by default."""
-    if configured == "bundle":
+    """The asset's quiet period: as configured in seconds (0: no episodes beyond the hysteresis),
+    else (by default, or "bundle") the bundle's calibrated one (0 when the bundle has none)."""
+    if configured is None or configured == "bundle":
         return alerting.quiet_period_s if alerting is not None else 0.0
-    return float(configured or 0.0)
+    return float(configured)
 
 
 def forecast_stage(
@@ -200,7 +200,13 @@ class AssetPipeline:
 
     @property
     def alert_active(self) -> bool:
+        """An alert is open (raised, its episode not cleared)."""
         return self.policy.active_alert is not None
+
+    @property
+    def condition_active(self) -> bool:
+        """An open alert's condition holds now (not returned to normal inside its episode)."""
+        return self.policy.condition_active
 
     def carry_state_from(self, old: AssetPipeline) -> bool:
         """Take over the live state of `old`, the pipeline this one replaces on a reload: the

@@ -58,8 +58,8 @@ def _quality_input(
     rows: list[ReplayRow], labels: list[str]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[float]]:
     ts = np.array([r.ts for r in rows])
-    # Flagged: under an alert or reported as bad data (a stuck transmitter is a data-quality
-    # event, not an alert), as in `bench quality`.
+    # Flagged: an alert's condition holds (not merely its episode open) or reported as bad data
+    # (a stuck transmitter is a data-quality event, not an alert), as in `bench quality`.
     flagged = np.array([r.alert_active or bool(r.bad_data) for r in rows], dtype=bool)
     raised = [e.ts for r in rows for e in r.events if e.event.value == "raised"]
     raised += [r.ts for r in rows if r.bad_data_raised]
@@ -78,8 +78,8 @@ def write_scores(
         w = csv.writer(fh)
         w.writerow(
             [
-                "file", "timestamp", "score", "threshold", "alert_active", "event", "alert_id",
-                "bad_data",
+                "file", "timestamp", "score", "threshold", "alert_active", "alert_open", "event",
+                "alert_id", "bad_data",
             ]
         )  # fmt: skip
         for i, r in enumerate(rows):
@@ -91,6 +91,7 @@ def write_scores(
                     "" if math.isnan(r.score) else f"{r.score:.6g}",
                     f"{threshold:.6g}",
                     int(r.alert_active),
+                    int(r.alert_open),
                     ev.event.value if ev else "",
                     ev.alert_id if ev else "",
                     r.bad_data,

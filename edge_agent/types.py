@@ -130,6 +130,9 @@ class AlertEvent:
     probabilities: tuple[tuple[str, float], ...] = ()
     # Times the condition came back inside this alert's episode (alerts/policy.py), so far.
     recurrences: int = 0
+    # Whether the alert's condition holds now (ISA-18.2: active vs returned to normal while the
+    # alert is still open); False on `cleared`.
+    condition_active: bool = True
     # Only on `predicted` alerts (kind "predicted"): the time-to-limit forecast.
     forecast: Forecast | None = None
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
-from edge_agent.types import AlertEvent, EnergyReport, Forecast
+from edge_agent.types import AlertEvent, AlertEventKind, EnergyReport, Forecast
 
 ALERT_SCHEMA = "edge-agent/alert/1"
 STATUS_SCHEMA = "edge-agent/status/1"
@@ -107,6 +107,7 @@ def alert_payload(e: AlertEvent, site: str, gateway: str) -> dict[str, Any]:
         "model_version": e.model_version,
         **({"probabilities": dict(e.probabilities)} if e.probabilities else {}),
         **({"recurrences": e.recurrences} if e.recurrences else {}),
+        "condition_active": e.condition_active and e.event is not AlertEventKind.CLEARED,
         **({"forecast": forecast_payload(e.forecast)} if e.forecast is not None else {}),
     }
 

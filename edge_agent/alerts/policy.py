@@ -12,6 +12,11 @@
   count of recurrences so far, not a new alert (issue 19). The quiet period runs from the last
   window the raise rule held, so its first part overlaps the calm-down the hysteresis asks for
   anyway;
+- condition (ISA-18.2's "return to normal" inside an open alarm): when the scores calm inside an
+  episode whose quiet period has not run out, an `updated` event says the condition returned to
+  normal (`condition_active` False) while the alert stays open; a recurrence says it is active
+  again. So a subscriber is paged once per episode and still sees, within a sample or two, whether
+  the machine is anomalous now; replay flags a sample while the condition is active;
 - update (optional, `update_interval_s`): while active, an `updated` event when the severity
   differs from the last one sent, at most once per `update_interval_s` of data time, so a score
   hovering around the critical ratio does not page on every window.
@@ -105,6 +110,7 @@ class AlertPolicy:
         self._calm_since: float | None = None
         self._last_hot = 0.0  # data time the raise rule last held
         self._recurrences = 0
+        self._condition = False  # the raise rule's condition holds (alert raised and not calm)
 
     @property
     def params(self) -> PolicyParams:
@@ -119,6 +125,11 @@ class AlertPolicy:
     @property
     def active_alert(self) -> str | None:
         return self._active
+
+    @property
+    def condition_active(self) -> bool:
+        """An alert is open and its condition has not returned to normal (a sample flagged)."""
+        return self._active is not None and self._condition
 
     @property
     def recurrences(self) -> int:
@@ -137,6 +148,7 @@ class AlertPolicy:
         self._calm_since = None
         self._last_hot = -np.inf  # set by the first window after the restart
         self._recurrences = 0
+        self._condition = True
 
     def _raise_rule(self, score: float) -> bool:
         p = self._params
@@ -154,6 +166,7 @@ class AlertPolicy:
                 self._active_since = self._last_hot = s.ts
                 self._calm_since = None
                 self._recurrences = 0
+                self._condition = True
                 return self._sent(self._event(AlertEventKind.RAISED, s))
             return None
         if self._last_hot == -np.inf:
@@ -164,11 +177,14 @@ class AlertPolicy:
                 # Back within the quiet period: the same episode, one more recurrence.
                 self._calm_since = None
                 self._recurrences += 1
+                self._condition = True
                 return self._sent(self._event(AlertEventKind.UPDATED, s))
         elif len(self._recent) == p.n and all(v < p.clear_threshold for v in self._recent):
-            if self._calm_since is None:
+            first_calm = self._calm_since is None
+            if first_calm:
                 self._calm_since = s.ts
             if s.ts - self._last_hot >= p.quiet_period_s:
+                self._condition = False
                 event = self._event(AlertEventKind.CLEARED, s)
                 self._active = None
                 self._resumed = False
@@ -176,6 +192,10 @@ class AlertPolicy:
                 self._calm_since = None
                 self._recurrences = 0
                 return event
+            if first_calm:
+                # Calm, the episode still open: the condition returned to normal.
+                self._condition = False
+                return self._sent(self._event(AlertEventKind.UPDATED, s))
         if (
             p.update_interval_s is not None
             and self._severity(s) != self._last_severity
@@ -228,7 +248,13 @@ class AlertPolicy:
             for c in contributions
         ]
         again = f" (recurred {self._recurrences}x in this episode)" if self._recurrences else ""
-        if kind is not AlertEventKind.CLEARED:
+        if kind is AlertEventKind.UPDATED and not self._condition:
+            message = (
+                f"{self.asset}: anomaly returned to normal{again}, score {s.score:.3g} below "
+                f"{p.clear_threshold:.3g}; the alert stays open until "
+                f"{p.quiet_period_s:.0f} s pass without the condition"
+            )
+        elif kind is not AlertEventKind.CLEARED:
             message = (
                 f"{self.asset}: anomaly {kind.value}{again} ({severity}), score {s.score:.3g} is "
                 f"{ratio:.1f}x the threshold {p.raise_threshold:.3g}; "
@@ -253,6 +279,7 @@ class AlertPolicy:
             contributions=contributions,
             model_version=self.model_version,
             recurrences=self._recurrences,
+            condition_active=self._condition,
         )
 
 
@@ -279,4 +306,5 @@ def orphan_cleared(
         message=f"{asset}: anomaly cleared: {reason}",
         contributions=(),
         model_version=model_version,
+        condition_active=False,
     )

@@ -107,6 +107,11 @@ class _AgentCollector(Collector):
         active = GaugeMetricFamily(
             "edge_agent_asset_alert_active", "1 while an alert is raised", labels=["asset"]
         )
+        condition = GaugeMetricFamily(
+            "edge_agent_asset_condition_active",
+            "1 while an open alert's condition holds (0 once it returned to normal in its episode)",
+            labels=["asset"],
+        )
         model = InfoMetricFamily("edge_agent_model", "Model bundle in use", labels=["asset"])
         rate = GaugeMetricFamily(
             "edge_agent_asset_alerts_per_hour",
@@ -128,11 +133,14 @@ class _AgentCollector(Collector):
                 score.add_metric([p.name], st.last_score)
             threshold.add_metric([p.name], p.raise_threshold)
             active.add_metric([p.name], 1.0 if p.alert_active else 0.0)
+            condition.add_metric([p.name], 1.0 if p.condition_active else 0.0)
             model.add_metric([p.name], {"model_version": p.model_version})
             if (b := p.budget) is not None:
                 rate.add_metric([p.name], b.observed_per_hour)
                 budget.add_metric([p.name], b.expected_per_hour)
-        yield from (samples, windows, alerts, score, threshold, active, model, rate, budget)
+        yield from (
+            samples, windows, alerts, score, threshold, active, condition, model, rate, budget,
+        )  # fmt: skip
 
         pub = a.publisher
         ob = pub.outbox.stats

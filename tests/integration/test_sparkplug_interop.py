@@ -205,7 +205,8 @@ def test_sparkplug_session_as_seen_by_tahu(tmp_path, trained_bundle, broker):
         types = {k: v["type"] for k, v in metrics(dbirth).items()}
         assert types == {
             "Anomaly/Score": "Double", "Anomaly/Threshold": "Double", "Alert/Active": "Boolean",
-            "Alert/Severity": "String", "Alert/Id": "String", "Model/Version": "String",
+            "Alert/Condition Active": "Boolean", "Alert/Severity": "String", "Alert/Id": "String",
+            "Model/Version": "String",
             **{f"Contributions/{s}": "Double" for s in SIGNALS},
         }  # fmt: skip
         # The JSON view goes on beside it (its retained status from the outbox publisher).

@@ -52,7 +52,7 @@ def test_calibrate_records_a_budget_no_lower_than_the_rule_of_three():
     assert a["quiet_period_s"] == alerting.quiet_looks() * a["decorrelation_samples"]
 
 
-def test_quiet_period_is_opt_in_and_bundle_takes_the_calibrated_one():
+def test_quiet_period_defaults_to_the_bundles_calibrated_one_and_0_turns_episodes_off():
     from edge_agent.inference.bundle import AlertingSpec
     from edge_agent.pipeline import quiet_period
 
@@ -60,7 +60,9 @@ def test_quiet_period_is_opt_in_and_bundle_takes_the_calibrated_one():
         gross=3.0, quiet_period_s=672.0, expected_false_alerts_per_hour=1.0,
         calibration_hours=1.0, calibration_false_alerts=0, decorrelation_samples=32, method="m",
     )  # fmt: skip
-    assert quiet_period(None, spec) == 0.0
+    assert quiet_period(None, spec) == 672.0
+    assert quiet_period(0.0, spec) == 0.0
     assert quiet_period(30.0, spec) == 30.0
     assert quiet_period("bundle", spec) == 672.0
     assert quiet_period("bundle", None) == 0.0  # a bundle trained before episodes
+    assert quiet_period(None, None) == 0.0

@@ -81,6 +81,9 @@ def test_replay_and_batched_replay_equal_per_batch_push(tmp_path, trained_bundle
     np.testing.assert_array_equal(b.invalid, [not v for o in outs for v in o.valid])
     # The alert state per grid sample is the replay's, row for row (one sample per row here).
     np.testing.assert_array_equal(b.alert_active, [r.alert_active for r in rows])
+    np.testing.assert_array_equal(b.alert_open, [r.alert_open for r in rows])
+    # A flagged sample (condition active) lies inside an open alert; the episode may go on.
+    assert all(r.alert_open for r in rows if r.alert_active)
 
 
 def test_one_run_over_many_batches_is_the_pushes_one_after_another(tmp_path, trained_bundle):

@@ -131,18 +131,22 @@ def test_persistence_is_counted_in_samples_whatever_the_hop():
 
 def test_a_recurrence_within_the_quiet_period_is_one_alert_updated_with_a_count():
     p = policy(quiet_period_s=10.0)
-    # Raised at 2; calm from 7 (the last 5 below clear); back at 10 (3 of the last 5 above),
-    # the raise rule holding until 12; calm again from 15; cleared 10 s after 12, at 22.
+    # Raised at 2; calm from 7 (the last 5 below clear): the condition returned to normal; back
+    # at 10 (3 of the last 5 above), the raise rule holding until 12; calm again from 15;
+    # cleared 10 s after 12, at 22.
     scores = [2.0] * 3 + [0.1] * 5 + [2.0] * 3 + [0.1] * 20
     events = feed(p, scores)
-    assert [(i, e.event) for i, e in events] == [
-        (2, AlertEventKind.RAISED),
-        (10, AlertEventKind.UPDATED),
-        (22, AlertEventKind.CLEARED),
+    assert [(i, e.event, e.condition_active) for i, e in events] == [
+        (2, AlertEventKind.RAISED, True),
+        (7, AlertEventKind.UPDATED, False),
+        (10, AlertEventKind.UPDATED, True),
+        (15, AlertEventKind.UPDATED, False),
+        (22, AlertEventKind.CLEARED, False),
     ]
     assert len({e.alert_id for _, e in events}) == 1
-    assert [e.recurrences for _, e in events] == [0, 1, 1]
-    assert "recurred 1x" in events[1][1].message
+    assert [e.recurrences for _, e in events] == [0, 0, 1, 1, 1]
+    assert "returned to normal" in events[1][1].message
+    assert "recurred 1x" in events[2][1].message
 
 
 def test_clears_only_after_the_quiet_period_and_then_a_new_fault_is_a_new_alert():
@@ -152,6 +156,7 @@ def test_clears_only_after_the_quiet_period_and_then_a_new_fault_is_a_new_alert(
     # clear), but cleared only 10 s after 4, at 14.
     assert [(i, e.event) for i, e in first] == [
         (2, AlertEventKind.RAISED),
+        (7, AlertEventKind.UPDATED),  # the condition returned to normal; the alert stays open
         (14, AlertEventKind.CLEARED),
     ]
     assert p.active_alert is None and p.recurrences == 0
@@ -164,8 +169,28 @@ def test_clears_only_after_the_quiet_period_and_then_a_new_fault_is_a_new_alert(
 def test_hovering_between_clear_and_raise_neither_recurs_nor_clears():
     p = policy(quiet_period_s=5.0)
     events = feed(p, [2.0] * 3 + [0.1] * 5 + [0.9] * 30)
-    assert [e.event for _, e in events] == [AlertEventKind.RAISED]
-    assert p.active_alert is not None
+    assert [e.event for _, e in events] == [AlertEventKind.RAISED, AlertEventKind.UPDATED]
+    assert p.active_alert is not None and not p.condition_active
+
+
+def test_the_condition_follows_the_scores_within_a_sample_while_the_episode_stays_open():
+    """What replay flags per sample: the condition, not the episode (ISA-18.2 return to normal).
+    Without a quiet period the two coincide and no return-to-normal update is sent."""
+    p = policy(quiet_period_s=100.0, gross_threshold=5.0)
+    states = []
+    for i, v in enumerate([0.1] * 3 + [2.0] * 4 + [0.1] * 8 + [9.0] + [0.1] * 3):
+        p.update(Score("pump-1", i, v, np.array([v, 0.0], np.float32), np.zeros(2, np.float32)))
+        states.append((p.active_alert is not None, p.condition_active))
+    assert states[:6] == [(False, False)] * 5 + [(True, True)]  # raised at 5: 3 of the last 5
+    assert states[10] == (True, True) and states[11] == (True, False)  # last 5 calm at 11
+    assert states[14] == (True, False)
+    assert states[15] == (True, True) and p.recurrences == 1  # a gross score: active at once
+    q = policy(quiet_period_s=0.0)
+    events = feed(q, [2.0] * 3 + [0.1] * 5)
+    assert [(e.event, e.condition_active) for _, e in events] == [
+        (AlertEventKind.RAISED, True),
+        (AlertEventKind.CLEARED, False),
+    ]
 
 
 def test_recurrence_count_is_in_the_payload_and_valid_against_the_schema():
@@ -175,10 +200,11 @@ def test_recurrence_count_is_in_the_payload_and_valid_against_the_schema():
 
     p = policy(quiet_period_s=10.0)
     events = feed(p, [2.0] * 3 + [0.1] * 5 + [2.0] * 3)
-    raised, updated = (alert_payload(e, "s", "g") for _, e in events)
+    raised, returned, updated = (alert_payload(e, "s", "g") for _, e in events)
     assert "recurrences" not in raised and updated["recurrences"] == 1
+    assert [b["condition_active"] for b in (raised, returned, updated)] == [True, False, True]
     schema = load_schema("alert")
-    for body in (raised, updated):
+    for body in (raised, returned, updated):
         jsonschema.Draft202012Validator(schema).validate(body)
 
 
@@ -200,5 +226,6 @@ def test_a_resumed_alert_waits_its_quiet_period_from_the_first_window_after_the_
     events = feed(p, [0.1] * 12)
     # Calm from the 5th window (index 4), but the quiet period runs from the first one (0).
     assert [(i, e.event, e.alert_id) for i, e in events] == [
-        (10, AlertEventKind.CLEARED, "held-id")
+        (4, AlertEventKind.UPDATED, "held-id"),  # returned to normal
+        (10, AlertEventKind.CLEARED, "held-id"),
     ]

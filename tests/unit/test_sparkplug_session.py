@@ -4,6 +4,8 @@ map and report by exception, and commands from outside treated as hostile."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from pysparkplug import DataType, DBirth, DData, Metric, NBirth, NCmd, NDeath
@@ -76,8 +78,9 @@ def test_dbirth_defines_every_metric_with_its_datatype():
     types = {x.name: x.datatype for x in dbirth.metrics}
     assert types == {
         "Anomaly/Score": DataType.DOUBLE, "Anomaly/Threshold": DataType.DOUBLE,
-        "Alert/Active": DataType.BOOLEAN, "Alert/Severity": DataType.STRING,
-        "Alert/Id": DataType.STRING, "Model/Version": DataType.STRING,
+        "Alert/Active": DataType.BOOLEAN, "Alert/Condition Active": DataType.BOOLEAN,
+        "Alert/Severity": DataType.STRING, "Alert/Id": DataType.STRING,
+        "Model/Version": DataType.STRING,
         "Contributions/flow": DataType.DOUBLE, "Contributions/pressure": DataType.DOUBLE,
     }  # fmt: skip
     got = {x.name: x for x in dbirth.metrics}
@@ -118,8 +121,14 @@ def test_ddata_reports_by_exception():
     raised = s.update("pump-1", m.alert_values(alert), 1003_000)
     assert raised is not None
     assert values(raised.payload, DData) == {
-        "Alert/Active": True, "Alert/Severity": "critical", "Alert/Id": "A-1",
+        "Alert/Active": True, "Alert/Condition Active": True, "Alert/Severity": "critical",
+        "Alert/Id": "A-1",
     }  # fmt: skip
+    # Inside its episode the condition returned to normal: the alert stays open.
+    calm = dataclasses.replace(alert, event=AlertEventKind.UPDATED, condition_active=False)
+    returned = s.update("pump-1", m.alert_values(calm), 1004_000)
+    assert returned is not None
+    assert values(returned.payload, DData) == {"Alert/Condition Active": False}
     assert DData.decode(raised.payload).metrics[0].timestamp == 1003_000  # data time, ms
 
 

@@ -22,6 +22,7 @@ SITE = "Properties/Site"
 SCORE = "Anomaly/Score"
 THRESHOLD = "Anomaly/Threshold"
 ALERT_ACTIVE = "Alert/Active"
+ALERT_CONDITION = "Alert/Condition Active"
 ALERT_SEVERITY = "Alert/Severity"
 ALERT_ID = "Alert/Id"
 MODEL_VERSION = "Model/Version"
@@ -76,6 +77,7 @@ def device_definitions(
         MetricDef(SCORE, DataType.DOUBLE, score_deadband),
         MetricDef(THRESHOLD, DataType.DOUBLE),
         MetricDef(ALERT_ACTIVE, DataType.BOOLEAN),
+        MetricDef(ALERT_CONDITION, DataType.BOOLEAN),
         MetricDef(ALERT_SEVERITY, DataType.STRING),
         MetricDef(ALERT_ID, DataType.STRING),
         MetricDef(MODEL_VERSION, DataType.STRING),
@@ -106,6 +108,7 @@ def alert_values(event: AlertEvent) -> dict[str, MetricValue]:
     active = event.event is not AlertEventKind.CLEARED
     return {
         ALERT_ACTIVE: active,
+        ALERT_CONDITION: active and event.condition_active,
         ALERT_SEVERITY: event.severity if active else "",
         ALERT_ID: event.alert_id if active else "",
     }
@@ -113,4 +116,4 @@ def alert_values(event: AlertEvent) -> dict[str, MetricValue]:
 
 def idle_values() -> Mapping[str, MetricValue]:
     """A device's alert state before anything happened: no alert."""
-    return {ALERT_ACTIVE: False, ALERT_SEVERITY: "", ALERT_ID: ""}
+    return {ALERT_ACTIVE: False, ALERT_CONDITION: False, ALERT_SEVERITY: "", ALERT_ID: ""}
