@@ -36,6 +36,7 @@ from edge_agent.recorder import CsvRecorder
 from edge_agent.reload import reload_agent
 from edge_agent.sources.base import BuildContext, Source
 from edge_agent.sources.registry import build_source
+from edge_agent.stop_watchdog import StopWatchdog
 from edge_agent.stream.quality import SourceQualityMonitor
 from edge_agent.types import (
     AlertEvent,
@@ -735,11 +736,18 @@ def _iso(ts: float) -> str:
         return f"{ts:g}"
 
 
-async def run_until_signal(agent: Agent) -> None:
+async def run_until_signal(agent: Agent, watchdog: StopWatchdog | None = None) -> None:
+    """Run until SIGTERM/SIGINT (then stop, within `watchdog`'s deadline when given)."""
     loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        agent.stop.set()
+        if watchdog is not None:
+            watchdog.arm(loop)
+
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, agent.stop.set)
+            loop.add_signal_handler(sig, stop)
     with contextlib.suppress(NotImplementedError):
         loop.add_signal_handler(signal.SIGHUP, agent.reload_requested.set)
     await agent.run()

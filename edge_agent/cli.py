@@ -111,6 +111,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from edge_agent.inference.detector import DetectorPool
     from edge_agent.logs import setup_logging
     from edge_agent.sources.base import SourceStartupError
+    from edge_agent.stop_watchdog import StopWatchdog
 
     cfg = _load(args.config)
     setup_logging(cfg.settings.logging.level, cfg.settings.logging.format)
@@ -130,13 +131,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         log.error("upstream.outbox.dir: %s", exc)
         return EXIT_CONFIG
     startup_errors: list[BaseException] = []
+    watchdog = StopWatchdog()
     try:
-        asyncio.run(run_until_signal(agent))
+        asyncio.run(run_until_signal(agent, watchdog))
     except* SourceStartupError as group:
         # A strict source found signals the device does not have (exit 2 like a config error).
         startup_errors.extend(group.exceptions)
     except* MetricsStartupError as group:
         startup_errors.extend(group.exceptions)
+    finally:
+        watchdog.disarm()  # the loop and its shutdown are done
     for err in startup_errors:
         log.error("%s", err)
     return EXIT_CONFIG if startup_errors else 0
