@@ -1,8 +1,13 @@
 """The forecast stage of one asset: levels of its limited signals, their time to limit, and the
 `predicted` alerts (raised → updated → cleared, one lifecycle per signal and limit).
 
-Fed every grid sample (`push`); works on bucket means of valid samples only, and refits when a
-bucket closes, so its cost is a handful of small least-squares fits per minute per asset."""
+Fed every grid sample (`push`); works on one level per bucket of valid samples and refits when a
+bucket closes, so its cost is a handful of small least-squares fits per minute per asset.
+
+The level is the bucket's *upper envelope*, not its mean (`envelope`): a PLC's limit alarm fires
+on an instantaneous value, so a signal that swings with load (a compressor's discharge
+temperature, 6 °C higher loaded than unloaded) crosses its limit at its loaded peaks, while the
+mean of the bucket reaches it much later."""
 
 from __future__ import annotations
 
@@ -62,10 +67,32 @@ class _Target:
     last: Crossing | None = None
 
 
+# The envelope's quantile: the level the signal spends a tenth of the bucket at or above. A load
+# state that holds for less than a tenth of the time is not the level an alarm is about to meet.
+ENVELOPE_Q = 0.9
+_Z_ENVELOPE = 1.2815515655446004  # the standard normal's 90th percentile
+
+
+def envelope(samples: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Per column of `samples` (valid samples in time order × signals), the upper envelope of the
+    process: the 90th percentile of the samples less what white sample-to-sample noise alone
+    puts there (1.28 σ, σ from the median absolute successive difference, which a load step
+    now and then does not move). What holds for tens of seconds (a load state) stays in; what
+    changes from one sample to the next (sensor noise: its first sample over the limit is a
+    matter of chance and of the sample rate, not of the process) does not. On a signal that is
+    only noise the envelope is its mean; for a low limit pass the negated samples."""
+    q = np.quantile(samples, ENVELOPE_Q, axis=0)
+    steps = np.abs(np.diff(samples, axis=0))
+    # Successive differences of white noise have σ·√2; MAD → σ by 1.4826.
+    noise = 1.4826 * np.median(steps, axis=0) / math.sqrt(2.0) if len(samples) > 2 else 0.0
+    out: npt.NDArray[np.float64] = (q - _Z_ENVELOPE * noise).astype(np.float64)
+    return out
+
+
 @dataclass(slots=True)
 class _Bucket:
     index: int
-    sums: npt.NDArray[np.float64]
+    samples: npt.NDArray[np.float64]  # capacity × the limited columns
     count: int = 0
 
 
@@ -80,6 +107,7 @@ class ForecastStage:
     _bucket: _Bucket | None = None
     _target_columns: npt.NDArray[np.intp] = field(default_factory=lambda: np.zeros(0, np.intp))
     _signs: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    _columns: npt.NDArray[np.intp] = field(default_factory=lambda: np.zeros(0, np.intp))
     _limits: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
     _times: deque[float] = field(default_factory=deque)
     _levels: deque[npt.NDArray[np.float64]] = field(default_factory=deque)
@@ -109,6 +137,7 @@ class ForecastStage:
         columns = sorted({t.column for t in targets})
         stage = cls(asset, params, targets, columns)
         stage._target_columns = np.array([columns.index(g.column) for g in targets])
+        stage._columns = np.array(columns, dtype=np.intp)
         stage._signs = np.array([g.sign for g in targets])
         stage._limits = np.array([g.limit * g.sign for g in targets])
         return stage
@@ -127,10 +156,12 @@ class ForecastStage:
         if not valid:
             return events
         if b is None:
-            b = self._bucket = _Bucket(index, np.zeros(len(values)))
-        # The whole row: one in-place add is cheaper than picking the limited columns out.
-        b.sums += values
-        b.count += 1
+            # Room for twice the bucket's samples: a clock that stepped back fills more.
+            cap = 2 * math.ceil(p.bucket_s / p.sample_period_s) + 2
+            b = self._bucket = _Bucket(index, np.empty((cap, len(self.columns))))
+        if b.count < len(b.samples):
+            b.samples[b.count] = values[self._columns]
+            b.count += 1
         return events
 
     def _close(self, b: _Bucket) -> list[AlertEvent]:
@@ -139,7 +170,10 @@ class ForecastStage:
         # A level from a mostly invalid minute is a few samples' noise, not a level.
         if b.count < 0.5 * expected:
             return []
-        level = b.sums[self.columns] / b.count
+        samples = b.samples[: b.count]
+        # One column per target: the target's signal, negated for a low limit (whose envelope
+        # is then the lower one, mirrored).
+        level = envelope(samples[:, self._target_columns] * self._signs)
         if not np.all(np.isfinite(level)):
             return []  # a NaN that came marked valid spoils its bucket, not the history
         t_end = (b.index + 1) * p.bucket_s
@@ -151,11 +185,9 @@ class ForecastStage:
         if t_end - self._times[0] + p.bucket_s / 2 < p.min_history_s:
             return []
         t = np.fromiter(self._times, dtype=np.float64)
-        levels = np.stack(list(self._levels))
+        y = np.stack(list(self._levels))
         events: list[AlertEvent] = []
         self.fitted_at = t_end
-        # One column per target: the target's signal, negated for a low limit.
-        y = levels[:, self._target_columns] * self._signs
         fits = crossings(t, y, self._limits, p.lookahead * p.horizon_s, p.bucket_s)
         if fits is None:
             return []
