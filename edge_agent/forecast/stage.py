@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from edge_agent.forecast.calibration import Calibration, quantile_columns
 from edge_agent.forecast.trend import Crossing, crossings
 from edge_agent.limits import LimitSpec
 from edge_agent.types import AlertEvent, AlertEventKind, Contribution, Forecast
@@ -35,7 +36,7 @@ _NS = uuid.UUID("0b7d3f4e-8e1a-4c55-9a61-5d2f0c9e7a10")
 class ForecastParams:
     horizon_s: float = 5400.0
     bucket_s: float = 120.0
-    history_s: float = 5400.0
+    history_s: float = 10800.0
     min_history_s: float = 1800.0
     update_interval_s: float = 600.0
     sample_period_s: float = 1.0
@@ -81,11 +82,13 @@ def envelope(samples: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     changes from one sample to the next (sensor noise: its first sample over the limit is a
     matter of chance and of the sample rate, not of the process) does not. On a signal that is
     only noise the envelope is its mean; for a low limit pass the negated samples."""
-    q = np.quantile(samples, ENVELOPE_Q, axis=0)
+    q = quantile_columns(samples, ENVELOPE_Q)
+    if len(samples) < 3:
+        return q
     steps = np.abs(np.diff(samples, axis=0))
     # Successive differences of white noise have σ·√2; MAD → σ by 1.4826.
-    noise = 1.4826 * np.median(steps, axis=0) / math.sqrt(2.0) if len(samples) > 2 else 0.0
-    out: npt.NDArray[np.float64] = (q - _Z_ENVELOPE * noise).astype(np.float64)
+    noise = 1.4826 * quantile_columns(steps, 0.5) / math.sqrt(2.0)
+    out: npt.NDArray[np.float64] = q - _Z_ENVELOPE * noise
     return out
 
 
@@ -111,6 +114,7 @@ class ForecastStage:
     _limits: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
     _times: deque[float] = field(default_factory=deque)
     _levels: deque[npt.NDArray[np.float64]] = field(default_factory=deque)
+    _calibration: Calibration | None = None
 
     @classmethod
     def build(
@@ -138,6 +142,10 @@ class ForecastStage:
         stage = cls(asset, params, targets, columns)
         stage._target_columns = np.array([columns.index(g.column) for g in targets])
         stage._columns = np.array(columns, dtype=np.intp)
+        # Each fit is checked against the levels of the next horizon (the lead the alert is
+        # about), over the last history's worth of levels.
+        leads = max(1, math.ceil(params.horizon_s / params.bucket_s))
+        stage._calibration = Calibration(leads, params.bucket_s, params.history_s, leads)
         stage._signs = np.array([g.sign for g in targets])
         stage._limits = np.array([g.limit * g.sign for g in targets])
         return stage
@@ -177,7 +185,11 @@ class ForecastStage:
         if not np.all(np.isfinite(level)):
             return []  # a NaN that came marked valid spoils its bucket, not the history
         t_end = (b.index + 1) * p.bucket_s
-        self._times.append(t_end - p.bucket_s / 2)
+        t_level = t_end - p.bucket_s / 2
+        cal = self._calibration
+        assert cal is not None
+        cal.observe(t_level, level)
+        self._times.append(t_level)
         self._levels.append(level)
         while self._times and self._times[0] < t_end - p.history_s:
             self._times.popleft()
@@ -188,9 +200,16 @@ class ForecastStage:
         y = np.stack(list(self._levels))
         events: list[AlertEvent] = []
         self.fitted_at = t_end
-        fits = crossings(t, y, self._limits, p.lookahead * p.horizon_s, p.bucket_s)
+        fits = crossings(
+            t, y, self._limits, p.lookahead * p.horizon_s, p.bucket_s, cal.widening(len(y[0]))
+        )
         if fits is None:
             return []
+        cal.add_fit(
+            t_level,
+            np.stack([f.path[: cal.leads] for f in fits]),
+            np.stack([f.path_sd[: cal.leads] for f in fits]),
+        )
         # Levels stand at their buckets' middles; events at the bucket's end: count from there.
         half = p.bucket_s / 2
         for target, fit in zip(self.targets, fits, strict=True):
