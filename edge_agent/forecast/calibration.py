@@ -39,38 +39,55 @@ Z80 = 1.2815515655446004  # the band's own half width, in standard deviations
 
 @dataclass(slots=True)
 class Calibration:
-    """For k forecast targets fitted together at the same level times."""
+    """For k forecast targets fitted together at the same level times. The stored fits sit in a
+    ring of `leads` slots (a fit older than `leads` buckets has nothing left to check), so a new
+    level is scored against all of them at once."""
 
     leads: int  # how many buckets ahead each fit is checked
     step_s: float  # the time between levels (the bucket)
     window_s: float  # checks older than this are forgotten
     min_checks: int  # fewer checks than this: no widening yet
-    _fits: deque[tuple[float, F64, F64]] = field(default_factory=deque)
+    _times: F64 = field(default_factory=lambda: np.zeros(0))
+    _mean: F64 = field(default_factory=lambda: np.zeros(0))  # slot × k × lead
+    _sd: F64 = field(default_factory=lambda: np.zeros(0))
+    _next: int = 0
     _checks: deque[tuple[float, F64]] = field(default_factory=deque)
+    _count: int = 0
 
     def observe(self, t: float, level: F64) -> None:
         """A new level (k values) at time `t`: score it against every stored fit."""
-        while self._fits and t - self._fits[0][0] > (self.leads + 0.5) * self.step_s:
-            self._fits.popleft()
-        rows = []
-        for fitted_at, mean, sd in self._fits:
-            j = round((t - fitted_at) / self.step_s)
-            if 1 <= j <= self.leads:
-                rows.append(np.abs(level - mean[:, j - 1]) / np.maximum(sd[:, j - 1], 1e-12))
-        if rows:
-            self._checks.append((t, np.stack(rows)))
+        filled = min(self._next, self.leads)  # the ring fills from slot 0
+        if filled:
+            ahead = np.rint((t - self._times[:filled]) / self.step_s).astype(np.intp)
+            slots = np.flatnonzero((ahead >= 1) & (ahead <= self.leads))
+            if slots.size:
+                col = ahead[slots] - 1
+                mean = self._mean[slots, :, col]  # fits × k
+                sd = self._sd[slots, :, col]
+                rows = np.abs(level[None, :] - mean) / np.maximum(sd, 1e-12)
+                self._checks.append((t, rows))
+                self._count += len(rows)
         while self._checks and self._checks[0][0] < t - self.window_s:
-            self._checks.popleft()
+            self._count -= len(self._checks.popleft()[1])
 
     def add_fit(self, t: float, mean: F64, sd: F64) -> None:
         """A fit whose last level is at `t`: its predicted levels `mean` and their standard
         deviations `sd` (k × `leads`, one column per bucket ahead, the first one bucket on)."""
-        self._fits.append((t, mean, sd))
+        if not len(self._times):
+            k = mean.shape[0]
+            self._times = np.zeros(self.leads)
+            self._mean = np.zeros((self.leads, k, self.leads))
+            self._sd = np.ones((self.leads, k, self.leads))
+        slot = self._next % self.leads
+        self._times[slot] = t
+        self._mean[slot] = mean
+        self._sd[slot] = sd
+        self._next += 1
 
     def widening(self, k: int) -> F64:
         """Per target, the factor the band's half width needs (≥ 1): the 80th percentile of the
         |z| of the recent checks over the band's own 1.28."""
-        if sum(len(z) for _, z in self._checks) < self.min_checks:
+        if self._count < self.min_checks:
             return np.ones(k)
         z = np.concatenate([z for _, z in self._checks])
         out: F64 = np.maximum(1.0, quantile_columns(z, 0.8) / Z80)
