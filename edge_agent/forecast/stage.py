@@ -28,7 +28,7 @@ from edge_agent.limits import LimitSpec
 from edge_agent.types import AlertEvent, AlertEventKind, Contribution, Forecast
 
 KIND = "predicted"
-MODEL = "forecast-trend/1"
+MODEL = "forecast-trend/2"  # /2: envelope levels, mixed curves, calibrated band
 _NS = uuid.UUID("0b7d3f4e-8e1a-4c55-9a61-5d2f0c9e7a10")
 
 

@@ -1,25 +1,29 @@
 """A robust trend through signals' recent levels and when each meets its limit.
 
-The levels are bucket means (a minute each by default), so sensor noise is mostly gone and what
-is left is the process: load changes, the daily ambient cycle, thermal lags, and a degradation if
-there is one. Wear accelerates (a bearing defect grows with the damage already done), so a
-straight line fitted over the last hour lags a degradation that is curving up and tells "later"
-than the truth. The fit is a quadratic when the data show significant upward curvature, a straight
-line otherwise (a quadratic on a flat, noisy stretch would invent curvature half of the time).
-The straight line's own estimate comes along (`eta_linear`): a quadratic bends the last rise of a
-wandering process (a compressor's oil temperature following demand) upwards, and the stage only
-believes a crossing that the line over the whole history also brings within the look-ahead.
+The levels are bucket envelopes (2 minutes each by default, `stage.envelope`), so sensor noise is
+mostly gone and what is left is the process: load changes, the daily ambient cycle, thermal lags,
+and a degradation if there is one. Wear accelerates (a bearing defect grows with the damage
+already done), so a straight line lags a degradation that is curving up and tells "later" than
+the truth; a quadratic on a flat, noisy stretch invents curvature half of the time. Both are
+fitted where the line's band reaches the limit, and mixed by their Akaike weights (from the
+curvature's t-statistic), so the estimate moves smoothly as the curvature's evidence grows
+instead of jumping when it passes a threshold. The straight line's own estimate comes along
+(`eta_linear`): a quadratic bends the last rise of a wandering process (a compressor's oil
+temperature following demand) upwards, and the stage only believes a crossing that the line over
+the whole history also brings within the look-ahead.
 
 Robust: Huber-weighted least squares (iteratively reweighted), so a level spoilt by a transient
-(an operator's set point change, a few bad samples) does not tilt the fit. Uncertainty: the
-coefficients' covariance from the weighted residuals, inflated by their long-run variance (load
-wanders for minutes and temperatures lag for tens of minutes, so neighbouring levels are not
-independent and an uninflated interval would be far too narrow). The interval of the crossing
-time is where the 80 % band of the fitted mean meets the limit: its upper edge first (near end),
-its lower edge last (far end).
+(an operator's set point change, a few bad samples) does not tilt the fit. Uncertainty, as the
+band of a level to come: the coefficients' covariance from the weighted residuals, inflated by
+their long-run variance (load wanders for minutes and temperatures lag for tens of minutes, so
+neighbouring levels are not independent), the two curves' disagreement (the variance of their
+mixture), and the levels' own spread around the trend (the limit is met by the process, not by
+its trend). The stage may widen it further from how its past forecasts fared
+(`calibration.Calibration`). The interval of the crossing time is where the 80 % band meets the
+limit: its upper edge first (near end), its lower edge last (far end).
 
 All signals of an asset share the level times, so they are fitted together (batched 3×3 solves):
-the stage's cost is a few dozen numpy calls per asset per minute.
+the stage's cost is a few dozen numpy calls per asset per level.
 """
 
 from __future__ import annotations
