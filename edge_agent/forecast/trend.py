@@ -28,11 +28,14 @@ the stage's cost is a few dozen numpy calls per asset per level.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
+
+from edge_agent.forecast.calibration import quantile_columns
 
 F64 = npt.NDArray[np.float64]
 
@@ -82,7 +85,7 @@ def _irls(x: F64, y: F64, degree: int, scale: F64 | None = None) -> tuple[F64, F
         if scale is None:
             # The median absolute residual of the first (least-squares) fit, once: a per
             # iteration re-estimate buys little and costs a sort per signal each time.
-            scale = np.maximum(1.4826 * np.median(np.abs(r), axis=0), 1e-12).astype(np.float64)
+            scale = np.maximum(1.4826 * quantile_columns(np.abs(r), 0.5), 1e-12)
         if i < IRLS_ITERATIONS - 1:
             w = np.minimum(1.0, HUBER_K * scale / np.maximum(np.abs(r), 1e-300))
     xtwx = (dt[None] * w.T[:, None, :]) @ design + ridge
@@ -90,7 +93,7 @@ def _irls(x: F64, y: F64, degree: int, scale: F64 | None = None) -> tuple[F64, F
     dof = np.maximum(1.0, w.sum(axis=0) - p)
     sigma2 = (w * r * r).sum(axis=0) / dof
     cov: F64 = np.linalg.inv(xtwx) * (sigma2 * _long_run_factor(r))[:, None, None]
-    spread: F64 = (1.4826 * np.median(np.abs(r), axis=0)).astype(np.float64)
+    spread: F64 = 1.4826 * quantile_columns(np.abs(r), 0.5)
     assert scale is not None
     return coef, cov, scale, spread
 
@@ -123,6 +126,17 @@ def _first_at_or_above(x: F64, f: F64, limit: float) -> float:
     return x0 + (x1 - x0) * (limit - f0) / (f1 - f0) if f1 != f0 else x1
 
 
+@functools.lru_cache(maxsize=8)
+def _grid(lookahead_s: float, step_s: float) -> tuple[F64, F64, F64]:
+    """The look-ahead grid (hours) and its line and quadratic design matrices: the same for
+    every fit of a stage, so made once (read-only, shared)."""
+    future = np.arange(0.0, lookahead_s + step_s, step_s) / 3600.0
+    out = (future, np.vander(future, 2, increasing=True), np.vander(future, 3, increasing=True))
+    for a in out:
+        a.flags.writeable = False
+    return out
+
+
 def quadratic_weight(curvature: float, se: float) -> float:
     """The Akaike weight of the quadratic against the straight line, from the curvature's
     t-statistic (for one added coefficient the likelihood ratio is about t², so the AIC
@@ -152,11 +166,10 @@ def crossings(
         return None
     hours = (t - t[-1]) / 3600.0
     lin, lin_cov, scale, lin_spread = _irls(hours, y, 1)
-    future = np.arange(0.0, lookahead_s + step_s, step_s) / 3600.0
-    g_lin = np.vander(future, 2, increasing=True)
+    future, g_lin, g_quad = _grid(lookahead_s, step_s)
     lines = g_lin @ lin.T  # grid × k
     eta_lin = [_first_at_or_above(future, lines[:, j], float(limits[j])) for j in range(len(lin))]
-    lin_var = np.maximum(np.einsum("gi,kij,gj->gk", g_lin, lin_cov, g_lin), 0.0)
+    lin_var = np.maximum(((g_lin @ lin_cov) * g_lin).sum(axis=2).T, 0.0)
     # A future level strays from the trend as the past ones did: the band of a level to come
     # is the trend's own uncertainty and the levels' spread around it.
     lin_sd = np.sqrt(lin_var + lin_spread[None, :] ** 2)
@@ -172,7 +185,6 @@ def crossings(
             w = quadratic_weight(float(quad[i, 2]), curv_se)
             if w > 0:
                 quads[j] = (quad[i], quad_cov[i], float(quad_spread[i]), w)
-    g_quad = np.vander(future, 3, increasing=True)
     out: list[Crossing] = []
     for j in range(y.shape[1]):
         mean, var, spread2 = lines[:, j], lin_var[:, j], float(lin_spread[j]) ** 2
