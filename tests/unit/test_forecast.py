@@ -314,3 +314,32 @@ def test_calibration_widens_by_how_far_past_forecasts_missed():
         cal.observe(t, rng.standard_normal(k))
         cal.add_fit(t, np.zeros((k, leads)), np.ones((k, leads)))
     assert cal.widening(k)[1] == pytest.approx(1.0, abs=0.15)
+
+
+def test_stage_widens_its_band_when_its_past_forecasts_missed():
+    # A ramp with a slow swing (90-minute period) that a line on 1 hour of levels cannot follow: the
+    # fits keep missing the levels that come, and the stage's band grows past the plain one.
+    def level(i: int) -> float:
+        return 1.0 + 1.0 * i / 3600 + 0.15 * math.sin(2 * math.pi * i / 5400)
+
+    spec = LimitSpec(unit="mm/s", alarm_high=6.5)
+    stage = ForecastStage.build("p", ["vib"], {"vib": spec}, PARAMS)
+    assert stage is not None
+    rng = np.random.default_rng(11)
+    for i in range(4 * 3600):
+        stage.push(1_800_000_000.0 + i, np.array([level(i) + 0.05 * rng.standard_normal()]), True)
+    cal = stage._calibration
+    assert cal is not None
+    (widening,) = cal.widening(1)
+    assert widening > 1.5
+    g = stage.targets[0]
+    assert g.last is not None
+    t = np.fromiter(stage._times, dtype=np.float64)
+    y = np.stack(list(stage._levels))
+    args = (t, y, stage._limits, PARAMS.lookahead * PARAMS.horizon_s, PARAMS.bucket_s)
+    (plain,) = crossings(*args) or []
+    (wide,) = crossings(*args, np.array([widening])) or []
+    # What the stage published is the widened band (less the half bucket it counts from).
+    assert g.last.near == pytest.approx(max(0.0, wide.near - PARAMS.bucket_s / 2))
+    assert math.isfinite(plain.near)
+    assert wide.near < plain.near <= plain.far < wide.far
