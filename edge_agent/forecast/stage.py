@@ -179,11 +179,11 @@ class ForecastStage:
         if b.count < 0.5 * expected:
             return []
         samples = b.samples[: b.count]
+        if not np.all(np.isfinite(samples)):
+            return []  # a NaN that came marked valid spoils its bucket, not the history
         # One column per target: the target's signal, negated for a low limit (whose envelope
         # is then the lower one, mirrored).
         level = envelope(samples[:, self._target_columns] * self._signs)
-        if not np.all(np.isfinite(level)):
-            return []  # a NaN that came marked valid spoils its bucket, not the history
         t_end = (b.index + 1) * p.bucket_s
         t_level = t_end - p.bucket_s / 2
         cal = self._calibration

@@ -343,3 +343,14 @@ def test_stage_widens_its_band_when_its_past_forecasts_missed():
     assert g.last.near == pytest.approx(max(0.0, wide.near - PARAMS.bucket_s / 2))
     assert math.isfinite(plain.near)
     assert wide.near < plain.near <= plain.far < wide.far
+
+
+def test_a_nan_marked_valid_spoils_its_bucket_only():
+    stage = ForecastStage.build("p", ["vib"], {"vib": SPEC}, PARAMS)
+    assert stage is not None
+    for i in range(10 * 60):  # ten 60-second buckets
+        v = np.nan if i == 200 else 2.0  # in the fourth bucket
+        stage.push(1_800_000_000.0 + i, np.array([v]), True)
+    stage.push(1_800_000_000.0 + 600, np.array([2.0]), True)  # closes the tenth
+    assert len(stage._times) == 9
+    assert all(np.isfinite(level).all() for level in stage._levels)
