@@ -32,7 +32,8 @@ def cmd_bench_quality(args: argparse.Namespace) -> int:
             params=ForecastParams(horizon_s=args.horizon_s),
         )
         json_out = Path(args.json if args.json != "bench-quality.json" else "bench-forecast.json")
-        return bench_forecast(fc, json_out, Path(args.bundle) if args.bundle else None)
+        bundle = Path(args.bundle) if args.bundle else None
+        return bench_forecast(fc, json_out, bundle, args.cpu_assets)
     if args.mode == "energy":
         from bench.energy import EnergyBenchConfig
         from bench.energy import main as bench_energy
@@ -171,8 +172,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--bundle",
-        help="forecast mode: also time an asset pipeline of this bundle with and without "
+        help="forecast mode: also time asset pipelines of this bundle with and without "
         "forecasts (the CPU the forecast adds)",
+    )
+    p.add_argument(
+        "--cpu-assets",
+        type=int,
+        default=100,
+        help="forecast mode with --bundle: how many asset pipelines of each kind",
     )
     p.add_argument("--pump-runs", type=int, default=24, help="plant mode: pump runs")
     p.add_argument("--compressor-runs", type=int, default=8, help="plant mode: compressor runs")

@@ -77,10 +77,12 @@ class ForecastConfig(StrictModel):
 
     enabled: bool = True
     horizon_s: float = Field(5400.0, gt=0)
-    # Levels: the mean of each `bucket_s` of valid samples; the trend is fitted on the last
-    # `history_s` of them, once at least `min_history_s` are there.
+    # Levels: the upper envelope of each `bucket_s` of valid samples (the lower one for a low
+    # limit); the trend is fitted on the last `history_s` of them, once at least `min_history_s`
+    # are there. Three hours: a process that wanders for tens of minutes (demand, load) tilts
+    # the slope of a shorter history (docs/QUALITY.md).
     bucket_s: float = Field(120.0, gt=0)
-    history_s: float = Field(5400.0, gt=0)
+    history_s: float = Field(10800.0, gt=0)
     min_history_s: float = Field(1800.0, gt=0)
     # While a `predicted` alert is open: an `updated` event when the estimate moved by more than
     # a fifth, at most this often.

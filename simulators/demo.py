@@ -97,10 +97,10 @@ PLC_ALARM = 4.5  # mm/s: the PLC's vibration alarm (simulators/plc_limits.py)
 
 
 def forecast_settings(speed: float) -> dict[str, float]:
-    """The forecast defaults (a 90-minute horizon, 2-minute levels, 90 minutes of history) in the
+    """The forecast defaults (a 90-minute horizon, 2-minute levels, 3 hours of history) in the
     agent's data time, which runs `speed` times faster than the plant's here."""
     return {
-        "horizon_s": 5400 / speed, "bucket_s": 120 / speed, "history_s": 5400 / speed,
+        "horizon_s": 5400 / speed, "bucket_s": 120 / speed, "history_s": 10800 / speed,
         "min_history_s": 1800 / speed, "update_interval_s": 600 / speed,
     }  # fmt: skip
 

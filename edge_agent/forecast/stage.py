@@ -1,8 +1,13 @@
 """The forecast stage of one asset: levels of its limited signals, their time to limit, and the
 `predicted` alerts (raised → updated → cleared, one lifecycle per signal and limit).
 
-Fed every grid sample (`push`); works on bucket means of valid samples only, and refits when a
-bucket closes, so its cost is a handful of small least-squares fits per minute per asset."""
+Fed every grid sample (`push`); works on one level per bucket of valid samples and refits when a
+bucket closes, so its cost is a handful of small least-squares fits per minute per asset.
+
+The level is the bucket's *upper envelope*, not its mean (`envelope`): a PLC's limit alarm fires
+on an instantaneous value, so a signal that swings with load (a compressor's discharge
+temperature, 6 °C higher loaded than unloaded) crosses its limit at its loaded peaks, while the
+mean of the bucket reaches it much later."""
 
 from __future__ import annotations
 
@@ -17,12 +22,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from edge_agent.forecast.calibration import Calibration, quantile_columns
 from edge_agent.forecast.trend import Crossing, crossings
 from edge_agent.limits import LimitSpec
 from edge_agent.types import AlertEvent, AlertEventKind, Contribution, Forecast
 
 KIND = "predicted"
-MODEL = "forecast-trend/1"
+MODEL = "forecast-trend/2"  # /2: envelope levels, mixed curves, calibrated band
 _NS = uuid.UUID("0b7d3f4e-8e1a-4c55-9a61-5d2f0c9e7a10")
 
 
@@ -30,7 +36,7 @@ _NS = uuid.UUID("0b7d3f4e-8e1a-4c55-9a61-5d2f0c9e7a10")
 class ForecastParams:
     horizon_s: float = 5400.0
     bucket_s: float = 120.0
-    history_s: float = 5400.0
+    history_s: float = 10800.0
     min_history_s: float = 1800.0
     update_interval_s: float = 600.0
     sample_period_s: float = 1.0
@@ -62,10 +68,34 @@ class _Target:
     last: Crossing | None = None
 
 
+# The envelope's quantile: the level the signal spends a tenth of the bucket at or above. A load
+# state that holds for less than a tenth of the time is not the level an alarm is about to meet.
+ENVELOPE_Q = 0.9
+_Z_ENVELOPE = 1.2815515655446004  # the standard normal's 90th percentile
+
+
+def envelope(samples: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Per column of `samples` (valid samples in time order × signals), the upper envelope of the
+    process: the 90th percentile of the samples less what white sample-to-sample noise alone
+    puts there (1.28 σ, σ from the median absolute successive difference, which a load step
+    now and then does not move). What holds for tens of seconds (a load state) stays in; what
+    changes from one sample to the next (sensor noise: its first sample over the limit is a
+    matter of chance and of the sample rate, not of the process) does not. On a signal that is
+    only noise the envelope is its mean; for a low limit pass the negated samples."""
+    q = quantile_columns(samples, ENVELOPE_Q)
+    if len(samples) < 3:
+        return q
+    steps = np.abs(np.diff(samples, axis=0))
+    # Successive differences of white noise have σ·√2; MAD → σ by 1.4826.
+    noise = 1.4826 * quantile_columns(steps, 0.5) / math.sqrt(2.0)
+    out: npt.NDArray[np.float64] = q - _Z_ENVELOPE * noise
+    return out
+
+
 @dataclass(slots=True)
 class _Bucket:
     index: int
-    sums: npt.NDArray[np.float64]
+    samples: npt.NDArray[np.float64]  # capacity × the limited columns
     count: int = 0
 
 
@@ -80,9 +110,11 @@ class ForecastStage:
     _bucket: _Bucket | None = None
     _target_columns: npt.NDArray[np.intp] = field(default_factory=lambda: np.zeros(0, np.intp))
     _signs: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    _columns: npt.NDArray[np.intp] = field(default_factory=lambda: np.zeros(0, np.intp))
     _limits: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
     _times: deque[float] = field(default_factory=deque)
     _levels: deque[npt.NDArray[np.float64]] = field(default_factory=deque)
+    _calibration: Calibration | None = None
 
     @classmethod
     def build(
@@ -109,6 +141,11 @@ class ForecastStage:
         columns = sorted({t.column for t in targets})
         stage = cls(asset, params, targets, columns)
         stage._target_columns = np.array([columns.index(g.column) for g in targets])
+        stage._columns = np.array(columns, dtype=np.intp)
+        # Each fit is checked against the levels of the next horizon (the lead the alert is
+        # about), over the last history's worth of levels.
+        leads = max(1, math.ceil(params.horizon_s / params.bucket_s))
+        stage._calibration = Calibration(leads, params.bucket_s, params.history_s, leads)
         stage._signs = np.array([g.sign for g in targets])
         stage._limits = np.array([g.limit * g.sign for g in targets])
         return stage
@@ -127,10 +164,12 @@ class ForecastStage:
         if not valid:
             return events
         if b is None:
-            b = self._bucket = _Bucket(index, np.zeros(len(values)))
-        # The whole row: one in-place add is cheaper than picking the limited columns out.
-        b.sums += values
-        b.count += 1
+            # Room for twice the bucket's samples: a clock that stepped back fills more.
+            cap = 2 * math.ceil(p.bucket_s / p.sample_period_s) + 2
+            b = self._bucket = _Bucket(index, np.empty((cap, len(self.columns))))
+        if b.count < len(b.samples):
+            b.samples[b.count] = values[self._columns]
+            b.count += 1
         return events
 
     def _close(self, b: _Bucket) -> list[AlertEvent]:
@@ -139,11 +178,18 @@ class ForecastStage:
         # A level from a mostly invalid minute is a few samples' noise, not a level.
         if b.count < 0.5 * expected:
             return []
-        level = b.sums[self.columns] / b.count
-        if not np.all(np.isfinite(level)):
+        samples = b.samples[: b.count]
+        if not np.all(np.isfinite(samples)):
             return []  # a NaN that came marked valid spoils its bucket, not the history
+        # One column per target: the target's signal, negated for a low limit (whose envelope
+        # is then the lower one, mirrored).
+        level = envelope(samples[:, self._target_columns] * self._signs)
         t_end = (b.index + 1) * p.bucket_s
-        self._times.append(t_end - p.bucket_s / 2)
+        t_level = t_end - p.bucket_s / 2
+        cal = self._calibration
+        assert cal is not None
+        cal.observe(t_level, level)
+        self._times.append(t_level)
         self._levels.append(level)
         while self._times and self._times[0] < t_end - p.history_s:
             self._times.popleft()
@@ -151,14 +197,19 @@ class ForecastStage:
         if t_end - self._times[0] + p.bucket_s / 2 < p.min_history_s:
             return []
         t = np.fromiter(self._times, dtype=np.float64)
-        levels = np.stack(list(self._levels))
+        y = np.stack(list(self._levels))
         events: list[AlertEvent] = []
         self.fitted_at = t_end
-        # One column per target: the target's signal, negated for a low limit.
-        y = levels[:, self._target_columns] * self._signs
-        fits = crossings(t, y, self._limits, p.lookahead * p.horizon_s, p.bucket_s)
+        fits = crossings(
+            t, y, self._limits, p.lookahead * p.horizon_s, p.bucket_s, cal.widening(len(y[0]))
+        )
         if fits is None:
             return []
+        cal.add_fit(
+            t_level,
+            np.stack([f.path[: cal.leads] for f in fits]),
+            np.stack([f.path_sd[: cal.leads] for f in fits]),
+        )
         # Levels stand at their buckets' middles; events at the bucket's end: count from there.
         half = p.bucket_s / 2
         for target, fit in zip(self.targets, fits, strict=True):

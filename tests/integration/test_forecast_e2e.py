@@ -52,10 +52,10 @@ def test_bearing_wear_over_hours_is_predicted_before_the_plc_alarm(
         bundle=trained_bundle.directory,
     )  # fmt: skip
     # The forecast's times are data (wall) times: scaled by the simulator's speed, they are the
-    # defaults' 90-minute horizon, 2-minute levels and 90-minute history of the plant.
+    # defaults' 90-minute horizon, 2-minute levels and 3-hour history of the plant.
     data = yaml.safe_load(cfg.read_text())
     data["assets"][0]["forecast"] = {
-        "horizon_s": 5400 / SPEED, "bucket_s": 120 / SPEED, "history_s": 5400 / SPEED,
+        "horizon_s": 5400 / SPEED, "bucket_s": 120 / SPEED, "history_s": 10800 / SPEED,
         "min_history_s": 1800 / SPEED, "update_interval_s": 600 / SPEED,
     }  # fmt: skip
     cfg.write_text(yaml.safe_dump(data, sort_keys=False))

@@ -16,8 +16,9 @@ from pydantic import ValidationError
 
 from edge_agent.alerts.messages import alert_payload, encode, load_schema
 from edge_agent.config import ConfigError, load_config
-from edge_agent.forecast.stage import ForecastParams, ForecastStage
-from edge_agent.forecast.trend import crossings
+from edge_agent.forecast.calibration import Calibration
+from edge_agent.forecast.stage import ForecastParams, ForecastStage, envelope
+from edge_agent.forecast.trend import crossings, quadratic_weight
 from edge_agent.limits import LimitSpec
 from edge_agent.sources.registry import parse_profile
 from edge_agent.types import AlertEvent, AlertEventKind
@@ -216,3 +217,140 @@ def test_forecast_config_is_checked(tmp_path):
     with pytest.raises(ConfigError) as exc:
         load_config(write(tmp_path, {}, min_history_s=9000, history_s=3600))
     assert any("assets[0].forecast" in e and "min_history_s" in e for e in exc.value.errors)
+
+
+# --- the upper envelope and the honest interval (issue 14, second pass) ---
+
+
+def load_cycle(n: int, high: float, low: float, noise: float, seed: int) -> np.ndarray:
+    """A signal that swings with load: `high` for 40 s, `low` for 20 s, white noise on top."""
+    rng = np.random.default_rng(seed)
+    loaded = (np.arange(n) % 60) < 40
+    return np.where(loaded, high, low) + noise * rng.standard_normal(n)
+
+
+def test_envelope_is_the_loaded_level_not_the_mean():
+    x = load_cycle(120, high=96.0, low=90.0, noise=0.2, seed=1)
+    (env,) = envelope(x[:, None])
+    # The mean (94) is what the old levels were: 2 °C under what a limit alarm meets.
+    assert x.mean() < 94.5
+    assert env == pytest.approx(96.0, abs=0.35)
+
+
+def test_envelope_of_noise_alone_is_its_mean_not_a_noise_quantile():
+    rng = np.random.default_rng(2)
+    x = 3.0 + 0.2 * rng.standard_normal((120, 1))
+    (env,) = envelope(x)
+    # The 90th percentile would say 3.26: the white noise is taken out.
+    assert np.quantile(x, 0.9) > 3.2
+    assert env == pytest.approx(3.0, abs=0.08)
+
+
+def test_envelope_for_a_low_limit_is_the_lower_level_mirrored():
+    x = load_cycle(120, high=5.0, low=2.0, noise=0.05, seed=3)
+    (env,) = envelope(-x[:, None])
+    assert -env == pytest.approx(2.0, abs=0.1)
+
+
+def test_stage_levels_follow_the_loaded_peaks_of_both_sides():
+    high = LimitSpec(unit="degC", alarm_high=100.0)
+    low = LimitSpec(unit="bar", alarm_low=1.0)
+    params = ForecastParams(horizon_s=3600, bucket_s=120, history_s=3600, min_history_s=1200)
+    stage = ForecastStage.build(
+        "c-1", ["temp", "pressure"], {"temp": high, "pressure": low}, params
+    )
+    assert stage is not None
+    n = 3000
+    temp = load_cycle(n, high=96.0, low=90.0, noise=0.2, seed=4)
+    pressure = load_cycle(n, high=7.0, low=4.0, noise=0.02, seed=5)
+    for i in range(n):
+        stage.push(1_800_000_000.0 + i, np.array([temp[i], pressure[i]]), True)
+    by_signal = {g.signal: g for g in stage.targets}
+    assert by_signal["temp"].last is not None and by_signal["pressure"].last is not None
+    # The fitted level (sign-adjusted) is the loaded peak of the temperature and the low
+    # state of the pressure, not their means (94 and 6).
+    assert by_signal["temp"].last.level == pytest.approx(96.0, abs=0.3)
+    assert -by_signal["pressure"].last.level == pytest.approx(4.0, abs=0.1)
+
+
+def test_quadratic_weight_grows_with_the_curvatures_evidence():
+    assert quadratic_weight(-1.0, 0.1) == 0.0  # bending down: the line alone
+    assert quadratic_weight(0.0, 0.1) == 0.0
+    weak, clear = quadratic_weight(0.1, 0.1), quadratic_weight(0.4, 0.1)
+    assert 0.0 < weak < 0.5 < clear <= 1.0
+    assert quadratic_weight(1.0, 0.0) == 1.0
+
+
+def test_widening_widens_the_interval_and_leaves_the_estimate():
+    rng = np.random.default_rng(3)
+    t = np.arange(60) * 60.0
+    y = (2.0 + t / 3600 + 0.03 * rng.standard_normal(60))[:, None]
+    (plain,) = crossings(t, y, np.array([5.5]), 4 * 3600.0, 60.0) or []
+    (wide,) = crossings(t, y, np.array([5.5]), 4 * 3600.0, 60.0, np.array([2.0])) or []
+    assert wide.eta == plain.eta
+    assert wide.near < plain.near < plain.eta < plain.far < wide.far
+    # The path the calibration scores is the unwidened band.
+    assert np.array_equal(wide.path_sd, plain.path_sd)
+
+
+def test_calibration_widens_by_how_far_past_forecasts_missed():
+    k, leads = 2, 5
+    # A window of 500 levels: the 80th percentile of their misses is known to a few percent.
+    cal = Calibration(leads=leads, step_s=60.0, window_s=500 * 60.0, min_checks=leads)
+    rng = np.random.default_rng(8)
+    assert np.array_equal(cal.widening(k), np.ones(k))  # nothing checked yet
+    # Target 0: the fits said σ = 1 and the levels missed by σ = 1 (honest). Target 1: they
+    # said σ = 1 and missed by σ = 3 (three times too narrow).
+    for i in range(600):
+        t = i * 60.0
+        cal.observe(t, np.array([rng.standard_normal(), 3.0 * rng.standard_normal()]))
+        cal.add_fit(t, np.zeros((k, leads)), np.ones((k, leads)))
+    w = cal.widening(k)
+    assert w[0] == pytest.approx(1.0, abs=0.15)
+    assert w[1] == pytest.approx(3.0, rel=0.15)
+    # Only the recent window counts: after an honest window target 1 needs no widening.
+    for i in range(600, 1110):
+        t = i * 60.0
+        cal.observe(t, rng.standard_normal(k))
+        cal.add_fit(t, np.zeros((k, leads)), np.ones((k, leads)))
+    assert cal.widening(k)[1] == pytest.approx(1.0, abs=0.15)
+
+
+def test_stage_widens_its_band_when_its_past_forecasts_missed():
+    # A ramp with a slow swing (90-minute period) that a line on 1 hour of levels cannot follow: the
+    # fits keep missing the levels that come, and the stage's band grows past the plain one.
+    def level(i: int) -> float:
+        return 1.0 + 1.0 * i / 3600 + 0.15 * math.sin(2 * math.pi * i / 5400)
+
+    spec = LimitSpec(unit="mm/s", alarm_high=6.5)
+    stage = ForecastStage.build("p", ["vib"], {"vib": spec}, PARAMS)
+    assert stage is not None
+    rng = np.random.default_rng(11)
+    for i in range(4 * 3600):
+        stage.push(1_800_000_000.0 + i, np.array([level(i) + 0.05 * rng.standard_normal()]), True)
+    cal = stage._calibration
+    assert cal is not None
+    (widening,) = cal.widening(1)
+    assert widening > 1.5
+    g = stage.targets[0]
+    assert g.last is not None
+    t = np.fromiter(stage._times, dtype=np.float64)
+    y = np.stack(list(stage._levels))
+    args = (t, y, stage._limits, PARAMS.lookahead * PARAMS.horizon_s, PARAMS.bucket_s)
+    (plain,) = crossings(*args) or []
+    (wide,) = crossings(*args, np.array([widening])) or []
+    # What the stage published is the widened band (less the half bucket it counts from).
+    assert g.last.near == pytest.approx(max(0.0, wide.near - PARAMS.bucket_s / 2))
+    assert math.isfinite(plain.near)
+    assert wide.near < plain.near <= plain.far < wide.far
+
+
+def test_a_nan_marked_valid_spoils_its_bucket_only():
+    stage = ForecastStage.build("p", ["vib"], {"vib": SPEC}, PARAMS)
+    assert stage is not None
+    for i in range(10 * 60):  # ten 60-second buckets
+        v = np.nan if i == 200 else 2.0  # in the fourth bucket
+        stage.push(1_800_000_000.0 + i, np.array([v]), True)
+    stage.push(1_800_000_000.0 + 600, np.array([2.0]), True)  # closes the tenth
+    assert len(stage._times) == 9
+    assert all(np.isfinite(level).all() for level in stage._levels)
