@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import logging
 import math
 import signal
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge_agent import __version__
-from edge_agent.alerts.messages import EventType, alert_payload, energy_payload
+from edge_agent.alerts.messages import EventType, alert_payload, energy_payload, iso
 from edge_agent.alerts.policy import orphan_cleared
 from edge_agent.backoff import Backoff
 from edge_agent.config import AssetConfig, LoadedConfig
@@ -49,7 +50,7 @@ from edge_agent.types import (
     SourceQualityEvent,
 )
 from edge_agent.upstream.mqtt import MqttPublisher
-from edge_agent.upstream.outbox import AlertChange, OpenAlert
+from edge_agent.upstream.outbox import AlertChange, OpenAlert, SideAlertChange
 
 if TYPE_CHECKING:
     from edge_agent.upstream.sparkplug.client import SparkplugPublisher
@@ -183,6 +184,32 @@ def alert_change(event: AlertEvent) -> AlertChange:
         event.asset, event.alert_id, event.ts, event.severity, event.model_version, event.threshold
     )
     return AlertChange(event.asset, held)
+
+
+def side_alert_change(event: AlertEvent, body: dict[str, Any]) -> SideAlertChange:
+    """What a `predicted` or `efficiency` alert message does to the open side alerts."""
+    keep = None if event.event is AlertEventKind.CLEARED else json.dumps(body)
+    return SideAlertChange(event.alert_id, event.asset, keep)
+
+
+def side_alert_cleared(held: SideAlertChange, now: float) -> dict[str, Any]:
+    """The `cleared` message of a side alert held open from before a restart: its last payload,
+    cleared now with the reason (it cannot continue: a forecast needs its history again, an
+    efficiency block its samples)."""
+    body: dict[str, Any] = json.loads(held.body or "{}")
+    kind = body.get("kind", "alert")
+    again = (
+        "the forecast raises anew once it has its history again"
+        if kind == "predicted"
+        else "raised anew if the condition still holds"
+    )
+    return {
+        **body,
+        "event": AlertEventKind.CLEARED.value,
+        "ts": iso(now),
+        "condition_active": False,
+        "message": f"{held.asset}: {kind} cleared: the agent restarted; {again}",
+    }
 
 
 class Agent:
@@ -494,15 +521,15 @@ class Agent:
                 # asset's open alert (`change` None), so a restart does not carry it over.
                 log.warning("predicted %s %s: %s", event.event.value, event.alert_id, event.message)
                 body = alert_payload(event, s.identity.site, s.identity.gateway)
-                self.publisher.submit_alert(event.asset, body, None)
+                self.publisher.submit_alert(event.asset, body, side_alert_change(event, body))
             for report in out.energy:
                 body = energy_payload(report, s.identity.site, s.identity.gateway)
                 self.publisher.submit_energy(report.asset, body)
             for event in out.efficiency:
-                # Not in the outbox's open-alert record, which holds the model's alert per asset.
+                # Kept as a side alert (several per asset), not as the asset's model alert.
                 log.warning("alert %s %s: %s", event.event.value, event.alert_id, event.message)
                 body = alert_payload(event, s.identity.site, s.identity.gateway)
-                self.publisher.submit_alert(event.asset, body)
+                self.publisher.submit_alert(event.asset, body, side_alert_change(event, body))
                 if self._on_alert is not None:
                     self._on_alert(event)
             if out.scores:
@@ -668,6 +695,12 @@ class Agent:
             log.warning("alert cleared %s: %s", event.alert_id, event.message)
             body = alert_payload(event, s.identity.site, s.identity.gateway)
             self.publisher.submit_alert(asset, body, alert_change(event))
+        for alert_id, side in sorted(self.publisher.outbox.open_side_alerts().items()):
+            body = side_alert_cleared(side, time.time())
+            log.warning("alert cleared %s: %s", alert_id, body["message"])
+            self.publisher.submit_alert(
+                side.asset, body, SideAlertChange(alert_id, side.asset, None)
+            )
 
     async def run(self) -> None:
         self.resume_open_alerts()

@@ -45,6 +45,7 @@ from edge_agent.upstream.outbox import (
     Outbox,
     Problem,
     ProblemKind,
+    SideAlertChange,
     Stored,
 )
 from edge_agent.upstream.tls import tls_context
@@ -199,7 +200,7 @@ class MqttPublisher:
         payload: bytes,
         qos: int | None = None,
         kind: Kind = Kind.ALERT,
-        alert_change: AlertChange | None = None,
+        alert_change: AlertChange | SideAlertChange | None = None,
     ) -> None:
         """Queue a message durably; returns at once (one small SQLite insert)."""
         self.open()
@@ -210,7 +211,7 @@ class MqttPublisher:
         self._send_outbox_reports()
 
     def submit_alert(
-        self, asset: str, body: dict[str, Any], change: AlertChange | None = None
+        self, asset: str, body: dict[str, Any], change: AlertChange | SideAlertChange | None = None
     ) -> None:
         """Queue an alert message; `change` (what it does to the asset's open alert) is stored
         with it in one transaction, so a restart knows which alerts consumers hold open."""
@@ -273,7 +274,7 @@ class MqttPublisher:
         body: dict[str, Any],
         kind: Kind,
         qos: int | None = None,
-        alert_change: AlertChange | None = None,
+        alert_change: AlertChange | SideAlertChange | None = None,
     ) -> None:
         try:
             payload = encode(body)

@@ -20,7 +20,10 @@ and handed to `on_problem` (a typed `Problem`) once per episode.
 Open alerts are kept beside the queue (table `open_alert`, one row per asset), changed in the
 same transaction as the alert message that opens, updates or closes them: after a crash the agent
 knows exactly which alerts its consumers hold open, no more and no fewer, and can continue or
-close each one (issue 12: no consumer is left with an alert that can never close).
+close each one (issue 12: no consumer is left with an alert that can never close). Alerts with
+their own lifecycle beside the model's (`predicted` forecasts, `efficiency`), several per asset,
+are kept by `alert_id` with their last payload (table `open_side_alert`): they cannot continue
+across a restart (a forecast needs its history again), so the restarted agent clears them.
 
 The directory is created 0700 and the database with its WAL and shared-memory files 0600,
 whatever the umask (SQLite gives the WAL and SHM files the database file's mode).
@@ -62,7 +65,7 @@ class Message:
     qos: int
     kind: Kind
     retain: bool = False
-    alert_change: AlertChange | None = None
+    alert_change: AlertChange | SideAlertChange | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +87,16 @@ class AlertChange:
 
     asset: str
     opened: OpenAlert | None
+
+
+@dataclass(frozen=True, slots=True)
+class SideAlertChange:
+    """What a message does to an alert beside the model's (predicted, efficiency): `body` (its
+    payload, JSON) while open, None once cleared."""
+
+    alert_id: str
+    asset: str
+    body: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +174,11 @@ CREATE TABLE IF NOT EXISTS open_alert (
     severity TEXT NOT NULL,
     model_version TEXT NOT NULL,
     threshold REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS open_side_alert (
+    alert_id TEXT PRIMARY KEY,
+    asset TEXT NOT NULL,
+    body TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS dead_letter (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -296,7 +314,16 @@ class Outbox:
                 row,
             )
             change = msg.alert_change
-            if change is not None and change.opened is not None:
+            if isinstance(change, SideAlertChange):
+                if change.body is not None:
+                    db.execute(
+                        "INSERT INTO open_side_alert (alert_id, asset, body) VALUES (?,?,?) "
+                        "ON CONFLICT(alert_id) DO UPDATE SET body = excluded.body",
+                        (change.alert_id, change.asset, change.body),
+                    )
+                else:
+                    db.execute("DELETE FROM open_side_alert WHERE alert_id = ?", (change.alert_id,))
+            elif change is not None and change.opened is not None:
                 a = change.opened
                 db.execute(
                     "INSERT INTO open_alert "
@@ -327,7 +354,7 @@ class Outbox:
                 )
         for stored in self._spill:
             change = stored.message.alert_change
-            if change is None:
+            if not isinstance(change, AlertChange):
                 continue
             known, opened = found.get(change.asset), change.opened
             if opened is None:
@@ -336,6 +363,25 @@ class Outbox:
                 found[change.asset] = dataclasses.replace(opened, raised_ts=known.raised_ts)
             else:
                 found[change.asset] = opened
+        return found
+
+    def open_side_alerts(self) -> dict[str, SideAlertChange]:
+        """Alerts beside the model's that consumers hold open, by alert_id, with their last
+        payload (as of the last message written, those spilled to memory included)."""
+        found: dict[str, SideAlertChange] = {}
+        with contextlib.suppress(sqlite3.Error):
+            db = self._require_db()
+            for alert_id, asset, body in db.execute(
+                "SELECT alert_id, asset, body FROM open_side_alert"
+            ):
+                found[alert_id] = SideAlertChange(alert_id, asset, body)
+        for stored in self._spill:
+            change = stored.message.alert_change
+            if isinstance(change, SideAlertChange):
+                if change.body is None:
+                    found.pop(change.alert_id, None)
+                else:
+                    found[change.alert_id] = change
         return found
 
     def _require_db(self) -> sqlite3.Connection:

@@ -47,3 +47,59 @@ def test_held_alerts_continue_or_are_cleared_with_the_reason(
     assert "no longer in this gateway's config" in cleared[0]["message"]
     assert cleared[0]["threshold"] == 3.0 and cleared[0]["severity"] == "warning"
     box.close()
+
+
+def _predicted(alert_id: str, event: str) -> Any:
+    from edge_agent.types import AlertEvent, AlertEventKind, Forecast
+
+    forecast = Forecast(
+        "vibration_de", "mm/s", 4.5, "alarm", "high", "zone C/D", 3.6, 1.4, 2300.0,
+        (1600.0, 3300.0), 5400.0,
+    )  # fmt: skip
+    return AlertEvent(
+        alert_id, AlertEventKind(event), "pump-1", 1000.0, 3.4, 1.0, "warning", "predicted",
+        "pump-1: vibration_de reaches 4.5 mm/s in about 38 min", (), "forecast-trend/2",
+        forecast=forecast,
+    )  # fmt: skip
+
+
+def test_side_alerts_held_open_are_cleared_at_start_and_closed_ones_are_not(
+    tmp_path: Path, trained_bundle: Any
+) -> None:
+    """A `predicted` alert cannot continue across a restart (its forecast needs its history
+    again): consumers must not hold it forever, so the restarted agent clears it, once."""
+    import jsonschema
+
+    from edge_agent.agent import side_alert_change
+    from edge_agent.alerts.messages import alert_payload, load_schema
+
+    cfg_path = agent_config(
+        tmp_path / "agent.yaml", sim_port=1, broker_port=1, bundle=trained_bundle.directory
+    )
+    box = Outbox(tmp_path / "state", Limits())
+    box.open()
+    for alert_id, events in (("held", ["raised", "updated"]), ("over", ["raised", "cleared"])):
+        for ev in events:
+            e = _predicted(alert_id, ev)
+            body = alert_payload(e, "site", "gw")
+            change = side_alert_change(e, body)
+            box.put(
+                Message("a/pump-1", json.dumps(body).encode(), 1, Kind.ALERT, alert_change=change)
+            )
+    assert set(box.open_side_alerts()) == {"held"}
+    box.close()
+
+    cfg = load_config(cfg_path)
+    agent = Agent(cfg, build_pipelines(cfg))
+    agent.resume_open_alerts()
+    box = agent.publisher.outbox
+    bodies = [json.loads(s.message.payload) for s in box.peek(100)]
+    cleared = [b for b in bodies if b.get("event") == "cleared" and b["alert_id"] == "held"]
+    assert len(cleared) == 1
+    assert "the agent restarted" in cleared[0]["message"]
+    assert cleared[0]["kind"] == "predicted" and cleared[0]["condition_active"] is False
+    jsonschema.Draft202012Validator(load_schema("alert")).validate(cleared[0])
+    assert not [b for b in bodies if b.get("alert_id") == "over" and b["ts"] != bodies[0]["ts"]]
+    assert box.open_side_alerts() == {}  # cleared once: a second restart sends nothing
+    assert agent.pipelines[0].policy.active_alert is None  # not the model's alert
+    box.close()
