@@ -92,6 +92,27 @@ def rss_mb(pid: int) -> dict[str, float]:
     return out
 
 
+def rss_by_mapping_mb(pid: int, top: int = 12) -> dict[str, float]:
+    """Where a process's resident memory lies (MiB), from /proc/<pid>/smaps: per mapped file
+    (its base name: a shared library's touched code and data), `[heap]`, and `[anon]` for the
+    anonymous mappings (Python's object arenas, the libraries' own allocations); the `top`
+    largest, the rest summed as `(other)`."""
+    by: dict[str, int] = {}
+    where = "[anon]"
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        parts = line.split()
+        if not parts:
+            continue
+        if not parts[0].endswith(":"):  # a mapping's header: range perms offset dev inode [path]
+            where = parts[5].rsplit("/", 1)[-1] if len(parts) > 5 else "[anon]"
+        elif parts[0] == "Rss:":
+            by[where] = by.get(where, 0) + int(parts[1])
+    ranked = sorted(by.items(), key=lambda kv: -kv[1])
+    out = {name: round(kb / 1024, 1) for name, kb in ranked[:top]}
+    out["(other)"] = round(sum(kb for _, kb in ranked[top:]) / 1024, 1)
+    return out
+
+
 def percentile(values: list[float], q: float) -> float:
     """Nearest-rank percentile (no interpolation: with few runs p99 is the worst one)."""
     if not values:

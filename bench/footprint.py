@@ -5,7 +5,8 @@ processes (one TCP connection and one Modbus source per asset, spread over `--si
 processes that all serve the seed-1 pump) and a real Mosquitto, every asset 8 signals at 1 Hz.
 After `warmup` seconds (long enough for the first windows and the ONNX sessions' first runs), CPU
 is utime + stime of the agent's process from /proc/<pid>/stat over `measure` seconds of wall time,
-as a share of one core; memory is VmRSS (and the peak, VmHWM) from /proc/<pid>/status at the end.
+as a share of one core; memory is VmRSS (and the peak, VmHWM) from /proc/<pid>/status at the end,
+and where it lies (per mapped library, heap, anonymous mappings) from /proc/<pid>/smaps.
 
 Cases: `idle` (one asset whose PLC does not answer: the agent's fixed cost of event loop, broker
 connection and reconnect timers), 1, 10 and 100 Modbus assets, and `all-protocols` (10 Modbus
@@ -35,6 +36,7 @@ from bench.common import (
     cpu_share,
     machine,
     print_table,
+    rss_by_mapping_mb,
     rss_mb,
     train_pump_bundle,
     write_json,
@@ -202,6 +204,7 @@ def measure_case(
             time.sleep(measure)
             b = cpu_sample(agent.pid)
             mem = rss_mb(agent.pid)
+            mappings = rss_by_mapping_mb(agent.pid)
             scored = len(watch.take())
             if agent.poll() is not None:
                 raise RuntimeError(f"agent exited while measured: see {agent_log}")
@@ -232,6 +235,8 @@ def measure_case(
         "peak_rss_mb": mem.get("VmHWM"),
         "rss_anon_mb": mem.get("RssAnon"),
         "rss_file_mb": mem.get("RssFile"),
+        # Where the RSS lies at the end: shared libraries by file, [heap], [anon].
+        "rss_by_mapping_mb": mappings,
         "assets_with_telemetry_while_measured": scored,
         "tracebacks_in_log": text.count("Traceback"),
     }

@@ -28,7 +28,7 @@ STEPS = [
     ("onnxruntime", "inference library"),
     ("pydantic", "config and manifest models (the package; its machinery loads with the models)"),
     ("aiomqtt", "MQTT upstream (paho)"),
-    ("prometheus_client", "/metrics"),
+    ("prometheus_client", "/metrics (only with observability.metrics.enabled, the default)"),
     ("pymodbus.client", "Modbus source (imported only when one is configured)"),
     ("edge_agent.agent", "the agent's own modules, their pydantic models, the rest of stdlib"),
     ("session", "ONNX Runtime session of the bundle's model (Detector)"),

@@ -24,16 +24,13 @@ from edge_agent.config import AssetConfig, LoadedConfig
 from edge_agent.config_base import BackoffConfig, resolve_path
 from edge_agent.energy.stage import energy_points, energy_signals
 from edge_agent.eventfold import EventFolder, PendingEvent
-from edge_agent.fleet.agent_side import FleetAgent
 from edge_agent.inference.bundle import Bundle, BundleError
 from edge_agent.inference.detector import DetectorPool
 from edge_agent.logs import RateLimitedLog
 from edge_agent.observability.http import HttpEndpoint
-from edge_agent.observability.metrics import AgentMetrics
 from edge_agent.observability.sdnotify import Notifier
 from edge_agent.observability.service import ServiceMonitor
 from edge_agent.pipeline import AssetPipeline
-from edge_agent.recorder import CsvRecorder
 from edge_agent.reload import reload_agent
 from edge_agent.sources.base import BuildContext, Source
 from edge_agent.sources.registry import build_source
@@ -53,6 +50,9 @@ from edge_agent.upstream.mqtt import MqttPublisher
 from edge_agent.upstream.outbox import AlertChange, OpenAlert, SideAlertChange
 
 if TYPE_CHECKING:
+    from edge_agent.fleet.agent_side import FleetAgent
+    from edge_agent.observability.metrics import AgentMetrics
+    from edge_agent.recorder import CsvRecorder
     from edge_agent.upstream.sparkplug.client import SparkplugPublisher
 
 log = logging.getLogger(__name__)
@@ -249,6 +249,10 @@ class Agent:
         # Fleet commands (fleet.enabled, docs/FLEET.md): taken through the publisher's session.
         self.fleet: FleetAgent | None = None
         if s.fleet.enabled:
+            # Imported only when enabled, as the optional features below are (issue 16: what a
+            # configuration does not use stays out of the agent's memory).
+            from edge_agent.fleet.agent_side import FleetAgent
+
             state = resolve_path(cfg.path.parent, s.upstream.outbox.dir) / "fleet"
             self.fleet = FleetAgent(
                 self, s.identity, s.upstream.mqtt.topic_prefix, s.fleet, state,
@@ -277,11 +281,14 @@ class Agent:
         self._queue: asyncio.Queue[Batch] = asyncio.Queue(maxsize=10_000)
         # `run --record-dir`: each asset's input as a CSV that `replay` turns into the same alerts.
         # By asset name, so a pipeline swapped by a reload keeps recording to the same file.
-        self.recorders = (
-            {p.name: CsvRecorder(record_dir / f"{p.name}.csv", p.asset.signals) for p in pipelines}
-            if record_dir is not None
-            else {}
-        )
+        self.recorders: dict[str, CsvRecorder] = {}
+        if record_dir is not None:
+            from edge_agent.recorder import CsvRecorder
+
+            self.recorders = {
+                p.name: CsvRecorder(record_dir / f"{p.name}.csv", p.asset.signals)
+                for p in pipelines
+            }
         self._on_alert = on_alert
         # Hook for data-quality events (e.g. publishing them on a system-events topic).
         self.on_data_quality = on_data_quality
@@ -312,9 +319,14 @@ class Agent:
         self.asset_last_window: dict[str, float] = {}
         self.asset_last_invalid: dict[str, float] = {}
         self.reload_requested = asyncio.Event()
-        self.metrics = AgentMetrics(self)
-        self.monitor = ServiceMonitor(self, Notifier.from_environment(), self.metrics)
         m = s.observability.metrics
+        # Prometheus metrics only when they are served: the client library is ~2 MB resident.
+        self.metrics: AgentMetrics | None = None
+        if m.enabled:
+            from edge_agent.observability.metrics import AgentMetrics
+
+            self.metrics = AgentMetrics(self)
+        self.monitor = ServiceMonitor(self, Notifier.from_environment(), self.metrics)
         self.http = HttpEndpoint(m.host, m.port, self.monitor.routes()) if m.enabled else None
 
     @property
@@ -506,10 +518,11 @@ class Agent:
             if out.scores:
                 self.asset_last_window[pipeline.name] = now
                 # A batch usually completes at most one window; spread the time if it did more.
-                per_window = elapsed / len(out.scores)
-                hist = self.metrics.inference_seconds.labels(pipeline.name)
-                for _ in out.scores:
-                    hist.observe(per_window)
+                if self.metrics is not None:
+                    per_window = elapsed / len(out.scores)
+                    hist = self.metrics.inference_seconds.labels(pipeline.name)
+                    for _ in out.scores:
+                        hist.observe(per_window)
             for event in out.alerts:
                 log.warning("alert %s %s: %s", event.event.value, event.alert_id, event.message)
                 body = alert_payload(event, s.identity.site, s.identity.gateway)

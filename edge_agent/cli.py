@@ -577,7 +577,13 @@ def main(argv: list[str] | None = None) -> int:
     from edge_agent.fleet.cli import register as register_fleet
 
     register_fleet(sub)
-    add_plugin_commands(sub)
+    # The tools' commands are looked up (entry points: every installed distribution's metadata
+    # read, the tools' modules imported) only when the command is not one of the agent's own:
+    # a running agent keeps none of that in its memory (issue 16).
+    words = sys.argv[1:] if argv is None else argv
+    command = next((w for w in words if not w.startswith("-")), None)
+    if command not in sub.choices:
+        add_plugin_commands(sub)
     args = ap.parse_args(argv)
     if args.cmd in ("train", "replay") and bool(args.config) != bool(args.asset):
         ap.error("--config and --asset go together")

@@ -33,11 +33,11 @@ from edge_agent.config_base import (
     check_writable_dir,
     resolve_path,
 )
-from edge_agent.csvdata import signal_name
 from edge_agent.energy.spec import AssetEnergyConfig
 from edge_agent.inference.bundle import BundleTrust, SigningKeyError, key_id, load_public_key
 from edge_agent.limits import LimitSpec, check_limits
 from edge_agent.profiles import load_any_profile, packaged_profile_dirs, resolve_profile
+from edge_agent.signal_names import signal_name
 from edge_agent.sources.profile_base import ProfileBase
 from edge_agent.sources.registry import (
     PROFILE_TAGS,

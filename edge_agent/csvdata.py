@@ -36,7 +36,6 @@ import glob
 import io
 import math
 import re
-import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -46,6 +45,10 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+
+from edge_agent.signal_names import signal_name as signal_name
+from edge_agent.signal_names import signal_names as signal_names
+from edge_agent.signal_names import split_header as split_header
 
 # Header names (after `signal_name`, lower case) taken as the time column.
 TIME_NAMES = (
@@ -61,32 +64,6 @@ SEPARATORS = (",", ";", "\t")
 
 class CsvError(ValueError):
     pass
-
-
-_SPACE = re.compile(r"\s+")
-_TRAILING_GROUP = re.compile(r"\s*(\[[^\[\]]*\]|\([^()]*\))$")
-
-
-def split_header(header: str) -> tuple[str, str | None]:
-    """(signal name, unit or None) of a column header; see the module's docstring."""
-    name = _SPACE.sub(" ", unicodedata.normalize("NFC", header)).strip()
-    unit: str | None = None
-    while (m := _TRAILING_GROUP.search(name)) is not None and m.start() > 0:
-        name, unit = name[: m.start()].rstrip(), (m[1][1:-1].strip() or None)
-    return name, unit
-
-
-def signal_name(header: str) -> str:
-    """The signal a header (or a name given in a config or on the command line) stands for.
-    Idempotent: `signal_name(signal_name(x)) == signal_name(x)`."""
-    return split_header(header)[0]
-
-
-def signal_names(text: str | None) -> list[str]:
-    """A comma-separated command-line list (`--signals a,Flow Rate [m3/h]`) as signal names."""
-    if not text:
-        return []
-    return [n for n in (signal_name(part) for part in text.split(",")) if n]
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,7 +20,6 @@ from edge_agent.alerts.policy import AlertPolicy, PolicyParams, SignalInfo
 from edge_agent.config import AssetConfig
 from edge_agent.energy.meter import EnergySignals
 from edge_agent.energy.stage import EnergyStage
-from edge_agent.forecast.stage import ForecastParams, ForecastStage
 from edge_agent.inference.bundle import AlertingSpec, Bundle, BundleError
 from edge_agent.inference.detector import Detector, DetectorPool, FaultClassifier
 from edge_agent.stream.assembler import Assembler
@@ -37,6 +37,9 @@ from edge_agent.types import (
     Score,
     StepOutput,
 )
+
+if TYPE_CHECKING:
+    from edge_agent.forecast.stage import ForecastStage
 
 NORMAL_CLASS = "normal"
 
@@ -58,6 +61,9 @@ def forecast_stage(
     f = asset.forecast
     if not f.enabled or not asset.limits:
         return None
+    # Imported only for an asset that forecasts (issue 16: unused features stay out of memory).
+    from edge_agent.forecast.stage import ForecastParams, ForecastStage
+
     ranges = dict(zip(bundle_signals, zip(low, high, strict=True), strict=True))
     names = [s.name for s in asset.signals]
     return ForecastStage.build(

@@ -10,11 +10,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from edge_agent.observability.http import Handler, Response, json_response
-from edge_agent.observability.metrics import CONTENT_TYPE, AgentMetrics
 from edge_agent.observability.sdnotify import Notifier
 from edge_agent.observability.view import AgentView
+
+if TYPE_CHECKING:
+    # The Prometheus client loads only with metrics on (`observability.metrics.enabled`).
+    from edge_agent.observability.metrics import AgentMetrics
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +92,8 @@ class ServiceMonitor:
             "/readyz": lambda: json_response(*self.readiness()),
         }
         if (metrics := self.metrics) is not None:
+            from edge_agent.observability.metrics import CONTENT_TYPE
+
             out["/metrics"] = lambda: Response(200, metrics.render(), CONTENT_TYPE)
         return out
 

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from edge_agent.alerts.budget import FalseAlarmBudget
 from edge_agent.pipeline import AssetStats
-from edge_agent.recorder import RecorderStats
 from edge_agent.upstream.mqtt import PublisherStats
 from edge_agent.upstream.outbox import OutboxStats
+
+if TYPE_CHECKING:
+    # The recorder (and the CSV module it writes with) loads only with `run --record-dir`.
+    from edge_agent.recorder import RecorderStats
 
 
 class SourceStatsView(Protocol):

@@ -96,6 +96,10 @@ def test_bench_footprint(tmp_path: Path, trained_bundle) -> None:  # type: ignor
     cases = r["cases"]
     assert isinstance(cases, list) and [c["case"] for c in cases] == ["idle", "modbus-1"]
     assert all(c["rss_mb"] > 10 and c["cpu_share_of_one_core"] >= 0 for c in cases)
+    # The mappings add up to the RSS (within rounding and the moment between the two reads).
+    for c in cases:
+        assert "[heap]" in c["rss_by_mapping_mb"]
+        assert abs(sum(c["rss_by_mapping_mb"].values()) - c["rss_mb"]) < 2
 
 
 def test_bench_soak(tmp_path: Path, trained_bundle) -> None:  # type: ignore[no-untyped-def]

@@ -1,6 +1,8 @@
 """A running agent imports what its configured sources and features need (issue 16): with one
 Modbus source, the OPC UA stack (asyncua) and the training stack (torch) stay out of its
-memory. Checked on the real `edge-agent run` in its own process, polling a real Modbus
+memory, and so do the features it is not configured for: fleet commands, the input recorder
+and the CSV reader, the development tools' commands, and the Prometheus client when metrics
+are off. Checked on the real `edge-agent run` in its own process, polling a real Modbus
 simulator: the process writes its `sys.modules` when it exits after SIGTERM."""
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from simulators.process import start_modbus_sim
 from tests.conftest import PROFILE, SEED, SPEED, agent_config
@@ -28,13 +31,19 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def test_modbus_only_agent_loads_no_opcua_or_torch(tmp_path: Path, mosquitto, trained_bundle):  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("metrics", [True, False], ids=["metrics-on", "metrics-off"])
+def test_modbus_only_agent_loads_no_opcua_or_torch(  # type: ignore[no-untyped-def]
+    tmp_path: Path, mosquitto, trained_bundle, metrics: bool
+):
     sim = start_modbus_sim(PROFILE, seed=SEED, port=0, speed=SPEED)
     modules_file = tmp_path / "modules.json"
     cfg = agent_config(
         tmp_path / "agent.yaml", sim_port=sim.port, broker_port=mosquitto.port,
         bundle=trained_bundle.directory,
     )  # fmt: skip
+    doc = yaml.safe_load(cfg.read_text())
+    doc["observability"]["metrics"]["enabled"] = metrics
+    cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
     log = (tmp_path / "agent.log").open("wb")
     agent = subprocess.Popen(
         [sys.executable, "-c", PROBE, "run", "--config", str(cfg), str(modules_file)],
@@ -62,3 +71,12 @@ def test_modbus_only_agent_loads_no_opcua_or_torch(tmp_path: Path, mosquitto, tr
     opcua = {m for m in modules if m.startswith("edge_agent.sources.opcua")}
     assert opcua <= {f"edge_agent.sources.opcua{m}" for m in ("", ".config", ".profile")}
     assert not any(m.startswith("edge_agent.training") for m in modules)
+    # Features this configuration does not use (no fleet, no --record-dir), and the tools'
+    # commands (`bench`, `demo`: installed beside the agent in a checkout) that `run` never needs.
+    lazy = {
+        "edge_agent.fleet.agent_side", "edge_agent.recorder", "edge_agent.csvdata", "tarfile",
+        "bench", "simulators",
+    }  # fmt: skip
+    assert lazy & modules == set()
+    # Metrics: the client loads exactly when they are served (so the check can see it).
+    assert ("prometheus_client" in modules) is metrics

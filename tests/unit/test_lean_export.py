@@ -107,4 +107,7 @@ def test_compact_keeps_the_contract_and_the_scores(tmp_path: Path) -> None:
     graph = onnx.load(str(path)).graph
     assert [i.name for i in graph.input] == [INPUT]
     assert tuple(o.name for o in graph.output) == OUTPUTS
-    assert all(n.name.startswith("n") and not n.doc_string for n in graph.node)
+    assert all(not n.name and not n.doc_string for n in graph.node)
+    model = onnx.load(str(path))
+    assert {o.domain for o in model.opset_import} <= {"", *(n.domain for n in graph.node)}
+    assert not model.metadata_props

@@ -157,6 +157,9 @@ class _Flaky:
 async def test_a_failing_source_is_reported_counted_and_restarted(tmp_path: Path) -> None:
     data = yaml.safe_load(config(tmp_path).read_text())
     data["sources"][0]["backoff"] = {"initial_s": 0.01, "max_s": 0.02}
+    # The metrics are read below, so they are on (the agent loads them only then); the HTTP
+    # endpoint is never started here.
+    data["observability"] = {"metrics": {"port": 0}}
     p = tmp_path / "b.yaml"
     p.write_text(yaml.safe_dump(data))
     agent = Agent(load_config(p), [], clock=lambda: NOW)
