@@ -229,3 +229,32 @@ def test_a_resumed_alert_waits_its_quiet_period_from_the_first_window_after_the_
         (4, AlertEventKind.UPDATED, "held-id"),  # returned to normal
         (10, AlertEventKind.CLEARED, "held-id"),
     ]
+
+
+def test_the_condition_inside_episodes_is_the_alert_state_without_them():
+    """What an operator sees as "anomalous now" does not depend on the quiet period: sample for
+    sample, the condition under episodes is the open alert without them (same raise and clear
+    rules), while the number of alerts (pages) can only fall."""
+    rng = np.random.default_rng(3)
+    pages = {"without": 0, "inside": 0}
+    for trial in range(40):
+        # Bursts of high scores in calm stretches, marginal and gross, of random lengths.
+        scores: list[float] = []
+        while len(scores) < 400:
+            scores += [float(v) for v in rng.uniform(0.0, 0.9, rng.integers(1, 30))]
+            scores += [float(v) for v in rng.uniform(0.7, 6.0, rng.integers(1, 12))]
+        kw = {"gross_threshold": 4.0} if trial % 2 else {}
+        without, inside = policy(quiet_period_s=0.0, **kw), policy(quiet_period_s=25.0, **kw)
+        raised = {"without": 0, "inside": 0}
+        for i, v in enumerate(scores):
+            s = Score(
+                "pump-1", float(i), v, np.array([v, 0.0], np.float32), np.zeros(2, np.float32)
+            )
+            for name, p in (("without", without), ("inside", inside)):
+                e = p.update(s)
+                raised[name] += e is not None and e.event is AlertEventKind.RAISED
+            assert (without.active_alert is not None) == inside.condition_active, (trial, i)
+        assert raised["inside"] <= raised["without"]
+        for name in pages:
+            pages[name] += raised[name]
+    assert pages["inside"] < pages["without"] / 2  # bursts closer than 25 s are one episode
