@@ -22,7 +22,7 @@ class LimitSpec(BaseModel):
     trip_high: float | None = None
     alarm_low: float | None = None
     trip_low: float | None = None
-    # What the limit stands for, for the alert message ("ISO 10816-3 zone B/C").
+    # What the limit stands for, for the alert message ("ISO 10816-3 zone C/D").
     label: str = Field("", max_length=120)
 
     @model_validator(mode="after")

@@ -1,7 +1,8 @@
 """Fixed limit alarms the pump skid's PLC already has: what the gateway's model must beat.
 
-Vibration: 4.5 mm/s RMS is the zone B/C boundary of ISO 10816-3 for medium-size machines on
-rigid foundations, the usual "alarm" setting; the others are typical nameplate-derived trips.
+Vibration: 4.5 mm/s RMS is the zone C/D boundary of ISO 10816-3 for group 2 machines (15-300 kW,
+like this pump) on rigid foundations (zone B/C for group 1 or on flexible foundations), the usual
+"alarm" setting, as the pump profile's limits say; the others are typical nameplate-derived trips.
 """
 
 from __future__ import annotations
