@@ -16,7 +16,7 @@ from edge_agent.sources.mqtt.profile import MqttProfile
 from edge_agent.sources.opcua.profile import OpcUaProfile
 from edge_agent.sources.profile_base import ProfileBase
 from simulators.compressor import COMPRESSOR_SCENARIOS, CompressorSimulator
-from simulators.machine import Machine
+from simulators.machine import Machine, run_up
 from simulators.pump import PumpSimulator
 from simulators.scenarios import SCENARIOS, Scenario, make_scenario
 
@@ -179,10 +179,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.start < 0:
         ap.error("--start must be >= 0")
-    # One simulated second a step until then (the processes are exact or first-order lags far
-    # slower than that, and a day takes seconds, not the minutes of the server's fine step).
-    while sim.state.t < args.start:
-        sim.step(min(1.0, args.start - sim.state.t))
+    run_up(sim, args.seed, args.start)
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(
