@@ -10,8 +10,8 @@ slot has passed; a signal without a reading of its own then holds its last value
 (sample-and-hold) while that is no older than `max_age`.
 
 The sample is invalid when a signal is missing, older than `max_age`, not finite or of bad
-quality, or stuck: its value has not changed for more grid instants than its `stuck_after` limit
-(see `stream/stuck.py` for where the limits come from).
+quality, or stuck: its value has lasted unchanged for its `stuck_after` limit of grid instants or
+more (see `stream/stuck.py` for where the limits come from).
 
 A reading stamped no later than the value already held for its signal (a duplicated or
 out-of-order historian row, a device clock stepping back) is dropped and counted, never applied:
@@ -95,7 +95,7 @@ class Assembler:
         self._stuck_limits = [lim if lim is not None else math.inf for lim in limits]
         # No column can be stuck before this instant. `_changed` only grows, so a bound computed
         # earlier stays valid: between checks an instant costs one comparison.
-        self._stuck_due: float = min(self._stuck_limits)
+        self._stuck_due: float = min(self._stuck_limits) - 1
 
     @property
     def sources(self) -> set[str]:
@@ -117,18 +117,22 @@ class Assembler:
         return tuple(out)
 
     def _stuck(self, k: int) -> tuple[tuple[int, str], ...]:
-        # Instant k carries a value unchanged since instant c: a run of k - c + 1 samples.
+        # Instant k carries a value unchanged since instant c: a run of k - c + 1 samples. A run
+        # as long as the limit is stuck: with the limit at its floor (one window) no window made
+        # of one frozen value is ever scored, not even the first after a restart, when the run's
+        # earlier part is unknown (a frozen value is the easiest thing to reconstruct, yet against
+        # the other signals moving it scores far over the gross cut).
         return tuple(
             (col, STUCK)
             for col, (c, limit) in enumerate(zip(self._changed, self._stuck_limits, strict=True))
-            if k - c >= limit
+            if k - c + 1 >= limit
         )
 
     def _sample(self, k: int, t: float, valid: bool) -> Sample:
         """Instant k at time t from the current state; `valid`: every signal fresh and good."""
         if valid and k >= self._stuck_due:
             self._stuck_due = min(
-                c + limit for c, limit in zip(self._changed, self._stuck_limits, strict=True)
+                c + limit - 1 for c, limit in zip(self._changed, self._stuck_limits, strict=True)
             )
             if k >= self._stuck_due and (stuck := self._stuck(k)):
                 return Sample(ts=t, values=self._row(), valid=False, issues=stuck)

@@ -1,5 +1,6 @@
 """Frozen transmitters: a signal that repeats exactly the same value for far longer than it ever
-did in normal operation is reported as bad data ("stuck") instead of being scored.
+did in normal operation is reported as bad data ("stuck") instead of being scored: from the
+sample at which its run reaches the limit.
 
 A frozen value lowers the model's reconstruction error rather than raising it (a flat line is
 the easiest thing to reconstruct), so the model cannot be relied on to notice. How long a healthy
