@@ -73,12 +73,16 @@ class StopWatchdog:
             self._timer.cancel()
 
     def _overrun(self, loop: asyncio.AbstractEventLoop) -> None:
-        log.critical(
-            "stop overran %g s; still pending: %s; exiting hard (the outbox keeps what it holds)",
-            self.deadline_s,
-            "; ".join(pending_tasks(loop)) or "no task (the loop itself or its shutdown is stuck)",
-        )
-        for handler in logging.getLogger().handlers:
-            handler.flush()
-        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
-        self._exit(EXIT_STOP_OVERRUN)
+        try:
+            log.critical(
+                "stop overran %g s; still pending: %s; exiting hard (the outbox keeps what it "
+                "holds)",
+                self.deadline_s,
+                "; ".join(pending_tasks(loop)) or "no task (the loop or its shutdown is stuck)",
+            )
+            for handler in logging.getLogger().handlers:
+                handler.flush()
+            faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        finally:
+            # The diagnosis is best effort; ending the stuck stop is not.
+            self._exit(EXIT_STOP_OVERRUN)

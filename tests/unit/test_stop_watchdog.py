@@ -6,6 +6,8 @@ import asyncio
 import logging
 import threading
 
+import pytest
+
 from edge_agent.stop_watchdog import EXIT_STOP_OVERRUN, StopWatchdog
 
 
@@ -54,3 +56,29 @@ def test_a_stop_that_finishes_is_not_ended():
     asyncio.run(main())
     dog.disarm()
     assert not exited.wait(0.3)
+
+
+# The diagnosis' exception leaves the timer thread after the (here: returning) exit.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_the_process_still_ends_when_the_diagnosis_itself_fails(monkeypatch):
+    import edge_agent.stop_watchdog as sw
+
+    def broken(loop):
+        raise RuntimeError("cannot read the tasks")
+
+    monkeypatch.setattr(sw, "pending_tasks", broken)
+    exited = threading.Event()
+    codes: list[int] = []
+
+    def exit_process(code: int) -> None:
+        codes.append(code)
+        exited.set()
+
+    dog = StopWatchdog(deadline_s=0.05, exit_process=exit_process)
+    loop = asyncio.new_event_loop()
+    try:
+        dog.arm(loop)
+        assert exited.wait(10)
+    finally:
+        loop.close()
+    assert codes == [EXIT_STOP_OVERRUN]
