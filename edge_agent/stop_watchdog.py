@@ -83,6 +83,6 @@ class StopWatchdog:
             for handler in logging.getLogger().handlers:
                 handler.flush()
             faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
-        finally:
-            # The diagnosis is best effort; ending the stuck stop is not.
-            self._exit(EXIT_STOP_OVERRUN)
+        except Exception:  # the diagnosis is best effort; ending the stuck stop is not
+            log.exception("stop overran %g s; could not list what is pending", self.deadline_s)
+        self._exit(EXIT_STOP_OVERRUN)

@@ -6,8 +6,6 @@ import asyncio
 import logging
 import threading
 
-import pytest
-
 from edge_agent.stop_watchdog import EXIT_STOP_OVERRUN, StopWatchdog
 
 
@@ -58,8 +56,6 @@ def test_a_stop_that_finishes_is_not_ended():
     assert not exited.wait(0.3)
 
 
-# The diagnosis' exception leaves the timer thread after the (here: returning) exit.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_the_process_still_ends_when_the_diagnosis_itself_fails(monkeypatch):
     import edge_agent.stop_watchdog as sw
 
