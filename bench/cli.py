@@ -97,7 +97,7 @@ def cmd_bench_soak(args: argparse.Namespace) -> int:
     cfg = SoakConfig(
         minutes=args.minutes, pumps=args.pumps, speed=args.speed, outage_s=args.outage,
         junk_every_s=args.junk_every, quiet_period=_quiet(args.quiet_period),
-        train_hours=args.train_hours, scenarios=scenarios,
+        train_hours=args.train_hours, scenarios=scenarios, record=args.record,
     )  # fmt: skip
     bundle = Path(args.bundle) if args.bundle else None
     return bench_soak(cfg, Path(args.workdir), Path(args.json), bundle)
@@ -204,7 +204,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--junk-every", type=float, default=5.0, help="seconds between junk rounds")
     p.add_argument("--bundle", help="bundle trained at one sample per simulated second")
     p.add_argument(
-        "--train-hours", type=float, default=12000 / 3600,
+        "--train-hours", type=float, default=24.0,
         help="simulated hours of the pump the bench's bundle is trained on (the pumps serve "
         "from the end of them on; with --bundle: how many that bundle was trained on)",
     )  # fmt: skip
@@ -216,6 +216,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="every asset's alert_quiet_period_s (episodes): seconds (0: off) or 'bundle' "
         "(default: the agent's default, the bundle's)",
     )
+    p.add_argument(
+        "--record", action="store_true",
+        help="the agent records each asset's input in WORKDIR/record (replay a false alert)",
+    )  # fmt: skip
     p.add_argument("--workdir", default="bench-soak")
     p.add_argument("--json", default="bench-soak.json")
     p.set_defaults(func=cmd_bench_soak)

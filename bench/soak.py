@@ -86,8 +86,12 @@ class SoakConfig:
     quiet_period: float | str | None = None
     # Simulated hours of the seed-1 pump the bench's bundle is trained on; the pumps then serve
     # from the end of that stretch on, so nothing they serve was in the training data.
-    train_hours: float = 12000 / 3600
+    # A day: a bundle trained on a few hours raises on operating points they did not show.
+    train_hours: float = 24.0
     scenarios: tuple[str, ...] = ()  # cycled over the pumps (empty: all of SCENARIOS)
+    # The agent records each asset's input (`run --record-dir WORKDIR/record`): a false alert
+    # can then be replayed offline through the same bundle (`edge-agent replay`) and taken apart.
+    record: bool = False
 
 
 @dataclass
@@ -178,10 +182,11 @@ def agent_config(
     return path
 
 
-def _start_agent(config: Path, log: Path) -> subprocess.Popen[bytes]:
+def _start_agent(config: Path, log: Path, record: Path | None) -> subprocess.Popen[bytes]:
     # faulthandler: a SIGABRT (sent when a stop overruns) writes every thread's stack to the log.
     return subprocess.Popen(
-        [sys.executable, "-m", "edge_agent", "run", "--config", str(config)],
+        [sys.executable, "-m", "edge_agent", "run", "--config", str(config)]
+        + (["--record-dir", str(record)] if record is not None else []),
         stdout=log.open("ab"), stderr=subprocess.STDOUT,
         env={**os.environ, "PYTHONFAULTHANDLER": "1"},
     )  # fmt: skip
@@ -262,6 +267,7 @@ def run(cfg: SoakConfig, workdir: Path, bundle: Path | None = None) -> dict[str,
     rss: list[list[tuple[float, float]]] = []
     log = workdir / "agent.log"
     log.write_text("")
+    record = workdir / "record" if cfg.record else None
     restart: tuple[float, float] | None = None
     outage: tuple[float, float] | None = None
     started_at = time.time()
@@ -296,7 +302,7 @@ def run(cfg: SoakConfig, workdir: Path, bundle: Path | None = None) -> dict[str,
             cfg.quiet_period,
         )
         started, started_at = time.monotonic(), time.time()
-        procs.append(_start_agent(config, log))
+        procs.append(_start_agent(config, log, record))
         rss.append([])
         outage_done = killed = False
         next_junk = next_sample = started + 30.0  # after the warm-up
@@ -317,7 +323,7 @@ def run(cfg: SoakConfig, workdir: Path, bundle: Path | None = None) -> dict[str,
                 procs[-1].send_signal(signal.SIGKILL)
                 procs[-1].wait(10)
                 down = time.time()
-                procs.append(_start_agent(config, log))
+                procs.append(_start_agent(config, log, record))
                 restart = (down, time.time())
                 rss.append([])
                 next_sample = now + 30.0

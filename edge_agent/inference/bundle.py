@@ -108,6 +108,9 @@ class ThresholdSpec(_Frozen):
     quantile: float
     margin: float
     calibration_windows: int
+    # The raise rule's k-of-n statistic at its highest on all normal windows, training part
+    # included (the raise threshold is at least this); absent in bundles trained before it.
+    normal_peak: float | None = None
 
     @model_validator(mode="after")
     def _hysteresis(self) -> ThresholdSpec:

@@ -1,5 +1,14 @@
 """Alert policy parameters from the asset's own held-out normal scores (issues 17 and 19).
 
+- normal peak: the raise threshold is at least the highest value the raise rule's k-of-n
+  statistic (the k-th largest of n scores in a row) reaches on *all* the normal windows, the
+  training part included: the bundle raises no alert on the data it was told is normal. The
+  quantile threshold is set on the held-out part alone (the model was fitted on the rest), and a
+  few held-out hours need not hold the rarest normal transients (the largest set-point moves of a
+  day) that the training hours did; without this floor a bundle trained on a day of a pump
+  raised on its own training data and then about once per 25 asset-hours on the same unit
+  (docs/QUALITY.md). With minutes of data the floor is usually below the quantile threshold and
+  changes nothing;
 - gross cut: the score above which one window raises at once. The upper tail of the held-out
   scores (above their 95th percentile) is fitted with an exponential (peaks over threshold) and
   extrapolated to the score a normal window exceeds with probability `GROSS_FALSE_PER_HOUR` per
@@ -56,6 +65,17 @@ def gross_cut(scores: F32, raise_t: float, margin: float, period_s: float) -> fl
     p = GROSS_FALSE_PER_HOUR * period_s / 3600.0
     tail = u + beta * math.log((1.0 - TAIL_QUANTILE) / p) if p < 1.0 - TAIL_QUANTILE else u
     return max(tail, float(s.max()) * (1.0 + margin), CRITICAL_RATIO * raise_t)
+
+
+def normal_peak(scores: F32, k: int, n: int) -> float:
+    """The highest value the raise rule's statistic reaches on consecutive `scores`: the k-th
+    largest of every n in a row (the rule holds when it exceeds the raise threshold). Fewer than
+    n scores: the k-th largest of them all."""
+    s = np.asarray(scores, np.float64)
+    if len(s) < n:
+        return float(np.sort(s)[-k]) if len(s) >= k else 0.0
+    runs = np.lib.stride_tricks.sliding_window_view(s, n)
+    return float(np.partition(runs, n - k, axis=1)[:, n - k].max())
 
 
 def decorrelation_samples(scores: F32, window: int) -> int:

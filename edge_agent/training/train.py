@@ -34,6 +34,7 @@ import numpy.typing as npt
 import torch
 from tqdm import tqdm
 
+from edge_agent.alerts.policy import PolicyParams
 from edge_agent.csvdata import Table
 from edge_agent.energy.meter import EnergySignals
 from edge_agent.inference.bundle import (
@@ -526,6 +527,7 @@ class Calibration:
     agreement: dict[str, float]
     # The alert policy's gross cut, quiet period and false-alarm budget (training/alerting.py).
     alerting: dict[str, float | int | str]
+    normal_peak: float  # the raise rule's statistic at its highest on all normal windows
 
 
 def export_and_calibrate(
@@ -551,24 +553,38 @@ def export_and_calibrate(
         s32 = run_scores(session(fp32), cal_n)
         s8 = run_scores(session(int8), cal_n)
         s8_fit = run_scores(session(int8), data.fit)
+        s8_train = run_scores(session(int8), data.train)
         for f in (fp32, int8) if opts.keep_fp32 else (int8,):
             shutil.move(str(f), out_dir / f.name)
         if not opts.keep_fp32:
             (out_dir / FP32_FILE).unlink(missing_ok=True)  # a twin left by an earlier run
-    raise_t, clear_t = thresholds(s8, opts)
+    quantile_t, clear_t = thresholds(s8, opts)
+    # No alert on the data called normal: the raise rule's k-of-n statistic over every normal
+    # window, in time order (training part, then held-out), stays at or below the threshold.
+    rule = PolicyParams(quantile_t, clear_t).for_hop(opts.hop, 1)
+    peak = alerting.normal_peak(np.concatenate([s8_train, s8]), rule.k, rule.n)
+    raise_t = max(quantile_t, peak)
+    if raise_t > quantile_t:
+        log.info(
+            "raise threshold %.4g (not the held-out quantile's %.4g): the raise rule's peak on "
+            "the normal data, so the bundle raises no alert on it",
+            raise_t,
+            quantile_t,
+        )
     r32, _ = thresholds(s32, opts)
     with torch.no_grad():
         torch_scores = student.scorer(torch.from_numpy(cal_n))[0].numpy()
     agreement = {
         "int8_vs_fp32_pearson": float(np.corrcoef(s8, s32)[0, 1]),
         "int8_vs_fp32_median_rel_diff": float(np.median(np.abs(s8 - s32) / np.maximum(s32, 1e-9))),
-        "int8_vs_fp32_decision_agreement": float(np.mean((s8 > raise_t) == (s32 > r32))),
+        # Each model at its own quantile threshold: the models agree, whatever the floor.
+        "int8_vs_fp32_decision_agreement": float(np.mean((s8 > quantile_t) == (s32 > r32))),
         "onnx_fp32_vs_torch_max_abs_diff": float(np.max(np.abs(s32 - torch_scores))),
     }
     if teacher is not None:
         agreement["student_vs_teacher_spearman"] = _spearman(s32, teacher.calibration_scores)
     policy = alerting.calibrate(s8, raise_t, clear_t, opts.margin, w, opts.hop, data.period)
-    return Calibration(raise_t, clear_t, s8, s8_fit, agreement, policy)
+    return Calibration(raise_t, clear_t, s8, s8_fit, agreement, policy, peak)
 
 
 # -- stage 6 (optional): fault classifier ----------------------------------------------------
@@ -729,10 +745,12 @@ def build_manifest(
         "threshold": {
             "raise": calibration.raise_,
             "clear": calibration.clear,
-            "method": "quantile of int8 scores on held-out normal windows, times (1 + margin)",
+            "method": "quantile of int8 scores on held-out normal windows, times (1 + margin), "
+            "at least normal_peak",
             "quantile": opts.quantile,
             "margin": opts.margin,
             "calibration_windows": len(data.calibration),
+            "normal_peak": calibration.normal_peak,
         },
         "alerting": calibration.alerting,
         "model": {

@@ -109,9 +109,12 @@ def test_bench_soak(tmp_path: Path, trained_bundle) -> None:  # type: ignore[no-
         tmp_path, "soak", "--minutes", "1", "--pumps", "2", "--outage", "2", "--junk-every", "3",
         "--bundle", str(trained_bundle.directory), "--workdir", str(tmp_path / "wd"),
         # The pumps serve from after the bundle's training stretch; scenarios chosen.
-        "--train-hours", "0.5", "--scenarios", "none,cavitation",
+        "--train-hours", "0.5", "--scenarios", "none,cavitation", "--record",
     )  # fmt: skip
     assert r["alerts_lost"] == []
+    # --record: each asset's input, as `edge-agent replay` reads it (one file per agent process).
+    recorded = {p.name.split(".")[0] for p in (tmp_path / "wd" / "record").glob("*.csv")}
+    assert recorded == {"pump-0", "pump-1", "pump-mqtt"}
     gaps = r["longest_unscored_sim_s"]
     assert isinstance(gaps, dict) and set(gaps) == {"pump-0", "pump-1", "pump-mqtt"}
     assert all(g is not None for g in gaps.values())

@@ -66,3 +66,29 @@ def test_quiet_period_defaults_to_the_bundles_calibrated_one_and_0_turns_episode
     assert quiet_period("bundle", spec) == 672.0
     assert quiet_period("bundle", None) == 0.0  # a bundle trained before episodes
     assert quiet_period(None, None) == 0.0
+
+
+def test_normal_peak_is_the_raise_rules_statistic_at_its_highest():
+    """At a raise threshold equal to the peak the policy never raises on those scores; a hair
+    below it, it does: the peak is exactly where the k-of-n rule starts to hold."""
+    from edge_agent.alerts.policy import AlertPolicy, PolicyParams, SignalInfo
+    from edge_agent.types import Score
+
+    scores = _ar1(4000, seed=5, phi=0.95)
+    k, n = 12, 20
+    peak = alerting.normal_peak(scores, k, n)
+    brute = max(sorted(scores[i : i + n])[n - k] for i in range(len(scores) - n + 1))
+    assert peak == float(brute)
+
+    def raises(raise_t: float) -> int:
+        params = PolicyParams(raise_t, raise_t * 0.7, k=k, n=n)
+        policy = AlertPolicy("a", params, SignalInfo(["s"], [""], [0.0], [0.0]), "")
+        one = np.zeros(1, np.float32)
+        events = (
+            policy.update(Score("a", float(i), float(v), one, one)) for i, v in enumerate(scores)
+        )
+        return sum(1 for e in events if e is not None and e.event.value == "raised")
+
+    assert raises(peak) == 0
+    assert raises(peak * 0.999) >= 1
+    assert alerting.normal_peak(scores[:5], 3, 20) == float(np.sort(scores[:5])[-3])

@@ -119,3 +119,19 @@ def test_constant_signal_and_gaps_still_train(tmp_path):
         TrainOptions(max_steps=20, progress=False, teacher_steps=10),
     )
     assert all(s > 0 for s in b.manifest.scaler.scale)
+
+
+def test_bundle_raises_no_alert_on_its_own_training_data(trained_bundle):
+    """The data the user called normal replays through the agent's own pipeline without an
+    alert: the raise threshold is at least the raise rule's peak on it (training/alerting.py)."""
+    from edge_agent.csvdata import read_table
+    from edge_agent.replay import replay
+    from edge_agent.replay_cli import pipeline_for
+
+    manifest = trained_bundle.manifest
+    assert manifest.threshold.normal_peak is not None
+    assert manifest.threshold.raise_ >= manifest.threshold.normal_peak
+    table = read_table(trained_bundle.directory.parent / "normal.csv")
+    rows = list(replay(pipeline_for(trained_bundle), table))
+    raised = [e for r in rows for e in r.events if e.event.value == "raised"]
+    assert len(rows) == 12000 and raised == []
