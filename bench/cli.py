@@ -42,6 +42,22 @@ def cmd_bench_quality(args: argparse.Namespace) -> int:
         json_out = Path(args.json if args.json != "bench-quality.json" else "bench-energy.json")
         return bench_energy(ecfg, json_out, jobs=args.jobs)
 
+    if args.mode == "asset-days":
+        from bench.asset_days import FAULTS, AssetDaysConfig
+        from bench.asset_days import main as bench_asset_days
+
+        days = AssetDaysConfig(
+            train_hours=args.train_hours if args.train_hours is not None else 24.0,
+            stretches=args.stretches,
+            stretch_hours=args.stretch_hours,
+            scenarios=tuple(args.scenarios.split(",")) if args.scenarios else FAULTS,
+            fault_starts=args.fault_starts,
+            jobs=args.jobs,
+            bundle=args.bundle,
+        )
+        workdir = Path(args.workdir if args.workdir != "bench-quality" else "bench-asset-days")
+        json_out = Path(args.json if args.json != "bench-quality.json" else "bench-asset-days.json")
+        return bench_asset_days(days, workdir, json_out)
     if args.mode == "plant":
         from bench.plant import PlantConfig
         from bench.plant import main as bench_plant
@@ -58,7 +74,7 @@ def cmd_bench_quality(args: argparse.Namespace) -> int:
 
     cfg = QualityConfig(
         seeds=args.seeds,
-        train_hours=args.train_hours,
+        train_hours=args.train_hours if args.train_hours is not None else 6.0,
         drift_hours=args.drift_hours,
         teacher_steps=args.teacher_steps,
         student_steps=args.student_steps,
@@ -156,13 +172,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--mode",
-        choices=["scenario", "plant", "forecast", "energy"],
+        choices=["scenario", "plant", "forecast", "energy", "asset-days"],
         default="scenario",
         help="scenario: long clean recordings per fault scenario; plant: many short runs "
         "trained on minutes each, exported as historians do, subtle faults, baselines beside; "
         "forecast: time-to-limit forecasts on degradations over hours and on normal hours; "
         "energy: energy against the simulator's true power, efficiency alerts on impeller wear "
-        "against false ones on normal operation (--seeds, --drift-hours, --jobs)",
+        "against false ones on normal operation (--seeds, --drift-hours, --jobs); asset-days: "
+        "a bundle trained on a day of a pump, replayed offline over independent stretches of "
+        "its later life (false alerts per asset-hour) and its faults (delay from onset); "
+        "--train-hours (default 24 here), --stretches, --stretch-hours, --fault-starts, "
+        "--scenarios, --bundle, --jobs",
+    )
+    p.add_argument("--stretches", type=int, default=32, help="asset-days mode: normal stretches")
+    p.add_argument(
+        "--stretch-hours", type=float, default=15.0, help="asset-days mode: hours per stretch"
+    )
+    p.add_argument(
+        "--fault-starts", type=int, default=3, help="asset-days mode: runs per fault scenario"
     )
     p.add_argument(
         "--normal-hours", type=float, default=24.0, help="forecast mode: normal hours per seed"
@@ -173,7 +200,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--bundle",
         help="forecast mode: also time asset pipelines of this bundle with and without "
-        "forecasts (the CPU the forecast adds)",
+        "forecasts (the CPU the forecast adds); asset-days mode: the bundle to judge, trained "
+        "on the seed-1 pump's first --train-hours at one sample per simulated second",
     )
     p.add_argument(
         "--cpu-assets",
@@ -185,7 +213,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--compressor-runs", type=int, default=8, help="plant mode: compressor runs")
     p.add_argument("--first-seed", type=int, default=0, help="plant and forecast modes: first seed")
     p.add_argument("--seeds", type=int, default=10)
-    p.add_argument("--train-hours", type=float, default=6.0, help="normal data to train on")
+    p.add_argument(
+        "--train-hours", type=float, help="normal data to train on (default 6; asset-days: 24)"
+    )
     p.add_argument("--drift-hours", type=float, default=6.0, help="normal data after training")
     p.add_argument("--teacher-steps", type=int, default=600)
     p.add_argument("--student-steps", type=int, default=1500)

@@ -164,3 +164,35 @@ def test_bench_memory(tmp_path: Path, trained_bundle) -> None:  # type: ignore[n
     assert [s["step"] for s in steps][:2] == ["interpreter", "asyncio"]
     assert steps[-1]["step"] == "asyncua" and steps[-1]["added_mb"] > 1
     assert all(s["rss_mb"] > 5 for s in steps)
+
+
+def test_bench_quality_asset_days(tmp_path: Path, trained_bundle) -> None:  # type: ignore[no-untyped-def]
+    """`bench quality --mode asset-days` with a given bundle (the suite's, trained on the seed-1
+    pump's first 12000 simulated seconds): its training day replays without an alert, normal
+    stretches are counted, and a gross fault is flagged within a sample or two of its onset."""
+    r = bench(
+        tmp_path, "quality", "--mode", "asset-days", "--bundle", str(trained_bundle.directory),
+        "--train-hours", str(12000 / 3600), "--stretches", "2", "--stretch-hours", "0.2",
+        "--fault-starts", "1", "--scenarios", "cavitation", "--jobs", "1",
+        "--workdir", str(tmp_path / "wd"),
+    )  # fmt: skip
+    assert r["raised_on_training_day"] == 0
+    assert r["normal_asset_hours"] == pytest.approx(0.4)
+    normal = r["normal"]
+    assert isinstance(normal, list) and [s["start_s"] for s in normal] == [12000, 12720]
+    faults = r["faults"]
+    assert isinstance(faults, dict)
+    assert faults["cavitation"]["detected"] == 1 and faults["cavitation"]["delays_s"][0] <= 2
+
+
+def test_bench_quality_asset_days_trains_its_bundle(tmp_path: Path) -> None:
+    """Without --bundle the bench trains one with `edge-agent train`'s defaults on the day."""
+    pytest.importorskip("torch")
+    r = bench(
+        tmp_path, "quality", "--mode", "asset-days", "--train-hours", "0.3", "--stretches", "1",
+        "--stretch-hours", "0.1", "--fault-starts", "1", "--scenarios", "cavitation",
+        "--jobs", "1", "--workdir", str(tmp_path / "wd"),
+    )  # fmt: skip
+    assert (tmp_path / "wd" / "bundle" / "manifest.json").is_file()
+    assert r["raised_on_training_day"] == 0
+    assert isinstance(r["faults"], dict) and r["faults"]["cavitation"]["detected"] == 1
