@@ -34,7 +34,7 @@ import numpy.typing as npt
 import torch
 from tqdm import tqdm
 
-from edge_agent.alerts.policy import PolicyParams
+from edge_agent.alerts.policy import CRITICAL_RATIO, PolicyParams
 from edge_agent.csvdata import Table
 from edge_agent.energy.meter import EnergySignals
 from edge_agent.inference.bundle import (
@@ -564,7 +564,18 @@ def export_and_calibrate(
     rule = PolicyParams(quantile_t, clear_t).for_hop(opts.hop, 1)
     peak = alerting.normal_peak(np.concatenate([s8_train, s8]), rule.k, rule.n)
     raise_t = max(quantile_t, peak)
-    if raise_t > quantile_t:
+    if raise_t >= CRITICAL_RATIO * quantile_t:
+        # A stretch of the "normal" data scores like a critical fault: if it is one, the floor
+        # would blind the bundle to faults up to its level. Said loudly; the user decides.
+        log.warning(
+            "raise threshold %.4g, %.1fx the held-out quantile's %.4g: some stretch of the normal "
+            "data scores like a critical fault; if it is not normal operation, leave it out and "
+            "train again",
+            raise_t,
+            raise_t / quantile_t,
+            quantile_t,
+        )
+    elif raise_t > quantile_t:
         log.info(
             "raise threshold %.4g (not the held-out quantile's %.4g): the raise rule's peak on "
             "the normal data, so the bundle raises no alert on it",

@@ -158,6 +158,27 @@ def test_export_and_calibrate_writes_the_int8_model_and_thresholds(exported, dat
     assert "student_vs_teacher_spearman" not in cal.agreement
 
 
+def test_the_raise_threshold_is_at_least_the_rules_peak_on_all_normal_data(
+    tmp_path, caplog, exported
+):
+    """The floor (training/alerting.py `normal_peak`): the k-of-n statistic over every normal
+    window, training part included. A burst in the training part, which the held-out part does
+    not show, lifts the threshold to the burst's peak, and training says so."""
+    _, plain = exported
+    assert plain.raise_ >= plain.normal_peak  # the floor holds whether or not it decides
+    t = asset_table()
+    # A minute of the current oscillating against the load (a shape the rest never shows),
+    # in the training part.
+    t.values[300:360, 1] += np.sin(np.arange(60) * np.pi / 2) * 10.0
+    burst = prepare_data([t], SIGNALS, OPTS)
+    lv = fit_levels(burst, OPTS)
+    with caplog.at_level("INFO", logger="edge_agent.training.train"):
+        cal = export_and_calibrate(distill_student(burst, lv, OPTS), burst, OPTS, tmp_path)
+    quantile_t = float(np.quantile(cal.heldout_scores, OPTS.quantile)) * (1 + OPTS.margin)
+    assert cal.raise_ == cal.normal_peak > quantile_t
+    assert "the raise rule's peak on the normal data" in caplog.text
+
+
 def test_keep_fp32_ships_the_float_twin_in_the_manifest(tmp_path, data, levels, student):
     opts = TrainOptions(**{**vars(OPTS), "keep_fp32": True})
     cal = export_and_calibrate(student, data, opts, tmp_path)
