@@ -55,9 +55,7 @@ def cmd_bench_quality(args: argparse.Namespace) -> int:
             jobs=args.jobs,
             bundle=args.bundle,
         )
-        workdir = Path(args.workdir if args.workdir != "bench-quality" else "bench-asset-days")
-        json_out = Path(args.json if args.json != "bench-quality.json" else "bench-asset-days.json")
-        return bench_asset_days(days, workdir, json_out)
+        return bench_asset_days(days, *_mode_paths(args, "asset-days"))
     if args.mode == "plant":
         from bench.plant import PlantConfig
         from bench.plant import main as bench_plant
@@ -68,9 +66,7 @@ def cmd_bench_quality(args: argparse.Namespace) -> int:
             jobs=args.jobs,
             first_seed=args.first_seed,
         )
-        workdir = Path(args.workdir if args.workdir != "bench-quality" else "bench-plant")
-        json_out = Path(args.json if args.json != "bench-quality.json" else "bench-plant.json")
-        return bench_plant(plant, workdir, json_out)
+        return bench_plant(plant, *_mode_paths(args, "plant"))
 
     cfg = QualityConfig(
         seeds=args.seeds,
@@ -94,6 +90,13 @@ def cmd_bench_upstream(args: argparse.Namespace) -> int:
         backlog=args.backlog,
         gen_rate=args.gen_rate,
     )
+
+
+def _mode_paths(args: argparse.Namespace, mode: str) -> tuple[Path, Path]:
+    """A quality mode's own work directory and JSON file unless others were given."""
+    workdir = args.workdir if args.workdir != "bench-quality" else f"bench-{mode}"
+    json_out = args.json if args.json != "bench-quality.json" else f"bench-{mode}.json"
+    return Path(workdir), Path(json_out)
 
 
 def _quiet(value: str | None) -> float | str | None:
