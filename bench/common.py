@@ -30,7 +30,9 @@ def train_pump_bundle(
     """A real int8 bundle of the seed-1 pump (as the test suite trains it), sampled every `period`
     wall seconds of a simulator running at `speed`. Reused when `out` already holds one and no
     artifacts (the torch teacher) are wanted."""
-    if (out / "manifest.json").exists() and artifacts is None:
+    from edge_agent.inference.bundle import MANIFEST
+
+    if (out / MANIFEST).exists() and artifacts is None:
         return out
     from edge_agent.csvdata import read_table
     from edge_agent.profiles import load_profile

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from bench.common import machine, percentile, print_table, train_pump_bundle, write_json
-from edge_agent.inference.bundle import Bundle
+from edge_agent.inference.bundle import MANIFEST, SIGNATURE, Bundle, manifest_path
 from edge_agent.inference.detector import Detector
 from edge_agent.types import FloatArray
 
@@ -115,7 +115,7 @@ def prepare(workdir: Path, retrain: bool) -> Path:
     `workdir`), its teacher (`teacher.pt`) and its torch student (`student.pt`, with the windows
     its int8 model was calibrated on, for `--before`)."""
     bundle_dir = workdir / "bundle-0.05"
-    saved = [bundle_dir / "manifest.json", workdir / "teacher.pt", workdir / STUDENT_FILE]
+    saved = [bundle_dir / MANIFEST, workdir / "teacher.pt", workdir / STUDENT_FILE]
     if all(p.exists() for p in saved) and not retrain:
         return bundle_dir
     import torch
@@ -228,7 +228,11 @@ def run(
     detectors = {name: Detector(p, m.model.input) for name, p in paths.items()}
     students: dict[str, Scorer] = {name: d.score for name, d in detectors.items()}
     sizes = {f"{name}_bytes": p.stat().st_size for name, p in paths.items()}
-    shipped = [bundle_dir / f for f in ("manifest.json", "signature.json", *m.files)]
+    shipped = [
+        manifest_path(bundle_dir),
+        bundle_dir / SIGNATURE,
+        *(bundle_dir / f for f in m.files),
+    ]
     sizes["bundle_shipped_bytes"] = sum(
         p.stat().st_size for p in shipped if p.exists() and p.name != twin.name
     )

@@ -33,6 +33,7 @@ from edge_agent.fleet.operator import BrokerOptions, Operator, build_deploy
 from edge_agent.inference.bundle import (
     Bundle,
     load_private_key,
+    read_manifest,
     sign_bundle,
     write_key_pair,
     write_manifest,
@@ -187,7 +188,7 @@ def main(counts: list[int], out: Path, workdir: Path | None) -> int:
         v2 = wd / "bundle-v2"
         shutil.rmtree(v2, ignore_errors=True)
         shutil.copytree(v1, v2)
-        m = json.loads((v2 / "manifest.json").read_text())
+        m = read_manifest(v2)
         m["model_version"] = "bench-v2"
         write_manifest(v2, m)
         sign_bundle(v2, load_private_key(key))

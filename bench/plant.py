@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_agent.csvdata import Table, read_table
-from edge_agent.inference.bundle import Bundle
+from edge_agent.inference.bundle import MANIFEST, Bundle
 from edge_agent.inference.detector import Detector
 from edge_agent.replay import batches, replay_batched
 from edge_agent.replay_cli import pipeline_for
@@ -137,7 +137,7 @@ def _at_grid(grid: F64, ends: F64, alarm: Bools) -> Bools:
 
 def train_run(train_path: Path, bundle_dir: Path, seed: int, cfg: PlantConfig) -> Bundle:
     """`edge-agent train` on the training file, as a new user calls it (cached per run)."""
-    if (bundle_dir / "manifest.json").exists():
+    if (bundle_dir / MANIFEST).exists():
         return Bundle.load(bundle_dir)
     from edge_agent.cli import main as cli_main
 

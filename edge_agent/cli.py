@@ -420,7 +420,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 def cmd_sign(args: argparse.Namespace) -> int:
     """Sign a bundle trained elsewhere (its checksums are verified first)."""
-    from edge_agent.inference.bundle import key_id, load_private_key, sign_bundle
+    from edge_agent.inference.bundle import key_id, load_private_key, manifest_path, sign_bundle
 
     try:
         key = load_private_key(Path(args.key))
@@ -431,7 +431,23 @@ def cmd_sign(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"edge-agent sign: {args.bundle}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_CONFIG
-    print(f"wrote {written}: manifest.json signed by key {key_id(key.public_key())}")
+    manifest = manifest_path(Path(args.bundle)).name
+    print(f"wrote {written}: {manifest} signed by key {key_id(key.public_key())}")
+    return 0
+
+
+def cmd_manifest(args: argparse.Namespace) -> int:
+    """Print a bundle's manifest as indented JSON (it is stored gzip-compressed)."""
+    import json
+
+    from edge_agent.inference.bundle import BundleError, read_manifest
+
+    try:
+        manifest = read_manifest(Path(args.bundle))
+    except BundleError as exc:
+        print(f"edge-agent manifest: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(json.dumps(manifest, indent=2, ensure_ascii=False))
     return 0
 
 
@@ -554,10 +570,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", default="bundle-signing", help="file name stem")
     p.add_argument("--force", action="store_true", help="replace an existing key pair")
     p.set_defaults(func=cmd_keys)
-    p = sub.add_parser("sign", help="sign a model bundle (signature.json over manifest.json)")
+    p = sub.add_parser("sign", help="sign a model bundle (signature.json over its manifest)")
     p.add_argument("--bundle", required=True, help="bundle directory")
     p.add_argument("--key", required=True, help="ed25519 private key (PEM)")
     p.set_defaults(func=cmd_sign)
+    p = sub.add_parser("manifest", help="print a model bundle's manifest (indented JSON)")
+    p.add_argument("--bundle", required=True, help="bundle directory")
+    p.set_defaults(func=cmd_manifest)
     p = sub.add_parser("replay", help="run recorded CSV through the agent's pipeline")
     p.add_argument("--bundle", help="model bundle (default with --config: the asset's)")
     p.add_argument("--config", help="agent config: replay as the agent runs --asset")

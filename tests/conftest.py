@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import gzip
 import json
 import queue
 import shutil
@@ -18,7 +19,14 @@ import paho.mqtt.client as mqtt
 import pytest
 import yaml
 
-from edge_agent.inference.bundle import Bundle, load_private_key, sign_bundle, write_key_pair
+from edge_agent.inference.bundle import (
+    MANIFEST,
+    Bundle,
+    load_private_key,
+    read_manifest,
+    sign_bundle,
+    write_key_pair,
+)
 from edge_agent.profiles import load_profile
 from simulators.broker import Mosquitto, find_mosquitto
 
@@ -46,6 +54,14 @@ def sign(bundle_dir: Path) -> Path:
     """Sign a bundle (e.g. a copy made for a test) with the session's key."""
     sign_bundle(bundle_dir, load_private_key(signing_keys()[0]))
     return bundle_dir
+
+
+def tamper_threshold(bundle_dir: Path, value: float) -> None:
+    """Rewrite the bundle's compressed manifest with another raise threshold and leave the
+    signature as it was: what an attacker with write access to the bundle folder would do."""
+    m = read_manifest(bundle_dir)
+    m["threshold"]["raise"] = value  # type: ignore[index]
+    (bundle_dir / MANIFEST).write_bytes(gzip.compress(json.dumps(m).encode()))
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """A bundle folder as one archive for the trip over MQTT: an uncompressed tar of the files the
 gateway runs on (a bundle is flat), in name order with fixed owner and times, so the same bundle
 always gives the same bytes and the same sha256. The model is int8 ONNX and compresses little.
-Only what the signature covers travels: `manifest.json`, `signature.json` and the files the
+Only what the signature covers travels: the manifest, `signature.json` and the files the
 manifest lists; a training report or an fp32 twin kept for comparison (`train --keep-fp32`
 lists it, so it travels when kept) is not sent unless the manifest names it.
 
@@ -12,12 +12,11 @@ signature and checksums are then verified as at start."""
 from __future__ import annotations
 
 import io
-import json
 import tarfile
 from pathlib import Path
 
 from edge_agent.fleet.commands import MAX_BUNDLE_BYTES
-from edge_agent.inference.bundle import MANIFEST, SIGNATURE
+from edge_agent.inference.bundle import SIGNATURE, BundleError, manifest_path, read_manifest
 
 MAX_FILES = 64
 
@@ -29,13 +28,15 @@ class ArchiveError(Exception):
 def shipped_files(directory: Path) -> list[Path]:
     """The bundle's manifest, its signature (when signed) and the files the manifest lists."""
     try:
-        manifest = json.loads((directory / MANIFEST).read_bytes())
-        listed = list(manifest["files"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ArchiveError(f"{directory}: no {MANIFEST} with a files list: {exc}") from None
-    names = {MANIFEST, SIGNATURE, *(str(f) for f in listed)}
+        manifest_name = manifest_path(directory).name
+        listed = list(read_manifest(directory)["files"])  # type: ignore[call-overload]
+    except BundleError as exc:
+        raise ArchiveError(str(exc)) from None
+    except (KeyError, TypeError) as exc:
+        raise ArchiveError(f"{directory}: the manifest has no files list: {exc!r}") from None
+    names = {manifest_name, SIGNATURE, *(str(f) for f in listed)}
     if bad := sorted(n for n in names if "/" in n or "\\" in n or n in ("", ".", "..")):
-        raise ArchiveError(f"{directory}: {MANIFEST} lists {bad[0]!r}, not a plain file name")
+        raise ArchiveError(f"{directory}: {manifest_name} lists {bad[0]!r}, not a plain file name")
     return sorted(directory / n for n in names if (directory / n).is_file())
 
 

@@ -16,7 +16,7 @@ EXIT_USAGE = 2
 
 def cmd_fleet(args: argparse.Namespace) -> int:
     from edge_agent.fleet.operator import BrokerOptions, Operator, fleet_command
-    from edge_agent.inference.bundle import BundleError, load_private_key
+    from edge_agent.inference.bundle import BundleError, load_private_key, manifest_path
 
     try:
         key = load_private_key(Path(args.key))
@@ -37,8 +37,10 @@ def cmd_fleet(args: argparse.Namespace) -> int:
         fargs["asset"] = args.asset
     if args.fleet_cmd == "deploy":
         bundle = Path(args.bundle)
-        if not (bundle / "manifest.json").is_file():
-            print(f"edge-agent fleet: --bundle: {bundle} has no manifest.json", file=sys.stderr)
+        try:
+            manifest_path(bundle)
+        except BundleError as exc:
+            print(f"edge-agent fleet: --bundle: {exc}", file=sys.stderr)
             return EXIT_USAGE
         if not (bundle / "signature.json").is_file():
             print(

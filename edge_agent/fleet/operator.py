@@ -35,6 +35,7 @@ from edge_agent.fleet.commands import (
     sign_command,
     split_chunks,
 )
+from edge_agent.inference.bundle import read_manifest
 
 DEFAULT_CHUNK_BYTES = 64 * 1024
 # Retained status messages arrive right after subscribing; discovery ends this long after the
@@ -330,7 +331,7 @@ async def fleet_command(
         archive = pack_bundle(bundle) if bundle is not None else b""
         version = ""
         if bundle is not None:
-            version = json.loads((bundle / "manifest.json").read_text())["model_version"]
+            version = str(read_manifest(bundle)["model_version"])
         deadline = time.monotonic() + timeout_s
         for i, phase in enumerate(phases):
             target = Target(gateways=[g.name for g in phase])

@@ -193,6 +193,6 @@ def test_bench_quality_asset_days_trains_its_bundle(tmp_path: Path) -> None:
         "--stretch-hours", "0.1", "--fault-starts", "1", "--scenarios", "cavitation",
         "--jobs", "1", "--workdir", str(tmp_path / "wd"),
     )  # fmt: skip
-    assert (tmp_path / "wd" / "bundle" / "manifest.json").is_file()
+    assert (tmp_path / "wd" / "bundle" / "manifest.json.gz").is_file()
     assert r["raised_on_training_day"] == 0
     assert isinstance(r["faults"], dict) and r["faults"]["cavitation"]["detected"] == 1

@@ -4,7 +4,6 @@ validated against its JSON Schema as received."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from pathlib import Path
@@ -14,7 +13,7 @@ import yaml
 
 from edge_agent.csvdata import read_table
 from edge_agent.energy.stage import energy_signals
-from edge_agent.inference.bundle import write_manifest
+from edge_agent.inference.bundle import read_manifest, write_manifest
 from edge_agent.profiles import load_any_profile
 from edge_agent.training.efficiency import fit_from_tables
 from simulators.process import start_modbus_sim
@@ -39,7 +38,7 @@ def efficiency_bundle(trained_bundle, tmp_path: Path, asset) -> Path:
     assert not isinstance(signals, str)
     spec = fit_from_tables([table], signals, PERIOD, window_s=INTERVAL)
     assert spec is not None
-    manifest = json.loads((d / "manifest.json").read_text())
+    manifest = read_manifest(d)
     manifest["efficiency"] = spec.model_dump()
     write_manifest(d, manifest)
     sign(d)

@@ -17,7 +17,6 @@ count (`edge-agent bench fleet` measures 20/50/100)."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -32,6 +31,7 @@ import yaml
 from edge_agent.inference.bundle import (
     Bundle,
     load_private_key,
+    read_manifest,
     sign_bundle,
     write_key_pair,
     write_manifest,
@@ -46,7 +46,7 @@ FLEET_AGENTS = int(os.environ.get("EDGE_AGENT_FLEET_AGENTS", "20"))
 
 def variant(src: Path, dest: Path, version: str) -> Path:
     shutil.copytree(src, dest)
-    m = json.loads((dest / "manifest.json").read_text())
+    m = read_manifest(dest)
     m["model_version"] = version
     write_manifest(dest, m)
     return sign(dest)

@@ -6,7 +6,6 @@ a column the model does not use. Bad input exits 2 naming what is wrong, never a
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import re
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ import yaml
 
 from edge_agent.cli import main
 from edge_agent.csvdata import read_table
+from edge_agent.inference.bundle import read_manifest
 from edge_agent.profiles import load_profile
 from simulators.historian import ExportStyle, write_export
 from simulators.pump import PumpSimulator
@@ -123,7 +123,7 @@ def trained(exports: Exports) -> Exports:
 
 
 def test_train_on_messy_exports_by_glob(trained: Exports) -> None:
-    m = json.loads((trained.bundle / "manifest.json").read_text())
+    m = read_manifest(trained.bundle)
     # The signals carry the header text (units split off, whitespace collapsed), in file order.
     assert set(m["signals"]) <= set(SIGNALS)
     assert set(SIGNALS) - set(m["signals"]) <= {"Setpoint"}
@@ -162,7 +162,7 @@ def test_replay_as_the_agent_with_config_names_in_any_spelling(
     trained: Exports, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The config may spell a signal as the export's header does (units and all)."""
-    m = json.loads((trained.bundle / "manifest.json").read_text())
+    m = read_manifest(trained.bundle)
     spelled = {"Flow Rate": "Flow Rate [m3/h]", "Motor Voltage": "Motor  Voltage (V)"}
     # Replay takes each signal's values from the column of its name; the point is only a key.
     points = {" ".join(name.split()): point for point, (name, _) in DISPLAY.items()}

@@ -1,6 +1,5 @@
 """Bundle verification and training input checks, on a bundle really trained from simulator data."""
 
-import json
 import shutil
 import subprocess
 import sys
@@ -11,7 +10,7 @@ import pytest
 
 from edge_agent.config import AssetConfig
 from edge_agent.csvdata import Table
-from edge_agent.inference.bundle import Bundle, BundleError
+from edge_agent.inference.bundle import Bundle, BundleError, read_manifest, write_manifest
 from edge_agent.pipeline import AssetPipeline
 from tests.conftest import PERIOD, SIGNALS, agent_config, sign
 
@@ -44,9 +43,9 @@ def test_tampered_model_is_refused(trained_bundle, tmp_path):
 
 def test_broken_manifest_is_refused(trained_bundle, tmp_path):
     d = copy_bundle(trained_bundle, tmp_path)
-    m = json.loads((d / "manifest.json").read_text())
+    m = read_manifest(d)
     m["scaler"]["mean"] = m["scaler"]["mean"][:-1]
-    (d / "manifest.json").write_text(json.dumps(m))
+    write_manifest(d, m)
     with pytest.raises(BundleError, match=r"scaler\.mean has 7 entries for 8 signals"):
         Bundle.load(d)
 
@@ -67,9 +66,9 @@ def test_sample_period_mismatch_is_refused(trained_bundle):
 
 def test_agent_refuses_mismatched_bundle_with_exit_2(trained_bundle, tmp_path):
     d = copy_bundle(trained_bundle, tmp_path)
-    m = json.loads((d / "manifest.json").read_text())
+    m = read_manifest(d)
     m["signals"][0] = "spindle_speed"
-    (d / "manifest.json").write_text(json.dumps(m))
+    write_manifest(d, m)
     sign(d)  # a validly signed bundle for other signals
     cfg = agent_config(tmp_path / "a.yaml", sim_port=1502, broker_port=1883, bundle=d)
     r = subprocess.run(

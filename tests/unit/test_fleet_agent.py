@@ -6,7 +6,6 @@ file as they were."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import shutil
 import time
@@ -22,13 +21,15 @@ from edge_agent.fleet.archive import pack_bundle
 from edge_agent.fleet.commands import Target, command_topics
 from edge_agent.fleet.operator import build_command, build_deploy
 from edge_agent.inference.bundle import (
+    MANIFEST,
     Bundle,
     load_private_key,
+    read_manifest,
     sign_bundle,
     write_key_pair,
     write_manifest,
 )
-from tests.conftest import agent_config, sign, signing_keys
+from tests.conftest import agent_config, sign, signing_keys, tamper_threshold
 
 SITE, GW = "test-site", "gw-1"
 OWN, FLEET = command_topics("edge", SITE, GW)
@@ -37,7 +38,7 @@ OWN, FLEET = command_topics("edge", SITE, GW)
 def variant(src: Path, dest: Path, version: str, **edit: Any) -> Path:
     """A copy of a bundle with another model version (and manifest edits), signed."""
     shutil.copytree(src, dest)
-    m = json.loads((dest / "manifest.json").read_text())
+    m = read_manifest(dest)
     m["model_version"] = version
     m.update(edit)
     write_manifest(dest, m)
@@ -137,7 +138,7 @@ def test_deploy_then_rollback_then_a_replay(h: Harness) -> None:
 
 def assert_untouched(h: Harness, before: bytes) -> None:
     assert h.running == h.v1
-    assert (h.bundle_dir / "manifest.json").read_bytes() == before
+    assert (h.bundle_dir / MANIFEST).read_bytes() == before
     assert not (h.fleet.dir / "previous").exists()
 
 
@@ -148,7 +149,7 @@ def assert_untouched(h: Harness, before: bytes) -> None:
 def test_bad_bundles_are_refused_with_the_reason_and_nothing_changes(
     h: Harness, spoil: str
 ) -> None:
-    before = (h.bundle_dir / "manifest.json").read_bytes()
+    before = (h.bundle_dir / MANIFEST).read_bytes()
     expected = {
         "digest": "digest mismatch",
         "out_of_order": "arrived before chunk",
@@ -157,7 +158,7 @@ def test_bad_bundles_are_refused_with_the_reason_and_nothing_changes(
         "tampered": "invalid signature",
     }[spoil]
     if spoil == "other_signals":
-        m = json.loads(before)
+        m = read_manifest(h.bundle_dir)
         bundle = variant(h.bundle_dir, h.tmp / "b", "v-other", signals=m["signals"][::-1])
     else:
         bundle = variant(h.bundle_dir, h.tmp / "b", "v-bad")
@@ -165,9 +166,7 @@ def test_bad_bundles_are_refused_with_the_reason_and_nothing_changes(
         other, _ = write_key_pair(h.tmp / "keys", "rogue")
         sign_bundle(bundle, load_private_key(other))
     if spoil == "tampered":
-        m = json.loads((bundle / "manifest.json").read_text())
-        m["threshold"]["raise"] = 1e9
-        (bundle / "manifest.json").write_text(json.dumps(m))
+        tamper_threshold(bundle, 1e9)
     cmd, msgs = h.deploy(bundle)
     if spoil == "digest":
         msgs[1] = type(msgs[1])(msgs[1].topic, b"\0" * len(msgs[1].payload))
@@ -183,7 +182,7 @@ def test_bad_bundles_are_refused_with_the_reason_and_nothing_changes(
 
 
 async def test_a_missing_chunk_times_out_and_is_refused(h: Harness) -> None:
-    before = (h.bundle_dir / "manifest.json").read_bytes()
+    before = (h.bundle_dir / MANIFEST).read_bytes()
     cmd, msgs = h.deploy(variant(h.bundle_dir, h.tmp / "v2", "v2"))
     for m in msgs[:-1]:  # the last chunk never comes
         h.fleet.offer(m.topic, m.payload)

@@ -49,5 +49,5 @@ def test_a_manifest_listing_paths_is_refused(tmp_path: Path, listed: list[str]) 
 
 def test_a_folder_without_manifest_is_refused(tmp_path: Path) -> None:
     (tmp_path / "x").write_text("x")
-    with pytest.raises(ArchiveError, match=r"no manifest\.json"):
+    with pytest.raises(ArchiveError, match=r"no manifest \(manifest\.json\.gz or manifest\.json"):
         pack_bundle(tmp_path)

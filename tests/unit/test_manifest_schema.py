@@ -6,7 +6,7 @@ from pathlib import Path
 
 import jsonschema
 
-from edge_agent.inference.bundle import Manifest
+from edge_agent.inference.bundle import Manifest, read_manifest
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "bundle-manifest.schema.json"
 
@@ -25,7 +25,7 @@ def test_documented_schema_is_current():
 
 
 def test_trained_manifest_validates(trained_bundle):
-    manifest = json.loads((trained_bundle.directory / "manifest.json").read_text())
+    manifest = read_manifest(trained_bundle.directory)
     jsonschema.Draft202012Validator(json.loads(DOC.read_text())).validate(manifest)
 
 
@@ -34,7 +34,7 @@ def test_trained_manifest_has_alerting_and_one_without_it_still_loads(trained_bu
     keeps the bundle's hop, persistence for every score and clearing at the first calm window."""
     from edge_agent.replay_cli import pipeline_for
 
-    manifest = json.loads((trained_bundle.directory / "manifest.json").read_text())
+    manifest = read_manifest(trained_bundle.directory)
     al = manifest["alerting"]
     assert al["gross"] >= manifest["threshold"]["raise"] and al["quiet_period_s"] > 0
     new = pipeline_for(trained_bundle)

@@ -2,14 +2,19 @@
 bundle loading checks it and the detector runs the model by the manifest's names."""
 
 import hashlib
-import json
 import shutil
 
 import numpy as np
 import onnx
 import pytest
 
-from edge_agent.inference.bundle import Bundle, BundleError, sha256_file
+from edge_agent.inference.bundle import (
+    Bundle,
+    BundleError,
+    read_manifest,
+    sha256_file,
+    write_manifest,
+)
 from edge_agent.inference.detector import Detector, DetectorPool
 from edge_agent.inference.model_io import INPUT, OUTPUTS, check_outputs
 
@@ -29,9 +34,9 @@ def test_exported_graph_and_manifest_follow_the_contract(trained_bundle):
 )
 def test_bundle_with_other_outputs_is_refused_on_load(trained_bundle, tmp_path, outputs):
     d = shutil.copytree(trained_bundle.directory, tmp_path / "b")
-    m = json.loads((d / "manifest.json").read_text())
-    m["model"]["outputs"] = outputs
-    (d / "manifest.json").write_text(json.dumps(m))
+    m = read_manifest(d)
+    m["model"]["outputs"] = outputs  # type: ignore[index]
+    write_manifest(d, m)
     with pytest.raises(BundleError, match=r"model\.outputs: .*not the ones this agent runs"):
         Bundle.load(d)
 

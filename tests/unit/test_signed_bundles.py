@@ -5,6 +5,7 @@ model, an unknown key or a missing signature is refused naming the bundle and th
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -21,16 +22,19 @@ import yaml
 from edge_agent.agent import Agent, build_pipelines
 from edge_agent.config import ConfigError, load_config
 from edge_agent.inference.bundle import (
+    MANIFEST,
+    PLAIN_MANIFEST,
     SIGNATURE,
     Bundle,
     BundleError,
     BundleTrust,
     key_id,
     load_public_key,
+    read_manifest,
     write_key_pair,
 )
 from edge_agent.reload import APPLIED, MODEL_REJECTED, reload_agent
-from tests.conftest import agent_config, sign, signing_keys
+from tests.conftest import agent_config, sign, signing_keys, tamper_threshold
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -56,9 +60,7 @@ def config(tmp_path: Path, bundle: Path, **bundles: Any) -> Path:
 
 def raise_threshold(bundle: Path, value: float = 99999.0) -> None:
     """What an attacker with write access to the bundle folder would do."""
-    m = json.loads((bundle / "manifest.json").read_text())
-    m["threshold"]["raise"] = value
-    (bundle / "manifest.json").write_text(json.dumps(m, indent=2) + "\n")
+    tamper_threshold(bundle, value)
 
 
 def trust() -> BundleTrust:
@@ -126,8 +128,79 @@ def test_malformed_signature_file_is_refused_not_raised(bundle: Path) -> None:
 def test_retraining_into_the_folder_removes_the_stale_signature(bundle: Path) -> None:
     from edge_agent.inference.bundle import write_manifest
 
-    write_manifest(bundle, json.loads((bundle / "manifest.json").read_text()))
+    write_manifest(bundle, read_manifest(bundle))
     assert not (bundle / SIGNATURE).exists()
+
+
+# -- the compressed manifest (issue 16) and the plain one --------------------------------------
+
+
+def test_the_manifest_is_stored_compressed_and_written_the_same_way_twice(bundle: Path) -> None:
+    from edge_agent.inference.bundle import write_manifest
+
+    assert (bundle / MANIFEST).is_file() and not (bundle / PLAIN_MANIFEST).exists()
+    stored = (bundle / MANIFEST).read_bytes()
+    assert stored[:2] == b"\x1f\x8b"  # gzip
+    text = gzip.decompress(stored)
+    assert len(stored) < len(text) * 0.7
+    write_manifest(bundle, read_manifest(bundle))
+    # No time or name in the gzip header: the same manifest, the same bytes (and signature).
+    assert (bundle / MANIFEST).read_bytes() == stored
+
+
+def test_a_plain_manifest_edited_by_hand_and_signed_again_is_accepted(bundle: Path) -> None:
+    """The documented way to edit a bundle: unpack the manifest, edit it, sign the bundle."""
+    m = read_manifest(bundle)
+    m["threshold"]["raise"] = m["threshold"]["raise"] * 1.5  # type: ignore[index]
+    (bundle / PLAIN_MANIFEST).write_text(json.dumps(m, indent=2))
+    # Both there: which one counts would be a guess.
+    with pytest.raises(BundleError, match="both"):
+        Bundle.load(bundle)
+    (bundle / MANIFEST).unlink()
+    # The signature still names the compressed manifest: refused, saying so.
+    with pytest.raises(BundleError, match=r"covers 'manifest\.json\.gz'"):
+        Bundle.load(bundle, trust())
+    assert cli("sign", "--bundle", str(bundle), "--key", str(signing_keys()[0])).returncode == 0
+    b = Bundle.load(bundle, trust())
+    assert b.manifest.threshold.raise_ == m["threshold"]["raise"]  # type: ignore[index]
+    assert json.loads((bundle / SIGNATURE).read_text())["signed_file"] == PLAIN_MANIFEST
+    # A signature from before the compressed manifest names no file; it covered manifest.json.
+    doc = json.loads((bundle / SIGNATURE).read_text())
+    del doc["signed_file"]
+    (bundle / SIGNATURE).write_text(json.dumps(doc))
+    assert Bundle.load(bundle, trust()).signed_by == b.signed_by
+    # ... and it does not cover a compressed manifest put in the plain one's place.
+    (bundle / MANIFEST).write_bytes(gzip.compress((bundle / PLAIN_MANIFEST).read_bytes()))
+    (bundle / PLAIN_MANIFEST).unlink()
+    with pytest.raises(BundleError, match=r"covers 'manifest\.json'"):
+        Bundle.load(bundle, trust())
+
+
+@pytest.mark.parametrize("spoil", ["bomb", "not_gzip", "truncated", "trailing", "not_utf8"])
+def test_a_hostile_compressed_manifest_is_refused_with_the_reason(bundle: Path, spoil: str) -> None:
+    text = gzip.decompress((bundle / MANIFEST).read_bytes())
+    data, expected = {
+        # 64 MB of spaces after the JSON: a few KB compressed, refused before it is inflated.
+        "bomb": (gzip.compress(text + b" " * (64 << 20)), "inflates beyond"),
+        "not_gzip": (text, "not gzip data"),
+        "truncated": (gzip.compress(text)[:-12], "truncated"),
+        "trailing": (gzip.compress(text) + gzip.compress(b"{}"), "trailing"),
+        "not_utf8": (gzip.compress(b"\xff" + text), "unreadable manifest"),
+    }[spoil]
+    assert len(data) < 200_000
+    (bundle / MANIFEST).write_bytes(data)
+    for load in (lambda: Bundle.load(bundle), lambda: read_manifest(bundle)):
+        with pytest.raises(BundleError, match=expected):
+            load()
+
+
+def test_the_manifest_command_prints_it_indented(bundle: Path) -> None:
+    r = cli("manifest", "--bundle", str(bundle))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == read_manifest(bundle)
+    assert '\n  "signals": [' in r.stdout
+    r = cli("manifest", "--bundle", str(bundle / "nothing"))
+    assert r.returncode == 2 and "no manifest" in r.stderr and "Traceback" not in r.stderr
 
 
 # -- validate and run: exit 2 naming the bundle and the reason ----------------------------------
