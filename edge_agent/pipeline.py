@@ -9,6 +9,7 @@ running counters for the observers (metrics, health), not a way to find out what
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -285,11 +286,16 @@ class AssetPipeline:
         (ratio 1 = raise) when that is higher; the signals named are those of the larger one."""
         if ratios is None:
             return score, errors
-        r = np.nan_to_num(ratios, nan=0.0)
-        level = float(r.max()) * (raise_threshold or self._raise)
+        # NaN ratios (the stage's first window not complete yet) count as no shift. The maximum
+        # is NaN when any is; only then is a cleaned copy needed (this runs for every sample).
+        top = float(ratios.max())
+        if math.isnan(top):
+            ratios = np.nan_to_num(ratios, nan=0.0)
+            top = float(ratios.max())
+        level = top * (raise_threshold or self._raise)
         if level <= score:
             return score, errors
-        return level, r.astype(np.float32)
+        return level, ratios.astype(np.float32)
 
     def push(self, batch: Batch) -> StepOutput:
         """Everything this batch produced: grid samples, scores, alert events and data-quality

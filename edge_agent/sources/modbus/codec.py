@@ -16,7 +16,7 @@ from typing import Literal
 DataType = Literal["int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64"]
 Order = Literal["ABCD", "DCBA", "BADC", "CDAB"]
 
-_STRUCT: dict[str, tuple[str, int]] = {
+STRUCT_FORMATS: dict[str, tuple[str, int]] = {
     "int16": (">h", 1),
     "uint16": (">H", 1),
     "int32": (">i", 2),
@@ -33,10 +33,10 @@ class DecodeError(ValueError):
 
 
 def register_count(dtype: DataType) -> int:
-    return _STRUCT[dtype][1]
+    return STRUCT_FORMATS[dtype][1]
 
 
-def _reorder(data: bytes, order: Order) -> bytes:
+def reorder(data: bytes, order: Order) -> bytes:
     """Map between wire bytes and canonical big-endian bytes; each mapping is its own inverse."""
     if order == "ABCD":
         return data
@@ -50,19 +50,19 @@ def _reorder(data: bytes, order: Order) -> bytes:
 
 def decode_raw(registers: Sequence[int], dtype: DataType, order: Order = "ABCD") -> float:
     """Registers as read from the wire → raw numeric value (before scale and offset)."""
-    fmt, count = _STRUCT[dtype]
+    fmt, count = STRUCT_FORMATS[dtype]
     if len(registers) != count:
         raise DecodeError(f"{dtype} needs {count} registers, got {len(registers)}")
     try:
         wire = b"".join(int(r).to_bytes(2, "big") for r in registers)
     except OverflowError as exc:
         raise DecodeError(f"register value out of 16-bit range in {list(registers)}") from exc
-    return float(struct.unpack(fmt, _reorder(wire, order))[0])
+    return float(struct.unpack(fmt, reorder(wire, order))[0])
 
 
 def encode_raw(raw: float, dtype: DataType, order: Order = "ABCD") -> list[int]:
     """Raw numeric value → registers on the wire. Integer types are rounded and saturated."""
-    fmt, _ = _STRUCT[dtype]
+    fmt, _ = STRUCT_FORMATS[dtype]
     value: float | int
     if dtype.startswith("float"):
         value = float(raw)
@@ -72,7 +72,7 @@ def encode_raw(raw: float, dtype: DataType, order: Order = "ABCD") -> list[int]:
             (0, 2**bits - 1) if dtype.startswith("u") else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
         )
         value = 0 if math.isnan(raw) else int(min(max(round(raw), lo), hi))
-    wire = _reorder(struct.pack(fmt, value), order)
+    wire = reorder(struct.pack(fmt, value), order)
     return [int.from_bytes(wire[i : i + 2], "big") for i in range(0, len(wire), 2)]
 
 

@@ -21,14 +21,9 @@ from pymodbus.exceptions import ConnectionException, ModbusException
 
 from edge_agent.logs import RateLimitedLog
 from edge_agent.sources.base import SourceStartupError
-from edge_agent.sources.modbus.codec import (
-    DecodeError,
-    decode_bit,
-    decode_raw,
-    decode_string,
-    to_engineering,
-)
+from edge_agent.sources.modbus.codec import DecodeError, decode_string
 from edge_agent.sources.modbus.config import ModbusRtuConfig, ModbusTcpConfig
+from edge_agent.sources.modbus.decode import BlockDecoder
 from edge_agent.sources.modbus.link import ModbusLink
 from edge_agent.sources.modbus.plan import ReadBlock, plan_reads
 from edge_agent.sources.modbus.profile import BIT_TABLES, ModbusPoint, ModbusProfile
@@ -36,7 +31,7 @@ from edge_agent.types import Batch, Quality, Reading
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ModbusSource", "SourceStartupError", "SourceStats", "decode_block", "decode_point"]
+__all__ = ["ModbusSource", "SourceStartupError", "SourceStats"]
 
 EXCEPTION_NAMES = {
     1: "ILLEGAL FUNCTION",
@@ -63,37 +58,6 @@ class SourceStats:
     identity: dict[str, str] = field(default_factory=dict)
 
 
-def decode_point(point: ModbusPoint, words: Sequence[int], profile: ModbusProfile) -> Reading:
-    """Pure: the registers (or bits) of one numeric point → a reading. Undecodable, non-finite
-    and out-of-range values are bad readings, never exceptions."""
-    try:
-        if point.type == "bool":
-            raw = float(bool(words[0]))
-        elif point.bit is not None:
-            raw = decode_bit(words[0], point.bit)
-        elif point.type == "string":
-            raise DecodeError("strings are not numeric readings")
-        else:
-            raw = decode_raw(words, point.type, profile.order_of(point))
-    except (DecodeError, IndexError):
-        return Reading(point.name, math.nan, Quality.BAD)
-    value = to_engineering(raw, point.scale, point.offset)
-    bad = not math.isfinite(value) or (
-        (point.min is not None and value < point.min)
-        or (point.max is not None and value > point.max)
-    )
-    return Reading(point.name, value, Quality.BAD if bad else Quality.GOOD)
-
-
-def decode_block(block: ReadBlock, words: Sequence[int], profile: ModbusProfile) -> list[Reading]:
-    """Pure: the registers (or bits) of one block → one reading per point of the block."""
-    out = []
-    for p in block.points:
-        off = p.address - block.start
-        out.append(decode_point(p, words[off : off + p.count], profile))
-    return out
-
-
 def exception_text(code: object) -> str:
     name = EXCEPTION_NAMES.get(code, "unknown") if isinstance(code, int) else "unknown"
     return f"exception {code} ({name})"
@@ -117,6 +81,16 @@ class ModbusSource:
         self.stats = SourceStats()
         self._errors = RateLimitedLog(log)
         self._seen_connects = 0
+        # Each block's decoder, by the block's identity (kept with the block: a block split
+        # after an exception gets new decoders, and a reused id cannot pick up a stale one).
+        self._decoders: dict[int, tuple[ReadBlock, BlockDecoder]] = {}
+
+    def _decoder(self, block: ReadBlock) -> BlockDecoder:
+        entry = self._decoders.get(id(block))
+        if entry is None or entry[0] is not block:
+            entry = (block, BlockDecoder(block, self.profile))
+            self._decoders[id(block)] = entry
+        return entry[1]
 
     async def __aenter__(self) -> Self:
         log.info(
@@ -217,11 +191,12 @@ class ModbusSource:
                 # exception names it alone.
                 i = self.blocks.index(block)
                 self.blocks[i : i + 1] = plan_reads(block.points, 0, merge=False)
+                self._decoders.clear()
                 log.warning(
                     "source %s: reading %s point by point from now on", self.name, block.describe()
                 )
             return [Reading(p.name, math.nan, Quality.BAD) for p in block.points]
-        readings = decode_block(block, self._words(block, rsp), self.profile)
+        readings = self._decoder(block).decode(self._words(block, rsp))
         self.stats.decode_errors += sum(1 for r in readings if r.quality is Quality.BAD)
         return readings
 

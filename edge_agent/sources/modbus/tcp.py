@@ -9,10 +9,10 @@ from edge_agent.sources.base import BuildContext
 from edge_agent.sources.modbus.config import ModbusTcpConfig
 from edge_agent.sources.modbus.link import tcp_link
 from edge_agent.sources.modbus.profile import ModbusProfile
-from edge_agent.sources.modbus.source import ModbusSource, SourceStats, decode_block
+from edge_agent.sources.modbus.source import ModbusSource, SourceStats
 from edge_agent.sources.profile_base import ProfileBase
 
-__all__ = ["ModbusTcpSource", "SourceStats", "decode_block"]
+__all__ = ["ModbusTcpSource", "SourceStats"]
 
 
 class ModbusTcpSource(ModbusSource):
