@@ -11,7 +11,7 @@ import logging
 import math
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,7 +30,7 @@ from edge_agent.logs import RateLimitedLog
 from edge_agent.observability.http import HttpEndpoint
 from edge_agent.observability.sdnotify import Notifier
 from edge_agent.observability.service import ServiceMonitor
-from edge_agent.pipeline import AssetPipeline
+from edge_agent.pipeline import AssetPipeline, PendingStep, score_together
 from edge_agent.reload import reload_agent
 from edge_agent.sources.base import BuildContext, Source
 from edge_agent.sources.registry import build_source
@@ -45,6 +45,7 @@ from edge_agent.types import (
     Quality,
     Reading,
     SourceQualityEvent,
+    StepOutput,
 )
 from edge_agent.upstream.mqtt import MqttPublisher
 from edge_agent.upstream.outbox import AlertChange, OpenAlert, SideAlertChange
@@ -62,6 +63,8 @@ SHUTDOWN_FLUSH_S = 5.0
 FOLDED_EVENTS = frozenset({EventType.DATA_QUALITY})
 # A source or an asset counts as stalled after at least this long (see `source_stall_limits`).
 MIN_STALL_S = 30.0
+# Batches handled together at most (see `_process`).
+MAX_GROUP = 256
 
 
 class _Stop(Exception):
@@ -502,72 +505,94 @@ class Agent:
         if (event := self._source_quality.update(batch, reason)) is not None:
             self._report_quality(event)
 
-    def handle(self, batch: Batch) -> None:
-        s = self.cfg.settings
-        for pipeline in self._routes.get(batch.source, ()):
-            if (recorder := self.recorders.get(pipeline.name)) is not None:
-                recorder.add(batch)
+    def handle(self, batches: Sequence[Batch]) -> None:
+        """Batches taken from the queue together, in arrival order: each asset's stages before
+        the detector, one detector call for the windows of all assets that share a model
+        (issue 16: one call per tick for every asset due), then each asset's alert policy and
+        its output, in the order the batches came."""
+        steps: list[tuple[AssetPipeline, PendingStep]] = []
+        spent: list[float] = []
+        for batch in batches:
+            for pipeline in self._routes.get(batch.source, ()):
+                if (recorder := self.recorders.get(pipeline.name)) is not None:
+                    recorder.add(batch)
+                started = time.perf_counter()
+                steps.append((pipeline, pipeline.begin(batch)))
+                spent.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        results = score_together(steps)
+        # The shared detector calls' time, spread over the windows scored.
+        windows = sum(len(step.windows) for _, step in steps)
+        per_window = (time.perf_counter() - started) / windows if windows else 0.0
+        for (pipeline, step), (raw, errors), before in zip(steps, results, spent, strict=True):
             started = time.perf_counter()
-            out = pipeline.push(batch)
-            elapsed = time.perf_counter() - started
-            now = time.monotonic()
-            if any(r.quality is Quality.GOOD for r in batch.readings):
-                self.asset_last_input[pipeline.name] = now
-            if out.invalid_samples:
-                self.asset_last_invalid[pipeline.name] = now
-            if out.scores:
-                self.asset_last_window[pipeline.name] = now
-                # A batch usually completes at most one window; spread the time if it did more.
-                if self.metrics is not None:
-                    per_window = elapsed / len(out.scores)
-                    hist = self.metrics.inference_seconds.labels(pipeline.name)
-                    for _ in out.scores:
-                        hist.observe(per_window)
-            for event in out.alerts:
-                log.warning("alert %s %s: %s", event.event.value, event.alert_id, event.message)
-                body = alert_payload(event, s.identity.site, s.identity.gateway)
-                self.publisher.submit_alert(event.asset, body, alert_change(event))
-                if self._on_alert is not None:
-                    self._on_alert(event)
-            for event in out.predictions:
-                # A forecast has its own lifecycle beside the detector's alert: it is not the
-                # asset's open alert (`change` None), so a restart does not carry it over.
-                log.warning("predicted %s %s: %s", event.event.value, event.alert_id, event.message)
-                body = alert_payload(event, s.identity.site, s.identity.gateway)
-                self.publisher.submit_alert(event.asset, body, side_alert_change(event, body))
-            for report in out.energy:
-                body = energy_payload(report, s.identity.site, s.identity.gateway)
-                self.publisher.submit_energy(report.asset, body)
-            for event in out.efficiency:
-                # Kept as a side alert (several per asset), not as the asset's model alert.
-                log.warning("alert %s %s: %s", event.event.value, event.alert_id, event.message)
-                body = alert_payload(event, s.identity.site, s.identity.gateway)
-                self.publisher.submit_alert(event.asset, body, side_alert_change(event, body))
-                if self._on_alert is not None:
-                    self._on_alert(event)
-            if out.scores:
-                # Telemetry carries the latest score (the publisher rate-limits it further).
-                score = out.scores[-1]
-                self.publisher.submit_telemetry(
-                    pipeline.name,
-                    score.ts,
-                    score.score,
-                    pipeline.raise_threshold,
-                    pipeline.model_version,
-                )
-            if self.sparkplug is not None:
-                self.sparkplug.observe(pipeline, out)
-            for q_event in out.quality:
-                self.handle_data_quality(q_event)
-            if (budget := pipeline.budget_exceeded(out)) is not None:
-                b = pipeline.budget
-                assert b is not None
-                self.report_event(
-                    EventType.ALERT_BUDGET_EXCEEDED, f"{pipeline.name}: {budget}", "warning",
-                    pipeline.name,
-                    {"observed_per_hour": round(b.observed_per_hour, 4),
-                     "budget_per_hour": round(b.expected_per_hour, 4), "alerts": b.raised},
-                )  # fmt: skip
+            out = pipeline.complete(step, raw, errors)
+            elapsed = before + time.perf_counter() - started + per_window * len(step.windows)
+            self._publish_step(pipeline, step.batch, out, elapsed)
+
+    def _publish_step(
+        self, pipeline: AssetPipeline, batch: Batch, out: StepOutput, elapsed: float
+    ) -> None:
+        """Publish and account for what one batch produced in one asset's pipeline."""
+        s = self.cfg.settings
+        now = time.monotonic()
+        if any(r.quality is Quality.GOOD for r in batch.readings):
+            self.asset_last_input[pipeline.name] = now
+        if out.invalid_samples:
+            self.asset_last_invalid[pipeline.name] = now
+        if out.scores:
+            self.asset_last_window[pipeline.name] = now
+            # A batch usually completes at most one window; spread the time if it did more.
+            if self.metrics is not None:
+                per_window = elapsed / len(out.scores)
+                hist = self.metrics.inference_seconds.labels(pipeline.name)
+                for _ in out.scores:
+                    hist.observe(per_window)
+        for event in out.alerts:
+            log.warning("alert %s %s: %s", event.event.value, event.alert_id, event.message)
+            body = alert_payload(event, s.identity.site, s.identity.gateway)
+            self.publisher.submit_alert(event.asset, body, alert_change(event))
+            if self._on_alert is not None:
+                self._on_alert(event)
+        for event in out.predictions:
+            # A forecast has its own lifecycle beside the detector's alert: it is not the
+            # asset's open alert (`change` None), so a restart does not carry it over.
+            log.warning("predicted %s %s: %s", event.event.value, event.alert_id, event.message)
+            body = alert_payload(event, s.identity.site, s.identity.gateway)
+            self.publisher.submit_alert(event.asset, body, side_alert_change(event, body))
+        for report in out.energy:
+            body = energy_payload(report, s.identity.site, s.identity.gateway)
+            self.publisher.submit_energy(report.asset, body)
+        for event in out.efficiency:
+            # Kept as a side alert (several per asset), not as the asset's model alert.
+            log.warning("alert %s %s: %s", event.event.value, event.alert_id, event.message)
+            body = alert_payload(event, s.identity.site, s.identity.gateway)
+            self.publisher.submit_alert(event.asset, body, side_alert_change(event, body))
+            if self._on_alert is not None:
+                self._on_alert(event)
+        if out.scores:
+            # Telemetry carries the latest score (the publisher rate-limits it further).
+            score = out.scores[-1]
+            self.publisher.submit_telemetry(
+                pipeline.name,
+                score.ts,
+                score.score,
+                pipeline.raise_threshold,
+                pipeline.model_version,
+            )
+        if self.sparkplug is not None:
+            self.sparkplug.observe(pipeline, out)
+        for q_event in out.quality:
+            self.handle_data_quality(q_event)
+        if (budget := pipeline.budget_exceeded(out)) is not None:
+            b = pipeline.budget
+            assert b is not None
+            self.report_event(
+                EventType.ALERT_BUDGET_EXCEEDED, f"{pipeline.name}: {budget}", "warning",
+                pipeline.name,
+                {"observed_per_hour": round(b.observed_per_hour, 4),
+                 "budget_per_hour": round(b.expected_per_hour, 4), "alerts": b.raised},
+            )  # fmt: skip
 
     def handle_data_quality(self, event: DataQualityEvent) -> None:
         """An asset's windows stopped (or resumed) because of stale or bad data: published once
@@ -591,8 +616,12 @@ class Agent:
 
     async def _process(self) -> None:
         while True:
-            batch = await self._queue.get()
-            self.handle(batch)
+            group = [await self._queue.get()]
+            # What else has arrived is handled with it (polls of many devices land together), so
+            # assets sharing a model share a detector call; bounded, so progress stays visible.
+            while len(group) < MAX_GROUP and not self._queue.empty():
+                group.append(self._queue.get_nowait())
+            self.handle(group)
             self.last_progress = time.monotonic()
 
     def progressing(self) -> bool:

@@ -9,6 +9,7 @@ import math
 import subprocess
 import sys
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -34,9 +35,9 @@ class _Watching(Agent):
         self.all_scored = asyncio.Event()
         self.sources_seen: set[str] = set()
 
-    def handle(self, batch: Batch) -> None:
-        super().handle(batch)
-        self.sources_seen.add(batch.source)
+    def handle(self, batches: Sequence[Batch]) -> None:
+        super().handle(batches)
+        self.sources_seen.update(b.source for b in batches)
         if all(p.stats.windows > 0 for p in self.pipelines):
             self.all_scored.set()
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -37,9 +37,9 @@ class _Watching(Agent):
         super().__init__(*a, **kw)
         self.scored = asyncio.Event()
 
-    def handle(self, batch: Batch) -> None:
+    def handle(self, batches: Sequence[Batch]) -> None:
         before = self.pipelines[0].stats.windows
-        super().handle(batch)
+        super().handle(batches)
         if self.pipelines[0].stats.windows > before:
             self.scored.set()
 
