@@ -512,13 +512,27 @@ class Agent:
         its output, in the order the batches came."""
         steps: list[tuple[AssetPipeline, PendingStep]] = []
         spent: list[float] = []
+        failure: Exception | None = None
         for batch in batches:
             for pipeline in self._routes.get(batch.source, ()):
                 if (recorder := self.recorders.get(pipeline.name)) is not None:
                     recorder.add(batch)
                 started = time.perf_counter()
-                steps.append((pipeline, pipeline.begin(batch)))
+                try:
+                    step = pipeline.begin(batch)
+                except Exception as exc:
+                    # One asset's failure costs that asset this batch, as when batches were
+                    # handled one by one: the group goes on, then the failure goes to the
+                    # supervisor (logged, counted, reported, the loop restarted).
+                    failure = failure or exc
+                    continue
+                steps.append((pipeline, step))
                 spent.append(time.perf_counter() - started)
+        self._complete(steps, spent)
+        if failure is not None:
+            raise failure
+
+    def _complete(self, steps: list[tuple[AssetPipeline, PendingStep]], spent: list[float]) -> None:
         started = time.perf_counter()
         results = score_together(steps)
         # The shared detector calls' time, spread over the windows scored.

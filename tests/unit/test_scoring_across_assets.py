@@ -138,3 +138,43 @@ def test_the_agent_handles_what_arrived_together_in_one_group() -> None:
         agent_module.MAX_GROUP,
         600 - 2 * agent_module.MAX_GROUP,
     ]
+
+
+def test_one_assets_failure_costs_only_its_batch(trained_bundle: Bundle) -> None:
+    """A pipeline that raises in a group: the other assets' batches of the group are still
+    scored and published, then the failure goes on to the supervisor."""
+    import pytest
+
+    from edge_agent.agent import Agent
+
+    together = pipelines(trained_bundle, DetectorPool())
+    published: list[tuple[str, float, int]] = []
+
+    class Stub:  # the parts of the agent that `handle` uses
+        _complete = Agent._complete
+
+        def __init__(self) -> None:
+            self._routes = {p.asset.signals[0].source: (p,) for p in together}
+            self.recorders: dict[str, object] = {}
+
+        def _publish_step(self, p: AssetPipeline, b: Batch, out: StepOutput, t: float) -> None:
+            published.append((p.name, b.ts, len(out.scores)))
+
+    groups = ticks(trained_bundle, trained_bundle.manifest.window + 2)
+    for group in groups[:-2]:
+        Agent.handle(Stub(), group)  # type: ignore[arg-type]
+    broken = groups[-2][0].ts
+    begin = together[1].begin
+
+    def failing(batch: Batch) -> object:
+        if batch.ts == broken:
+            raise RuntimeError("a bug in one asset's stages")
+        return begin(batch)
+
+    together[1].begin = failing  # type: ignore[method-assign]
+    published.clear()
+    with pytest.raises(RuntimeError, match="a bug"):
+        Agent.handle(Stub(), groups[-2])  # type: ignore[arg-type]
+    assert published == [("pump-1", broken, 1), ("pump-3", broken, 1)]
+    Agent.handle(Stub(), groups[-1])  # type: ignore[arg-type]
+    assert [name for name, *_ in published[2:]] == ["pump-1", "pump-2", "pump-3"]
