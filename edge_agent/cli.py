@@ -447,7 +447,12 @@ def cmd_manifest(args: argparse.Namespace) -> int:
     except BundleError as exc:
         print(f"edge-agent manifest: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    print(json.dumps(manifest, indent=2, ensure_ascii=False))
+    try:
+        print(json.dumps(manifest, indent=2, ensure_ascii=False), flush=True)
+    except BrokenPipeError:
+        # `edge-agent manifest ... | head`: the reader has what it wanted. Point stdout at
+        # /dev/null so the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 
