@@ -302,9 +302,8 @@ class AssetPipeline:
         changes. `begin`, the detector on the batch's windows, then `complete`: the agent does
         the same with the detector call shared by the assets whose bundles share a model."""
         step = self.begin(batch)
-        if not step.windows:
-            return self.complete(step, _NO_SCORES, _NO_SCORES)
-        return self.complete(step, *self.detector.score(step.normalized))
+        ((raw, errors),) = score_together([(self, step)])
+        return self.complete(step, raw, errors)
 
     def begin(self, batch: Batch) -> PendingStep:
         """Every stage before the detector, for one batch: its samples, their windows (scaled,
