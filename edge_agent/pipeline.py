@@ -142,6 +142,14 @@ class AssetPipeline:
                     ls.time_constant,
                     ls.offset,
                     [np.inf if t is None else t for t in ls.tolerance],
+                    # A level heading back within the span the bundle calibrated for an
+                    # episode is its recovery, not a new shift (stream/level_shift.py); it is a
+                    # property of the asset's data, so an asset that turns episodes off keeps it.
+                    anchor_time_constant=(
+                        al.quiet_period_s / m.sample_period_s
+                        if al is not None and al.quiet_period_s > 0
+                        else None
+                    ),
                 )
             )
             if ls is not None

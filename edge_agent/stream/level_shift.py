@@ -19,6 +19,20 @@ observations, so a few minutes of data give a wide interval and more data a narr
 The reference follows a fault too, in a few window lengths: this stage says when levels move, the
 model's reconstruction error (shape and cross-signal structure) says whether the machine still
 behaves as it did. Inputs are standardized samples (the bundle's scaler); pure numpy, no I/O.
+
+Moving back is not moving away. When a fault ends, its levels go back where they were (a fluid
+temperature cools for minutes after a cooling loss); against a reference that followed the
+fault, that return is a shift as large as the departure was, and it held alerts open for a
+minute or two after every fault (issue 11: most of the plant runs' false alarms). So each signal
+also keeps an anchor, a far slower mean of its window means (`anchor_time_constant`, the span an
+alert episode stays open) that stands still while the signal shifts. While the reference stands
+apart from the anchor by more than the tolerance, a shift toward the anchor, not past it by more
+than the tolerance, is a return and scores 0: a set point moved and, within about that span,
+moved back pages at most once, on the way out. The anchor creeps toward a level held calmly for long
+(that is how a lasting change becomes normal), so the end of a return from a long excursion,
+once the reference is within the tolerance of the anchor, still scores: less, and for fewer
+windows, than without the anchor. A reference within the tolerance of its anchor has nothing to
+return from: a first shift from there scores as it would without one.
 """
 
 from __future__ import annotations
@@ -39,6 +53,8 @@ class ShiftParams:
     time_constant: float  # of the reference, in samples
     offset: Sequence[float]  # per signal: mean shift on normal data
     tolerance: Sequence[float]  # per signal: half-width of the normal interval; inf: not judged
+    # Of the anchor a return heads for, in samples (None: no anchor, returns are shifts too).
+    anchor_time_constant: float | None = None
 
 
 class LevelShift:
@@ -58,6 +74,9 @@ class LevelShift:
         self._run = 0
         self._pos = 0
         self._ref: F64 | None = None
+        tca = params.anchor_time_constant
+        self._beta = None if tca is None else 1.0 / max(1.0, tca)
+        self._anchor: F64 | None = None
         self._offset = np.asarray(params.offset, np.float64)
         self._tol = np.asarray(params.tolerance, np.float64)
         self.last_shift = np.full(n, math.nan)
@@ -71,6 +90,7 @@ class LevelShift:
         self._pos = 0
         self._sum[:] = 0.0
         self._ref = None
+        self._anchor = None
 
     def push(self, z: npt.ArrayLike) -> F64:
         """`z`: one standardized sample (signals,) → ratio per signal (NaN: no window yet)."""
@@ -87,10 +107,25 @@ class LevelShift:
         mean = self._sum / w
         if self._ref is None:
             self._ref = mean.copy()
+            if self._beta is not None:
+                self._anchor = mean.copy()
         shift = mean - self._ref
+        out: F64 = np.abs(shift - self._offset) / self._tol
+        if self._anchor is not None and self._beta is not None:
+            back = self._anchor - self._ref
+            away = np.abs(back)
+            # A return needs something to return from: the reference apart from the anchor by
+            # more than the normal wander. Then a shift toward the anchor, not past it by more
+            # than that wander, is a return (a first small shift from near the anchor is not).
+            returning = (
+                (away > self._tol) & (shift * back > 0) & (np.abs(shift) <= away + self._tol)
+            )
+            # The anchor stands still while its signal shifts, so an excursion does not drag it
+            # along; a level that stays becomes the anchor once the reference has followed it.
+            self._anchor += (out < 1.0) * (self._beta * (mean - self._anchor))
+            out[returning] = 0.0
         self._ref += self._alpha * shift
         self.last_shift = shift
-        out: F64 = np.abs(shift - self._offset) / self._tol
         return out
 
 

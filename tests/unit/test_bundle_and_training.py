@@ -134,3 +134,35 @@ def test_bundle_raises_no_alert_on_its_own_training_data(trained_bundle):
     rows = list(replay(pipeline_for(trained_bundle), table))
     raised = [e for r in rows for e in r.events if e.event.value == "raised"]
     assert len(rows) == 12000 and raised == []
+
+
+@pytest.mark.parametrize("quiet", ["bundle", 0])
+def test_a_signal_going_back_where_it_was_hardly_scores(trained_bundle, quiet):
+    """The level-shift stage as the pipeline builds it from a bundle: a judged signal stepped
+    away scores on the way out; stepped back, once its reference had followed, far fewer windows
+    score than on the way out (about a third here: the anchor crept toward the held level, see
+    stream/level_shift.py; the anchor's time constant is the bundle's calibrated quiet
+    period, whether or not the asset turns episodes off)."""
+    m = trained_bundle.manifest
+    assert m.level_shift is not None and m.alerting is not None
+    asset = AssetConfig(
+        name="pump-1", sample_period_s=m.sample_period_s, bundle=trained_bundle.directory,
+        alert_quiet_period_s=quiet, signals=[{"name": s, "source": "plc"} for s in SIGNALS],
+    )  # fmt: skip
+    p = AssetPipeline(asset, trained_bundle)
+    assert p.level_shift is not None
+    anchor = p.level_shift.params.anchor_time_constant
+    assert anchor == pytest.approx(m.alerting.quiet_period_s / m.sample_period_s)
+    j = next(i for i, t in enumerate(m.level_shift.tolerance) if t is not None)
+    mean = np.asarray(m.scaler.mean)
+    away = mean.copy()
+    away[j] += 5.0 * m.level_shift.tolerance[j] * m.scaler.scale[j]
+    w = m.level_shift.window
+
+    def over(values: np.ndarray, n: int) -> int:
+        return sum(float(np.nan_to_num(p.shift_ratio(values, True))[j]) > 1.0 for _ in range(n))
+
+    over(mean, 10 * w)
+    out = over(away, 6 * w)
+    assert out > w // 2
+    assert over(mean, 6 * w) <= out / 2  # without the anchor as many as on the way out

@@ -71,6 +71,76 @@ def test_ratio_names_the_signal_that_moved() -> None:
     assert r[2] == 0.0
 
 
+def _excursion(t: LevelShift, w: int, away: float, back: float) -> tuple[list[float], list[float]]:
+    """Ratios on the way out (0 → `away`, held until the reference followed) and on the way
+    back (→ `back`)."""
+    for _ in range(10 * w):
+        t.push([0.0])
+    out = [float(t.push([away])[0]) for _ in range(6 * w)]
+    ret = [float(t.push([back])[0]) for _ in range(6 * w)]
+    return out, ret
+
+
+def _over(ratios: list[float]) -> int:
+    return sum(r > 1.0 for r in ratios)
+
+
+def test_a_level_going_back_where_it_was_is_a_return_not_a_shift() -> None:
+    """A fault ends and its level goes back (a temperature cools after a cooling loss): against a
+    reference that followed the fault that is a shift as large as the departure. With an anchor
+    (a far slower mean) it is a return: it scores 0 until the reference is back within the
+    tolerance of the anchor (which drifted a little toward the held level), then what is left
+    decays as any shift does. The way out scores as before."""
+    w = 8
+    plain = _excursion(LevelShift(ShiftParams(w, float(w), [0.0], [0.5])), w, 3.0, 0.0)
+    anchored = _excursion(
+        LevelShift(ShiftParams(w, float(w), [0.0], [0.5], anchor_time_constant=40.0 * w)),
+        w,
+        3.0,
+        0.0,
+    )
+    assert anchored[0] == plain[0]
+    assert max(plain[1]) > 3.0 and _over(plain[1]) > 2 * w
+    assert max(anchored[1]) < max(plain[1]) / 2
+    assert _over(anchored[1]) <= _over(plain[1]) / 4
+
+
+def test_a_move_past_the_anchor_is_still_a_shift() -> None:
+    """Going back and well beyond where the level stood before is a new departure, not a return;
+    so is a second move further away."""
+    w = 8
+    params = ShiftParams(w, float(w), [0.0], [0.5], anchor_time_constant=40.0 * w)
+    assert max(_excursion(LevelShift(params), w, 3.0, -3.0)[1]) > 2.0
+    assert max(_excursion(LevelShift(params), w, 3.0, 6.0)[1]) > 2.0
+
+
+def test_a_shift_from_near_the_anchor_is_never_a_return() -> None:
+    """A reference within the normal wander of its anchor (a slow drift's lag, a small move) has
+    nothing to return from: a shift toward the anchor and a little past it, the start of a
+    fault that happens to head that way, scores as it would without the anchor."""
+    w = 8
+    peaks = []
+    for anchor in (None, 400.0 * w):
+        t = LevelShift(ShiftParams(w, 4.0 * w, [0.0], [0.5], anchor_time_constant=anchor))
+        for v in [0.0] * (40 * w) + [-0.45] * (16 * w):  # the reference 0.44 below the anchor
+            t.push([v])
+        peaks.append(max(float(t.push([0.2])[0]) for _ in range(2 * w)))
+    assert peaks[0] > 1.0
+    assert peaks[1] == peaks[0]
+
+
+def test_the_anchor_follows_a_level_that_stays() -> None:
+    """A level that stays (a new set point) becomes the anchor in a few of its time constants;
+    leaving it again is then a shift, in either direction."""
+    w = 8
+    t = LevelShift(ShiftParams(w, float(w), [0.0], [0.5], anchor_time_constant=4.0 * w))
+    for _ in range(10 * w):
+        t.push([0.0])
+    for _ in range(40 * w):
+        t.push([3.0])
+    assert max(float(t.push([0.0])[0]) for _ in range(6 * w)) > 2.0
+
+
 def test_batch_shifts_equal_the_live_stage() -> None:
     x = _noise(300, 2, seed=3)
     w, tc = 10, 10.0
