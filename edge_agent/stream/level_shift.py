@@ -68,18 +68,22 @@ class LevelShift:
     def __init__(self, params: ShiftParams) -> None:
         n = len(params.tolerance)
         self.params = params
+        # Plain Python over the few signals of a sample: this runs for every sample of every
+        # asset, and a dozen numpy calls on 8 values cost twice the arithmetic (issue 16).
+        self._n = n
         self._alpha = 1.0 / max(1.0, params.time_constant)
-        self._buf = np.zeros((params.window, n))
-        self._sum = np.zeros(n)
+        self._buf = [[0.0] * n for _ in range(params.window)]
+        self._sum = [0.0] * n
         self._run = 0
         self._pos = 0
-        self._ref: F64 | None = None
+        self._ref: list[float] | None = None
         tca = params.anchor_time_constant
         self._beta = None if tca is None else 1.0 / max(1.0, tca)
-        self._anchor: F64 | None = None
-        self._offset = np.asarray(params.offset, np.float64)
-        self._tol = np.asarray(params.tolerance, np.float64)
-        self.last_shift = np.full(n, math.nan)
+        self._anchor: list[float] | None = None
+        self._offset = [float(v) for v in params.offset]
+        self._tol = [float(v) for v in params.tolerance]
+        self._none = np.full(n, math.nan)
+        self.last_shift: list[float] = [math.nan] * n
 
     @property
     def ready(self) -> bool:
@@ -88,45 +92,52 @@ class LevelShift:
     def gap(self) -> None:
         self._run = 0
         self._pos = 0
-        self._sum[:] = 0.0
+        self._sum = [0.0] * self._n
         self._ref = None
         self._anchor = None
 
-    def push(self, z: npt.ArrayLike) -> F64:
+    def push(self, z: npt.NDArray[np.floating] | Sequence[float]) -> F64:
         """`z`: one standardized sample (signals,) → ratio per signal (NaN: no window yet)."""
-        x = np.asarray(z, np.float64)
+        x: list[float] = z.tolist() if isinstance(z, np.ndarray) else [float(v) for v in z]
         w = self.params.window
+        total = self._sum
         if self._run >= w:
-            self._sum -= self._buf[self._pos]
+            total = [a - b for a, b in zip(total, self._buf[self._pos], strict=True)]
+        total = [a + b for a, b in zip(total, x, strict=True)]
+        self._sum = total
         self._buf[self._pos] = x
-        self._sum += x
         self._pos = (self._pos + 1) % w
         self._run += 1
         if self._run < w:
-            return np.full(len(x), math.nan)
-        mean = self._sum / w
+            return self._none.copy()
+        mean = [v / w for v in total]
         if self._ref is None:
-            self._ref = mean.copy()
+            self._ref = list(mean)
             if self._beta is not None:
-                self._anchor = mean.copy()
-        shift = mean - self._ref
-        out: F64 = np.abs(shift - self._offset) / self._tol
-        if self._anchor is not None and self._beta is not None:
-            back = self._anchor - self._ref
-            away = np.abs(back)
-            # A return needs something to return from: the reference apart from the anchor by
-            # more than the normal wander. Then a shift toward the anchor, not past it by more
-            # than that wander, is a return (a first small shift from near the anchor is not).
-            returning = (
-                (away > self._tol) & (shift * back > 0) & (np.abs(shift) <= away + self._tol)
-            )
-            # The anchor stands still while its signal shifts, so an excursion does not drag it
-            # along; a level that stays becomes the anchor once the reference has followed it.
-            self._anchor += (out < 1.0) * (self._beta * (mean - self._anchor))
-            out[returning] = 0.0
-        self._ref += self._alpha * shift
+                self._anchor = list(mean)
+        ref, anchor, beta, alpha = self._ref, self._anchor, self._beta, self._alpha
+        shift = [m - r for m, r in zip(mean, ref, strict=True)]
+        out = [abs(d - o) / t for d, o, t in zip(shift, self._offset, self._tol, strict=True)]
+        if anchor is not None and beta is not None:
+            for j, tol in enumerate(self._tol):
+                a, d = anchor[j], shift[j]
+                back = a - ref[j]
+                away = abs(back)
+                # A return needs something to return from: the reference apart from the anchor
+                # by more than the normal wander. Then a shift toward the anchor, not past it by
+                # more than that wander, is a return (a first small shift from near the anchor
+                # is not).
+                returning = away > tol and d * back > 0 and abs(d) <= away + tol
+                # The anchor stands still while its signal shifts, so an excursion does not drag
+                # it along; a level that stays becomes the anchor once the reference followed it.
+                if out[j] < 1.0:
+                    anchor[j] = a + beta * (mean[j] - a)
+                if returning:
+                    out[j] = 0.0
+        for j, d in enumerate(shift):
+            ref[j] += alpha * d
         self.last_shift = shift
-        return out
+        return np.array(out)
 
 
 def shifts(segments: Sequence[F64], window: int, time_constant: float) -> list[F64]:
