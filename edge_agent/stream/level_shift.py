@@ -18,21 +18,21 @@ observations, so a few minutes of data give a wide interval and more data a narr
 
 The reference follows a fault too, in a few window lengths: this stage says when levels move, the
 model's reconstruction error (shape and cross-signal structure) says whether the machine still
-behaves as it did. Inputs are standardized samples (the bundle's scaler); pure numpy, no I/O.
+behaves as it did. Inputs are standardized samples (the bundle's scaler); no I/O.
 
 Moving back is not moving away. When a fault ends, its levels go back where they were (a fluid
-temperature cools for minutes after a cooling loss); against a reference that followed the
-fault, that return is a shift as large as the departure was, and it held alerts open for a
-minute or two after every fault (issue 11: most of the plant runs' false alarms). So each signal
-also keeps an anchor, a far slower mean of its window means (`anchor_time_constant`, the span an
-alert episode stays open) that stands still while the signal shifts. While the reference stands
-apart from the anchor by more than the tolerance, a shift toward the anchor, not past it by more
-than the tolerance, is a return and scores 0: a set point moved and, within about that span,
-moved back pages at most once, on the way out. The anchor creeps toward a level held calmly for long
-(that is how a lasting change becomes normal), so the end of a return from a long excursion,
-once the reference is within the tolerance of the anchor, still scores: less, and for fewer
-windows, than without the anchor. A reference within the tolerance of its anchor has nothing to
-return from: a first shift from there scores as it would without one.
+temperature cools for minutes after a cooling loss); against a reference that followed the fault,
+that return is a shift as large as the departure was, and it held alerts open for a minute or two
+after every fault (issue 11: most of the plant runs' false alarms). So each signal also keeps an
+anchor, a far slower mean of its window means (`anchor_time_constant`, the span an alert episode
+stays open) that stands still while the signal shifts. While the reference stands apart from the
+anchor by more than the tolerance, a shift toward the anchor, not past it by more than the
+tolerance, is a return and scores 0: a set point moved and, within about that span, moved back
+pages at most once, on the way out. The anchor creeps toward a level held calmly for long (that is
+how a lasting change becomes normal), so the end of a return from a long excursion, once the
+reference is within the tolerance of the anchor, still scores: less, and for fewer windows, than
+without the anchor. A reference within the tolerance of its anchor has nothing to return from: a
+first shift from there scores as it would without one.
 """
 
 from __future__ import annotations
