@@ -33,6 +33,18 @@ how a lasting change becomes normal), so the end of a return from a long excursi
 reference is within the tolerance of the anchor, still scores: less, and for fewer windows, than
 without the anchor. A reference within the tolerance of its anchor has nothing to return from: a
 first shift from there scores as it would without one.
+
+A level that stays away is still a fault. The reference follows a fault within a few windows, so
+in the middle of a lasting subtle fault (a valve left partly closed, an imbalance that stays) the
+shift fades while the model's score sits just under its threshold, and the condition returned to
+normal with the fault still there (issue 11: a third of the pump runs' fault samples). So a shift
+that leaves the anchor by more than the tolerance opens an excursion of that signal: while the
+window mean stays on that side of the (now frozen) anchor by more than the tolerance, the ratio is
+held at 1, the raise threshold itself. A held level keeps an open alert's condition active (it is
+not calm) but never raises one on its own (raising needs a score above the threshold): it extends
+what a shift or the model already judged, it judges nothing. The excursion ends when the level
+comes back within the tolerance of the anchor, or when it has stayed away for the anchor's time
+constant: a level held that long is the new normal, and the anchor takes it.
 """
 
 from __future__ import annotations
@@ -80,6 +92,11 @@ class LevelShift:
         tca = params.anchor_time_constant
         self._beta = None if tca is None else 1.0 / max(1.0, tca)
         self._anchor: list[float] | None = None
+        # Per signal: the side of the anchor an open excursion is on (0: none), and its age in
+        # samples (an excursion lasting the anchor's time constant makes its level the anchor).
+        self._side = [0] * n
+        self._age = [0] * n
+        self._max_age = None if tca is None else max(1.0, tca)
         self._offset = [float(v) for v in params.offset]
         self._tol = [float(v) for v in params.tolerance]
         self._none = np.full(n, math.nan)
@@ -95,6 +112,8 @@ class LevelShift:
         self._sum = [0.0] * self._n
         self._ref = None
         self._anchor = None
+        self._side = [0] * self._n
+        self._age = [0] * self._n
 
     def push(self, z: npt.NDArray[np.floating] | Sequence[float]) -> F64:
         """`z`: one standardized sample (signals,) → ratio per signal (NaN: no window yet)."""
@@ -119,25 +138,54 @@ class LevelShift:
         shift = [m - r for m, r in zip(mean, ref, strict=True)]
         out = [abs(d - o) / t for d, o, t in zip(shift, self._offset, self._tol, strict=True)]
         if anchor is not None and beta is not None:
-            for j, tol in enumerate(self._tol):
-                a, d = anchor[j], shift[j]
-                back = a - ref[j]
-                away = abs(back)
-                # A return needs something to return from: the reference apart from the anchor
-                # by more than the normal wander. Then a shift toward the anchor, not past it by
-                # more than that wander, is a return (a first small shift from near the anchor
-                # is not).
-                returning = away > tol and d * back > 0 and abs(d) <= away + tol
-                # The anchor stands still while its signal shifts, so an excursion does not drag
-                # it along; a level that stays becomes the anchor once the reference followed it.
-                if out[j] < 1.0:
-                    anchor[j] = a + beta * (mean[j] - a)
-                if returning:
-                    out[j] = 0.0
+            self._judge_against_anchor(mean, shift, out, anchor, beta)
         for j, d in enumerate(shift):
             ref[j] += alpha * d
         self.last_shift = shift
         return np.array(out)
+
+    def _judge_against_anchor(
+        self,
+        mean: list[float],
+        shift: list[float],
+        out: list[float],
+        anchor: list[float],
+        beta: float,
+    ) -> None:
+        """Returns score 0, levels that stay away from the anchor are held at 1 (in `out`), and
+        the anchor moves on (see the module's docstring)."""
+        ref, side, age, max_age = self._ref, self._side, self._age, self._max_age
+        assert ref is not None and max_age is not None
+        for j, tol in enumerate(self._tol):
+            a, d = anchor[j], shift[j]
+            back = a - ref[j]
+            away = abs(back)
+            # A return needs something to return from: the reference apart from the anchor by
+            # more than the normal wander. Then a shift toward the anchor, not past it by more
+            # than that wander, is a return (a first small shift from near the anchor is not).
+            returning = away > tol and d * back > 0 and abs(d) <= away + tol
+            shifted = out[j] >= 1.0
+            if side[j]:
+                # The anchor stands still through an excursion, so a lasting fault does not
+                # drag it along and its end lands back on it; one that lasts its time constant
+                # is where the level now belongs.
+                age[j] += 1
+                if age[j] > max_age:
+                    side[j] = 0
+                    anchor[j] = a = mean[j]
+            elif not shifted:
+                # Calm: the anchor creeps after the level (a slow change becomes normal).
+                anchor[j] = a = a + beta * (mean[j] - a)
+            off = mean[j] - a
+            if side[j] and off * side[j] <= tol:
+                side[j] = 0  # back within the normal wander of the anchor: the excursion ended
+            if shifted and not returning and not side[j] and abs(off) > tol:
+                side[j] = 1 if off > 0 else -1
+                age[j] = 0
+            if returning:
+                out[j] = 0.0
+            elif side[j] and out[j] < 1.0:
+                out[j] = 1.0
 
 
 def shifts(segments: Sequence[F64], window: int, time_constant: float) -> list[F64]:

@@ -99,7 +99,8 @@ def test_a_level_going_back_where_it_was_is_a_return_not_a_shift() -> None:
         3.0,
         0.0,
     )
-    assert anchored[0] == plain[0]
+    # The way out: as before while it stands out, held at 1 once the reference followed it.
+    assert all(a == p or (a == 1.0 and p < 1.0) for a, p in zip(anchored[0], plain[0], strict=True))
     assert max(plain[1]) > 3.0 and _over(plain[1]) > 2 * w
     assert max(anchored[1]) < max(plain[1]) / 2
     assert _over(anchored[1]) <= _over(plain[1]) / 4
@@ -139,6 +140,61 @@ def test_the_anchor_follows_a_level_that_stays() -> None:
     for _ in range(40 * w):
         t.push([3.0])
     assert max(float(t.push([0.0])[0]) for _ in range(6 * w)) > 2.0
+
+
+def test_a_level_that_stays_away_is_held_until_it_returns() -> None:
+    """A lasting subtle fault: without the anchor the shift fades once the reference followed
+    it, and the condition would return to normal with the fault still there. With it, the ratio
+    is held at 1 (the raise threshold: enough to keep an open alert, never to raise one) for as
+    long as the level stays away, and drops to 0 once it comes back."""
+    w = 8
+    plain, anchored = (
+        LevelShift(ShiftParams(w, float(w), [0.0], [0.5], anchor_time_constant=tca))
+        for tca in (None, 100.0 * w)
+    )
+    for t in (plain, anchored):
+        for _ in range(10 * w):
+            t.push([0.0])
+    away_plain = [float(plain.push([2.0])[0]) for _ in range(20 * w)]
+    away = [float(anchored.push([2.0])[0]) for _ in range(20 * w)]
+    assert away_plain[-1] < 0.05  # faded: the reference followed the fault
+    first_over = next(i for i, r in enumerate(away) if r > 1.0)
+    assert min(away[first_over:]) == 1.0  # never below the hold while the level stays away
+    back = [float(anchored.push([0.0])[0]) for _ in range(6 * w)]
+    # A return (0 while the reference is away from the anchor, what is left of it under the
+    # tolerance after), and the hold ended with it.
+    assert back[0] == 0.0 and _over(back) == 0 and back[-1] < 0.5
+
+
+def test_a_level_held_away_for_the_anchor_time_constant_becomes_normal() -> None:
+    """The hold is bounded: a level that stays away for the anchor's time constant (a new set
+    point, not a fault) becomes the anchor, the ratio fades as without one, and going back to
+    the old level is then a shift of its own."""
+    w = 8
+    tca = 20.0 * w
+    t = LevelShift(ShiftParams(w, float(w), [0.0], [0.5], anchor_time_constant=tca))
+    for _ in range(10 * w):
+        t.push([0.0])
+    held = [float(t.push([2.0])[0]) for _ in range(int(tca))]
+    assert held[-1] == 1.0
+    later = [float(t.push([2.0])[0]) for _ in range(2 * w)]
+    assert later[-1] < 0.05
+    assert max(float(t.push([0.0])[0]) for _ in range(2 * w)) > 2.0
+
+
+def test_a_shift_within_the_wander_of_the_anchor_is_not_held() -> None:
+    """Only a level that left the anchor by more than the tolerance is held: normal data that
+    crosses the shift tolerance for a window now and then (`test_fit_covers_normal_data...`)
+    does not get held on."""
+    w = 16
+    fit = fit_shift([_noise(20_000, 2, seed=1)], w, 0.999, 0.95, [False, False])
+    params = ShiftParams(
+        w, fit.params.time_constant, fit.params.offset, fit.params.tolerance, 50.0 * w
+    )
+    t = LevelShift(params)
+    ratios = np.array([t.push(row) for row in _noise(20_000, 2, seed=2)])
+    ratios = ratios[~np.isnan(ratios).any(axis=1)]
+    assert float(np.mean(ratios.max(axis=1) >= 1.0)) < 0.01
 
 
 def test_batch_shifts_equal_the_live_stage() -> None:

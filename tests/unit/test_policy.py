@@ -258,3 +258,15 @@ def test_the_condition_inside_episodes_is_the_alert_state_without_them():
         for name in pages:
             pages[name] += raised[name]
     assert pages["inside"] < pages["without"] / 2  # bursts closer than 25 s are one episode
+
+
+def test_a_score_at_the_raise_threshold_keeps_a_condition_but_never_raises():
+    """What the level-shift stage's hold relies on: a held level scores exactly the raise
+    threshold, which is not calm (an open condition stays active) and is not above it (no alert
+    is raised on a held level alone)."""
+    assert feed(policy(), [1.0] * 30) == []
+    events = feed(policy(), [2.0] * 3 + [1.0] * 30 + [0.5] * 5)
+    assert [(i, e.event) for i, e in events] == [
+        (2, AlertEventKind.RAISED),
+        (37, AlertEventKind.CLEARED),
+    ]
