@@ -43,8 +43,9 @@ window mean stays on that side of the (now frozen) anchor by more than the toler
 held at 1, the raise threshold itself. A held level keeps an open alert's condition active (it is
 not calm) but never raises one on its own (raising needs a score above the threshold): it extends
 what a shift or the model already judged, it judges nothing. The excursion ends when the level
-comes back within the tolerance of the anchor, or when it has stayed away for the anchor's time
-constant: a level held that long is the new normal, and the anchor takes it.
+comes back within the tolerance of the anchor or moves back toward it by more than the
+tolerance (a fault's end that leaves the level short of where it was), or when it has stayed away
+for the anchor's time constant: a level held that long is the new normal, and the anchor takes it.
 """
 
 from __future__ import annotations
@@ -177,8 +178,11 @@ class LevelShift:
                 # Calm: the anchor creeps after the level (a slow change becomes normal).
                 anchor[j] = a = a + beta * (mean[j] - a)
             off = mean[j] - a
-            if side[j] and off * side[j] <= tol:
-                side[j] = 0  # back within the normal wander of the anchor: the excursion ended
+            if side[j] and (off * side[j] <= tol or (returning and shifted)):
+                # Back within the normal wander of the anchor, or a move back that is a shift of
+                # its own (a fault's end that leaves the level short of where it was, as a
+                # machine that kept warming meanwhile does): the excursion ended.
+                side[j] = 0
             if shifted and not returning and not side[j] and abs(off) > tol:
                 side[j] = 1 if off > 0 else -1
                 age[j] = 0

@@ -166,6 +166,21 @@ def test_a_level_that_stays_away_is_held_until_it_returns() -> None:
     assert back[0] == 0.0 and _over(back) == 0 and back[-1] < 0.5
 
 
+def test_a_partial_return_ends_the_hold() -> None:
+    """A fault ends but the level comes back only part of the way (the machine kept warming
+    meanwhile): the move back is itself a shift, so the excursion ends there instead of holding
+    the condition until the anchor's time constant runs out."""
+    w = 8
+    t = LevelShift(ShiftParams(w, float(w), [0.0], [0.5], anchor_time_constant=200.0 * w))
+    for _ in range(10 * w):
+        t.push([0.0])
+    for _ in range(10 * w):
+        t.push([3.0])
+    noise = 0.05 * np.random.default_rng(0).standard_normal(10 * w)
+    back = [float(t.push([1.2 + e])[0]) for e in noise]
+    assert max(back[-2 * w :]) < 1.0  # calm, not held
+
+
 def test_a_level_held_away_for_the_anchor_time_constant_becomes_normal() -> None:
     """The hold is bounded: a level that stays away for the anchor's time constant (a new set
     point, not a fault) becomes the anchor, the ratio fades as without one, and going back to
