@@ -156,6 +156,11 @@ class _AgentCollector(Collector):
         yield CounterMetricFamily(
             "edge_agent_upstream_rejected", "Publishes the broker refused", value=pub.stats.rejected
         )
+        yield CounterMetricFamily(
+            "edge_agent_upstream_commands_dropped",
+            "Fleet commands dropped because they arrived faster than they were handled",
+            value=pub.stats.commands_dropped,
+        )
         yield GaugeMetricFamily(
             "edge_agent_outbox_messages",
             "Messages waiting for delivery (in the database and held in memory)",

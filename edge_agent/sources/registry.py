@@ -76,7 +76,7 @@ PROTOCOLS: tuple[Protocol, ...] = (
         MqttProfile,
         {"mqtt": (MqttInConfig, "edge_agent.sources.mqtt.source:build")},
         mqtt_config.check_sources,
-        ("malformed", "dropped"),
+        ("malformed", "dropped", "inbox_dropped"),
     ),
 )
 

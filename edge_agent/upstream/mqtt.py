@@ -37,6 +37,7 @@ from edge_agent.backoff import Backoff
 from edge_agent.config import IdentityConfig, MqttConfig, TelemetryConfig
 from edge_agent.config import OutboxConfig as OutboxConfig
 from edge_agent.logs import RateLimitedLog
+from edge_agent.mqtt_inbox import inbox
 from edge_agent.upstream.outbox import (
     AlertChange,
     Kind,
@@ -55,6 +56,8 @@ log = logging.getLogger(__name__)
 IN_FLIGHT = 128  # publishes awaiting PUBACK at once (32: ~1.5k msg/s, 128: ~3k msg/s on loopback)
 HOUSEKEEPING_S = 30.0
 PUBLISH_TIMEOUT_S = 10.0
+# Fleet commands received and not yet handled; a flood beyond it drops the oldest, counted.
+COMMAND_INBOX = 1000
 # PUBACK reason codes that mean "not now" rather than "never": the message is retried.
 _TRANSIENT = {0x89, 0x97}  # server busy, quota exceeded
 # The event each outbox problem is reported as, and its severity.
@@ -85,6 +88,7 @@ class PublisherStats:
     connect_failures: int = 0
     connected: bool = False
     bad_payloads: int = 0
+    commands_dropped: int = 0  # received faster than handled: the oldest dropped (mqtt_inbox)
     last_error: str = field(default="")
 
 
@@ -356,6 +360,17 @@ class MqttPublisher:
             properties=properties,
             tls_context=tls_context(self.cfg.tls, self._base_dir),
             max_inflight_messages=IN_FLIGHT,
+            queue_type=inbox(self._command_overflow),
+            max_queued_incoming_messages=COMMAND_INBOX,
+        )
+
+    def _command_overflow(self) -> None:
+        self.stats.commands_dropped += 1
+        self._errors.log(
+            logging.WARNING,
+            "commands",
+            "commands arrive faster than they are handled; dropped the oldest (%d so far)",
+            self.stats.commands_dropped,
         )
 
     async def run(self) -> None:

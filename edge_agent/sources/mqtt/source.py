@@ -4,7 +4,9 @@ Subscribes to every topic filter of the device profile; each message is parsed b
 parser (`mqtt_parse`, pure) into batches, timestamped from the payload or on arrival. The
 subscriptions are made again after every (re)connect, so a broker restart or a session the
 broker forgot loses nothing but the messages sent while we were away. Malformed payloads are
-counted and dropped with a rate-limited log line; they never stop the source.
+counted and dropped with a rate-limited log line; they never stop the source. Messages wait for
+the parser in a bounded inbox (`edge_agent/mqtt_inbox.py`) and batches for the pipeline in a
+bounded queue: a consumer that falls behind drops the oldest of either, counted and logged.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import aiomqtt
 from edge_agent.backoff import Backoff
 from edge_agent.config_base import SourceConfigBase, resolve_path
 from edge_agent.logs import RateLimitedLog
+from edge_agent.mqtt_inbox import inbox
 from edge_agent.sources.base import BuildContext, TaskOwner, read_password_file
 from edge_agent.sources.mqtt.config import MqttInConfig
 from edge_agent.sources.mqtt.parse import PayloadError, find_spec, parse_message
@@ -41,6 +44,7 @@ class MqttInStats:
     unmatched: int = 0
     readings: int = 0
     dropped: int = 0  # batches dropped because the consumer fell behind (oldest first)
+    inbox_dropped: int = 0  # messages dropped before parsing, the same way
     connects: int = 0
     connected: bool = False
 
@@ -90,6 +94,8 @@ class MqttInSource(TaskOwner):
                     password=read_password_file(self._password_file),
                     keepalive=self.cfg.keepalive_s,
                     timeout=10,
+                    queue_type=inbox(self._inbox_overflow),
+                    max_queued_incoming_messages=QUEUE_SIZE,
                 ) as client:
                     for spec in self.profile.topics:
                         await client.subscribe(spec.filter, qos=self.cfg.qos)
@@ -117,6 +123,17 @@ class MqttInSource(TaskOwner):
                 self.stats.connected = False
                 self.subscribed.clear()
             await asyncio.sleep(self._backoff.next_delay())
+
+    def _inbox_overflow(self) -> None:
+        self.stats.inbox_dropped += 1
+        self._errors.log(
+            logging.WARNING,
+            "inbox",
+            "source %s: messages arrive faster than they are parsed; dropped the oldest "
+            "(%d so far)",
+            self.name,
+            self.stats.inbox_dropped,
+        )
 
     def handle(self, topic: str, payload: bytes, arrival: float) -> None:
         """One message in: parsed, filtered to the wanted points, queued as batches."""

@@ -22,6 +22,7 @@ from paho.mqtt.properties import Properties
 from edge_agent.backoff import Backoff
 from edge_agent.config import IdentityConfig, MqttConfig
 from edge_agent.logs import RateLimitedLog
+from edge_agent.mqtt_inbox import inbox
 from edge_agent.upstream.sparkplug.bdseq import BdSeqStore
 from edge_agent.upstream.sparkplug.config import SparkplugConfig
 from edge_agent.upstream.sparkplug.metrics import (
@@ -45,6 +46,8 @@ log = logging.getLogger(__name__)
 # which a host takes for lost messages; the births carry every metric's current value.
 QUEUE_LIMIT = 1000
 PUBLISH_TIMEOUT_S = 10.0
+# NCMDs received and not yet handled; a flood beyond it drops the oldest, counted.
+COMMAND_INBOX = 1000
 
 
 class SparkplugPublisher:
@@ -74,6 +77,7 @@ class SparkplugPublisher:
         self._errors = RateLimitedLog(log)
         self.connected = asyncio.Event()
         self.connects = 0
+        self.commands_dropped = 0  # NCMDs received faster than handled (the oldest dropped)
         self.dropped = 0
         self._defined: dict[str, AssetPipeline] = {}
         self._closed = False
@@ -148,7 +152,17 @@ class SparkplugPublisher:
             clean_start=True,
             properties=properties,
             tls_context=tls_context(self.mqtt.tls, self._base_dir),
+            queue_type=inbox(self._command_overflow),
+            max_queued_incoming_messages=COMMAND_INBOX,
         )
+
+    def _command_overflow(self) -> None:
+        self.commands_dropped += 1
+        self._errors.log(
+            logging.WARNING, "commands",
+            "sparkplug: commands arrive faster than they are handled; dropped the oldest "
+            "(%d so far)", self.commands_dropped,
+        )  # fmt: skip
 
     async def run(self) -> None:
         """Connect, births, then DDATA and commands; reconnect forever with backoff, each time
