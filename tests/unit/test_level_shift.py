@@ -71,12 +71,17 @@ def test_ratio_names_the_signal_that_moved() -> None:
     assert r[2] == 0.0
 
 
+def _moved(t: LevelShift, w: int, level: float, n: int) -> list[float]:
+    """Ratios of `n` samples at `level` after ten windows at 0."""
+    for _ in range(10 * w):
+        t.push([0.0])
+    return [float(t.push([level])[0]) for _ in range(n)]
+
+
 def _excursion(t: LevelShift, w: int, away: float, back: float) -> tuple[list[float], list[float]]:
     """Ratios on the way out (0 → `away`, held until the reference followed) and on the way
     back (→ `back`)."""
-    for _ in range(10 * w):
-        t.push([0.0])
-    out = [float(t.push([away])[0]) for _ in range(6 * w)]
+    out = _moved(t, w, away, 6 * w)
     ret = [float(t.push([back])[0]) for _ in range(6 * w)]
     return out, ret
 
@@ -135,10 +140,7 @@ def test_the_anchor_follows_a_level_that_stays() -> None:
     leaving it again is then a shift, in either direction."""
     w = 8
     t = LevelShift(ShiftParams(w, float(w), [0.0], [0.5], anchor_time_constant=4.0 * w))
-    for _ in range(10 * w):
-        t.push([0.0])
-    for _ in range(40 * w):
-        t.push([3.0])
+    _moved(t, w, 3.0, 40 * w)
     assert max(float(t.push([0.0])[0]) for _ in range(6 * w)) > 2.0
 
 
@@ -152,11 +154,8 @@ def test_a_level_that_stays_away_is_held_until_it_returns() -> None:
         LevelShift(ShiftParams(w, float(w), [0.0], [0.5], anchor_time_constant=tca))
         for tca in (None, 100.0 * w)
     )
-    for t in (plain, anchored):
-        for _ in range(10 * w):
-            t.push([0.0])
-    away_plain = [float(plain.push([2.0])[0]) for _ in range(20 * w)]
-    away = [float(anchored.push([2.0])[0]) for _ in range(20 * w)]
+    away_plain = _moved(plain, w, 2.0, 20 * w)
+    away = _moved(anchored, w, 2.0, 20 * w)
     assert away_plain[-1] < 0.05  # faded: the reference followed the fault
     first_over = next(i for i, r in enumerate(away) if r > 1.0)
     assert min(away[first_over:]) == 1.0  # never below the hold while the level stays away
@@ -172,10 +171,7 @@ def test_a_partial_return_ends_the_hold() -> None:
     the condition until the anchor's time constant runs out."""
     w = 8
     t = LevelShift(ShiftParams(w, float(w), [0.0], [0.5], anchor_time_constant=200.0 * w))
-    for _ in range(10 * w):
-        t.push([0.0])
-    for _ in range(10 * w):
-        t.push([3.0])
+    _moved(t, w, 3.0, 10 * w)
     noise = 0.05 * np.random.default_rng(0).standard_normal(10 * w)
     back = [float(t.push([1.2 + e])[0]) for e in noise]
     assert max(back[-2 * w :]) < 1.0  # calm, not held
@@ -188,9 +184,7 @@ def test_a_level_held_away_for_the_anchor_time_constant_becomes_normal() -> None
     w = 8
     tca = 20.0 * w
     t = LevelShift(ShiftParams(w, float(w), [0.0], [0.5], anchor_time_constant=tca))
-    for _ in range(10 * w):
-        t.push([0.0])
-    held = [float(t.push([2.0])[0]) for _ in range(int(tca))]
+    held = _moved(t, w, 2.0, int(tca))
     assert held[-1] == 1.0
     later = [float(t.push([2.0])[0]) for _ in range(2 * w)]
     assert later[-1] < 0.05
