@@ -65,6 +65,9 @@ FOLDED_EVENTS = frozenset({EventType.DATA_QUALITY})
 MIN_STALL_S = 30.0
 # Batches handled together at most (see `_process`).
 MAX_GROUP = 256
+# How long the pipeline waits for the rest of an instant's polls once the first has arrived, at
+# most, and at most a 20th of the shortest poll interval (see `_gather`).
+GATHER_S = 0.01
 
 
 class _Stop(Exception):
@@ -236,6 +239,11 @@ class Agent:
         self.detectors = detectors if detectors is not None else DetectorPool()
         self.pipelines = pipelines
         self.sources = build_sources(cfg)
+        # Polled sources read on one wall-clock grid (`sources.base.next_poll`); the pipeline
+        # gathers an instant's batches so that assets sharing a model are scored in one call.
+        intervals = [i for c in s.sources if (i := getattr(c, "poll_interval_s", None)) is not None]
+        self._polled = len(intervals)
+        self._gather_s = min([GATHER_S] + [i / 20 for i in intervals])
         # Shared with the publisher (birth/status message), updated in place on a reload.
         self.models = {p.name: p.model_version for p in pipelines}
         self.publisher = MqttPublisher(
@@ -631,12 +639,30 @@ class Agent:
     async def _process(self) -> None:
         while True:
             group = [await self._queue.get()]
-            # What else has arrived is handled with it (polls of many devices land together), so
-            # assets sharing a model share a detector call; bounded, so progress stays visible.
-            while len(group) < MAX_GROUP and not self._queue.empty():
-                group.append(self._queue.get_nowait())
+            try:
+                await self._gather(group)
+            except asyncio.CancelledError:
+                self.handle(group)  # taken from the queue: not lost when the agent stops
+                raise
             self.handle(group)
             self.last_progress = time.monotonic()
+
+    async def _gather(self, group: list[Batch]) -> None:
+        """Add to `group` what else has arrived (bounded, so progress stays visible) and, while
+        fewer batches than polled sources are in it, what arrives within `GATHER_S`: polls of
+        many devices land within milliseconds of each other, and handled together, assets
+        sharing a model share one detector call (`score_together`)."""
+        queue = self._queue
+        while len(group) < MAX_GROUP and not queue.empty():
+            group.append(queue.get_nowait())
+        if len(group) >= self._polled:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._gather_s):
+                while len(group) < min(self._polled, MAX_GROUP):
+                    group.append(await queue.get())
+                    while len(group) < MAX_GROUP and not queue.empty():
+                        group.append(queue.get_nowait())
 
     def progressing(self) -> bool:
         """The pipeline is keeping up: nothing waits in its queue (idle but healthy: devices

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +22,31 @@ async def stop_task(task: asyncio.Task[None]) -> None:
     while not task.done():
         task.cancel()
         await asyncio.wait([task], timeout=1.0)
+
+
+def next_poll(prev: float, now: float, interval: float) -> float:
+    """When a polled source reads next after reading at `prev`, it being `now`: the wall clock's
+    next multiple of `interval`. Sources with the same interval so read at the same instants,
+    their batches reach the pipeline together and assets sharing a model are scored in one call
+    (a call after a second of idling costs ~0.4 ms of CPU, mostly caches refilled, against
+    ~0.05 ms back to back). Instants already past (a slow device) are skipped, not burst through
+    to catch up. The 1e-6 absorbs float rounding of instants computed as k * interval."""
+    k = max(math.floor(prev / interval + 1e-6) + 1, math.ceil(now / interval - 1e-6))
+    return k * interval
+
+
+async def poll_instants(interval: float) -> AsyncIterator[float]:
+    """The instants a polled source reads at, from the first multiple of `interval` on: the grid
+    of `next_poll`. The first reading waits for the grid too, so an asset's sample grid (anchored
+    at its first batch) and its source's polls coincide. Yields when the instant has come."""
+    now = time.time()
+    ts = math.ceil(now / interval - 1e-6) * interval
+    while True:
+        delay = ts - time.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        yield ts
+        ts = next_poll(ts, time.time(), interval)
 
 
 def read_password_file(path: Path | None) -> str | None:

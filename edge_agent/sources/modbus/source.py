@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -20,7 +19,7 @@ from typing import Any, Self
 from pymodbus.exceptions import ConnectionException, ModbusException
 
 from edge_agent.logs import RateLimitedLog
-from edge_agent.sources.base import SourceStartupError
+from edge_agent.sources.base import SourceStartupError, poll_instants
 from edge_agent.sources.modbus.codec import DecodeError, decode_string
 from edge_agent.sources.modbus.config import ModbusRtuConfig, ModbusTcpConfig
 from edge_agent.sources.modbus.decode import BlockDecoder
@@ -42,6 +41,15 @@ EXCEPTION_NAMES = {
     6: "SERVER DEVICE BUSY",
     10: "GATEWAY PATH UNAVAILABLE",
     11: "GATEWAY TARGET DEVICE FAILED TO RESPOND",
+}
+
+
+# The client's call reading each table (pymodbus' names).
+_READ_CALLS = {
+    "coil": "read_coils",
+    "discrete": "read_discrete_inputs",
+    "holding": "read_holding_registers",
+    "input": "read_input_registers",
 }
 
 
@@ -115,12 +123,7 @@ class ModbusSource:
         self.stats.connected = False
 
     async def _request(self, client: Any, table: str, start: int, count: int) -> Any:
-        read = {
-            "coil": client.read_coils,
-            "discrete": client.read_discrete_inputs,
-            "holding": client.read_holding_registers,
-            "input": client.read_input_registers,
-        }[table]
+        read = getattr(client, _READ_CALLS[table])
         self.stats.requests += 1
         return await read(start, count=count, device_id=self.cfg.unit_id)
 
@@ -247,14 +250,5 @@ class ModbusSource:
         return Batch(self.name, ts, tuple(readings))
 
     async def batches(self) -> AsyncIterator[Batch]:
-        interval = self.cfg.poll_interval_s
-        t0 = time.time()
-        k = 0
-        while True:
-            ts = t0 + k * interval
-            delay = ts - time.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
+        async for ts in poll_instants(self.cfg.poll_interval_s):
             yield await self.poll_once(ts)
-            # Skip instants already in the past (a slow device) instead of bursting to catch up.
-            k = max(k + 1, math.ceil((time.time() - t0) / interval))

@@ -43,7 +43,13 @@ from cryptography.hazmat.primitives import serialization
 from edge_agent.backoff import Backoff
 from edge_agent.config_base import SourceConfigBase, resolve_path
 from edge_agent.logs import RateLimitedLog
-from edge_agent.sources.base import BuildContext, SourceStartupError, TaskOwner, read_password_file
+from edge_agent.sources.base import (
+    BuildContext,
+    SourceStartupError,
+    TaskOwner,
+    poll_instants,
+    read_password_file,
+)
 from edge_agent.sources.opcua.certs import (
     client_identity,
     first_certificate,
@@ -478,16 +484,9 @@ class OpcUaSource(TaskOwner):
         # Bounded: the first attempt ends within its timeouts anyway.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._first_attempt.wait(), self.cfg.timeout_s * 5)
-        t0 = time.time()
-        k = 0
-        while True:
-            ts = t0 + k * interval
-            delay = ts - time.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
+        async for ts in poll_instants(interval):
             self.raise_if_ended()  # the session task died: the agent's supervisor restarts us
             yield Batch(self.name, ts, tuple(self._latest[p] for p in self.points))
-            k = max(k + 1, math.ceil((time.time() - t0) / interval))
 
 
 def build(
