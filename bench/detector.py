@@ -71,6 +71,35 @@ def time_interleaved(
     return out
 
 
+def time_cold(
+    scorers: dict[str, Scorer], windows: FloatArray, batch: int, calls: int, idle_s: float
+) -> dict[str, dict[str, float]]:
+    """CPU time of calls made the way an agent makes them: each after `idle_s` of sleep (an
+    asset's sample period), in turn, so every call finds its kernels evicted from the caches as
+    a gateway's 1 Hz call does. Back-to-back figures (`time_interleaved`) are the floor; these
+    are what a call at the sample rate costs."""
+    for score in scorers.values():
+        score(windows[:batch])
+    cpu: dict[str, list[float]] = {name: [] for name in scorers}
+    for i in range(calls):
+        start = (i * batch) % (len(windows) - batch + 1)
+        chunk = windows[start : start + batch]
+        for name, score in scorers.items():
+            time.sleep(idle_s)
+            c0 = time.thread_time()
+            score(chunk)
+            cpu[name].append(time.thread_time() - c0)
+    return {
+        name: {
+            "batch": batch,
+            "calls": calls,
+            "idle_s": idle_s,
+            "cpu_us_per_call_p50": round(percentile(times, 50) * 1e6, 1),
+        }
+        for name, times in cpu.items()
+    }
+
+
 def load_teacher(
     workdir: Path, n_signals: int, window: int, untrained: bool
 ) -> tuple[Scorer, int, str] | None:
@@ -201,9 +230,12 @@ def run(
     untrained_teacher: bool = False,
     before: bool = False,
     untrained_student: bool = False,
+    cold_calls: int = 20,
+    idle_s: float = 0.2,
 ) -> dict[str, Any]:
     """`bundle`: an existing bundle (then the teacher and the torch student are used only if
-    `workdir` has them, or, untrained, when asked)."""
+    `workdir` has them, or, untrained, when asked). `cold_calls` students' calls at batch 1
+    and at the largest batch, each after `idle_s` of sleep (0: none)."""
     bundle_dir = bundle or prepare(workdir, retrain=False)
     m = Bundle.load(bundle_dir).manifest
     rng = np.random.default_rng(0)
@@ -242,6 +274,11 @@ def run(
     for b in [1, *batches]:
         for name, case in time_interleaved(students, windows, b, calls, max_seconds).items():
             cases[name].append(case)
+    cold: dict[str, list[dict[str, float]]] = {name: [] for name in students}
+    if cold_calls > 0:
+        for b in sorted({1, max(batches)}):
+            for name, case in time_cold(students, windows, b, cold_calls, idle_s).items():
+                cold[name].append(case)
     if teacher is not None:
         sizes["teacher_state_bytes"] = teacher[1]
         teacher_weights = teacher[2]
@@ -277,6 +314,13 @@ def run(
         targets["int8_1.2x_fp32_batch1"] = ratios["cpu_int8_speedup_vs_fp32_batch1"] >= 1.2
         targets["int8_1.5x_fp32_batched"] = ratios["cpu_int8_speedup_vs_fp32_batched"] >= 1.5
         targets["model_3x_smaller_than_fp32"] = ratios["fp32_size_over_int8_size"] >= 3
+        if cold_calls > 0:
+            # Not a target of its own: what the agent pays per call at its sample rate.
+            key = "cpu_us_per_call_p50"
+            for i, label in ((0, "batch1"), (-1, "batched")):
+                ratios[f"cold_cpu_int8_speedup_vs_fp32_{label}"] = round(
+                    cold["student_fp32"][i][key] / cold["student_int8"][i][key], 2
+                )
     if "student_int8_before" in cases:
         ratios["before_int8_speedup_vs_fp32_batch1"] = speedup(
             "student_fp32_before", "student_int8_before", 0
@@ -318,6 +362,7 @@ def run(
         "graphs": {name: str(p) for name, p in paths.items()},
         "sizes": sizes,
         "cases": cases,
+        "cold": cold,
         "ratios": ratios,
         "targets": targets,
     }
@@ -333,13 +378,16 @@ def main(
     untrained_teacher: bool = False,
     before: bool = False,
     untrained_student: bool = False,
+    cold_calls: int = 20,
+    idle_s: float = 0.2,
 ) -> int:
     with tempfile.TemporaryDirectory(prefix="edge-bench-") as tmp:
         wd = workdir or Path(tmp)
         wd.mkdir(parents=True, exist_ok=True)
         result = run(
-            wd, bundle, calls, max_seconds, batches, untrained_teacher, before, untrained_student
-        )
+            wd, bundle, calls, max_seconds, batches, untrained_teacher, before, untrained_student,
+            cold_calls, idle_s,
+        )  # fmt: skip
     rows = [
         [name, str(c["batch"]), f"{c['us_per_window_mean']:.1f}", f"{c['us_per_window_p50']:.1f}",
          f"{c['cpu_us_per_window_p50']:.1f}",
@@ -360,6 +408,18 @@ def main(
         ],
         rows,
     )
+    if any(result["cold"].values()):
+        print()
+        cold_rows = [
+            [name, str(c["batch"]), f"{c['idle_s']:g}", f"{c['cpu_us_per_call_p50']:.1f}",
+             str(c["calls"])]
+            for name, cs in result["cold"].items() for c in cs
+        ]  # fmt: skip
+        print_table(
+            "detector called as an agent calls it: after sleeping (caches cold)",
+            ["model", "batch", "idle s", "CPU µs/call p50", "calls"],
+            cold_rows,
+        )
     print()
     print_table(
         "sizes and ratios",

@@ -52,6 +52,14 @@ def add_perf_parsers(bench: Any, handler: Handler) -> None:
         help="with --bundle and no saved student: build --before (and a missing fp32 twin) "
         "from the student architecture untrained",
     )
+    p.add_argument(
+        "--cold-calls",
+        type=int,
+        default=20,
+        help="calls at batch 1 and the largest batch, each after --idle-s of sleep, as an agent "
+        "calls at its sample rate (0: none)",
+    )
+    p.add_argument("--idle-s", type=float, default=0.2, help="sleep before each cold call")
     p.add_argument("--json", default="bench-detector.json")
     p.set_defaults(func=handler, perf="detector")
 
@@ -107,6 +115,7 @@ def run_perf(args: argparse.Namespace) -> int:
         return detector(
             Path(args.json), _path(args.workdir), _path(args.bundle), args.calls,
             args.max_seconds, batches, args.untrained_teacher, args.before, args.untrained_student,
+            args.cold_calls, args.idle_s,
         )  # fmt: skip
     if name == "e2e":
         from bench.e2e import main as e2e

@@ -35,19 +35,25 @@ def test_bench_detector(tmp_path: Path, trained_bundle) -> None:  # type: ignore
     r = bench(
         tmp_path, "detector", "--bundle", str(trained_bundle.directory), "--workdir",
         str(tmp_path / "wd"), "--calls", "5", "--batches", "4", "--max-seconds", "2",
+        "--cold-calls", "2", "--idle-s", "0.01",
     )  # fmt: skip
     cases = r["cases"]
     # A gateway bundle has no fp32 twin and the workdir no torch student: int8 alone.
     assert isinstance(cases, dict) and set(cases) == {"student_int8"}
     assert [c["batch"] for c in cases["student_int8"]] == [1, 4]
     assert r["ratios"] == {} and r["targets"] == {}
+    # Calls after sleeping, as the agent calls at its sample rate: batch 1 and the largest.
+    cold = r["cold"]
+    assert isinstance(cold, dict) and [c["batch"] for c in cold["student_int8"]] == [1, 4]
+    assert all(c["calls"] == 2 and c["cpu_us_per_call_p50"] > 0 for c in cold["student_int8"])
     # --before with the student architecture untrained: the graphs shipped before issue 16 and
     # the fp32 twin are built and timed beside the bundle's int8; the teacher's architecture,
     # untrained, times as well (it raised TypeError once).
     r = bench(
         tmp_path, "detector", "--bundle", str(trained_bundle.directory), "--untrained-teacher",
         "--before", "--untrained-student", "--workdir", str(tmp_path / "wd2"), "--calls", "20",
-        "--batches", "4", "--max-seconds", "2", "--json", "untrained.json",
+        "--batches", "4", "--max-seconds", "2", "--json", "untrained.json", "--cold-calls", "1",
+        "--idle-s", "0",
     )  # fmt: skip
     cases = r["cases"]
     assert isinstance(cases, dict) and set(cases) == {
@@ -58,6 +64,8 @@ def test_bench_detector(tmp_path: Path, trained_bundle) -> None:  # type: ignore
     sizes, ratios = r["sizes"], r["ratios"]
     assert isinstance(sizes, dict) and sizes["student_int8_bytes"] < sizes["student_fp32_bytes"]
     assert isinstance(ratios, dict) and ratios["int8_speedup_vs_fp32_batched"] > 0
+    assert ratios["cold_cpu_int8_speedup_vs_fp32_batch1"] > 0
+    assert ratios["cold_cpu_int8_speedup_vs_fp32_batched"] > 0
     assert ratios["before_fp32_size_over_int8_size"] > 1
     assert r["student_weights"] == "untrained (same architecture)"
     targets = r["targets"]
