@@ -642,20 +642,10 @@ class Agent:
             try:
                 await self._gather(group)
             except asyncio.CancelledError:
-                self._handle_guarded(group)  # taken from the queue: not lost when the agent stops
+                self.handle(group)  # taken from the queue: not lost when the agent stops
                 raise
-            self._handle_guarded(group)
-            self.last_progress = time.monotonic()
-
-    def _handle_guarded(self, group: list[Batch]) -> None:
-        """`handle`, its fault recorded as a loop fault of the pipeline (logged, counted,
-        reported, in /healthz) without leaving the loop: `handle` has already completed the
-        other assets of the group, nothing needs starting again, and a restart's backoff would
-        hold every asset's batches for one asset's fault."""
-        try:
             self.handle(group)
-        except Exception as exc:
-            self._loop_fault("pipeline", exc, restarting=False)
+            self.last_progress = time.monotonic()
 
     async def _gather(self, group: list[Batch]) -> None:
         """Add to `group` what else has arrived (bounded, so progress stays visible) and, while
@@ -735,20 +725,18 @@ class Agent:
             try:
                 await loop()
             except Exception as exc:
-                self._loop_fault(name, exc)
+                kind, reason = _describe(exc)
+                faults = self.loop_faults.setdefault(name, {})
+                faults[kind] = faults.get(kind, 0) + 1
+                self._fault_log.log(
+                    logging.ERROR, f"fault:{name}:{kind}", "%s stopped: %s (restarting)",
+                    name, reason,
+                )  # fmt: skip
+                self.report_event(
+                    EventType.LOOP_FAULT, f"{name} loop stopped: {reason} (restarting)", "error",
+                    name, {"kind": kind, "reason": reason},
+                )  # fmt: skip
             await asyncio.sleep(backoff.next_delay())
-
-    def _loop_fault(self, name: str, exc: Exception, restarting: bool = True) -> None:
-        """A fault of loop `name`: logged (rate-limited), counted, reported upstream."""
-        kind, reason = _describe(exc)
-        faults = self.loop_faults.setdefault(name, {})
-        faults[kind] = faults.get(kind, 0) + 1
-        what = f"stopped: {reason} (restarting)" if restarting else f"failed: {reason} (goes on)"
-        self._fault_log.log(logging.ERROR, f"fault:{name}:{kind}", "%s %s", name, what)
-        self.report_event(
-            EventType.LOOP_FAULT, f"{name} loop {what}", "error", name,
-            {"kind": kind, "reason": reason},
-        )  # fmt: skip
 
     async def _reload_on_request(self) -> None:
         while True:
@@ -812,7 +800,7 @@ class Agent:
             async with asyncio.TaskGroup() as tg:
                 for src in self.sources:
                     tg.create_task(self._supervise(src), name=f"source:{src.name}")
-                tg.create_task(self._supervise_loop("pipeline", self._process), name="pipeline")
+                tg.create_task(self._process(), name="pipeline")
                 tg.create_task(self._flush_folded_events(), name="events")
                 tg.create_task(self.publisher.run(), name="upstream:mqtt")
                 tg.create_task(self._wait_stop(), name="stop")

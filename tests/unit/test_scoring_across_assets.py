@@ -120,7 +120,6 @@ def test_the_agent_handles_what_arrived_together_in_one_group() -> None:
         last_progress = 0.0
         _polled = 1  # gathering beyond what is queued: tests/unit/test_poll_grid.py
         _gather = agent_module.Agent._gather
-        _handle_guarded = agent_module.Agent._handle_guarded
 
         def handle(self, group: list[int]) -> None:
             handled.append(len(group))
